@@ -1,0 +1,3 @@
+from odibi.cli.main import entry
+
+entry()

@@ -1,0 +1,117 @@
+"""Read-only commands that need no data: validate, ls, graph."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from odibi.cli.common import check_sources, open_project, selected
+from odibi.cli.render import Out
+from odibi.ids import ExitCode, NodeId, NodeKind
+from odibi.resolve import Resolved
+
+
+def cmd_validate(args: argparse.Namespace, out: Out) -> int:
+    resolved = open_project(args)
+    check_sources(resolved)
+    p = resolved.project
+    kinds = Counter(n.kind.value for n in p.nodes.values())
+    detail = ", ".join(f"{kinds[k.value]} {k.value}" for k in NodeKind if kinds[k.value])
+    if out.json_mode:
+        out.json({"ok": True, "project": p.name, "nodes": len(p.nodes), "checks": len(p.checks),
+                  "pipelines": list(p.pipelines), "kinds": dict(kinds)})
+        return ExitCode.OK
+    out.markup(f"[green]ok[/] project [bold]{p.name}[/]: {len(p.nodes)} nodes ({detail}), "
+               f"{len(p.checks)} checks, {len(p.pipelines)} pipelines")
+    return ExitCode.OK
+
+
+def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:
+    p = resolved.project
+    t = p.target(name)
+    return {
+        "name": name,
+        "kind": p.kind_of(name).value,
+        "pipeline": t.pipeline,
+        "file": t.file,
+        "depends_on": list(resolved.deps(name)),
+        "tags": sorted(t.tags),
+        "description": t.description,
+    }
+
+
+def cmd_ls(args: argparse.Namespace, out: Out) -> int:
+    resolved = open_project(args)
+    names = sorted(selected(resolved, args, out))
+    if out.json_mode:
+        out.json([_describe(resolved, n) for n in names])
+    elif args.long:
+        rows = []
+        for n in names:
+            d = _describe(resolved, n)
+            rows.append([n, str(d["kind"]), str(d["pipeline"]),
+                         ", ".join(d["depends_on"]),  # type: ignore[arg-type]
+                         ", ".join(d["tags"])])  # type: ignore[arg-type]
+        out.table(["node", "kind", "pipeline", "inputs", "tags"], rows)
+    else:
+        if names:
+            out.raw("\n".join(names))
+    return ExitCode.OK
+
+
+def cmd_graph(args: argparse.Namespace, out: Out) -> int:
+    resolved = open_project(args)
+    names = selected(resolved, args, out)
+    chosen = set(names)
+    edges = [(d, n) for n in names for d in resolved.deps(n) if d in chosen]
+    kind = {n: resolved.project.kind_of(n).value for n in names}
+    if out.json_mode:
+        out.json({"nodes": [{"name": n, "kind": kind[n]} for n in names],
+                  "edges": [{"from": a, "to": b} for a, b in edges]})
+        return ExitCode.OK
+    match args.format:
+        case "dot":
+            out.raw(_dot(names, edges, kind))
+        case "mermaid":
+            out.raw(_mermaid(names, edges, kind))
+        case _:
+            out.raw(_text(resolved, names, chosen, kind))
+    return ExitCode.OK
+
+
+_DOT_SHAPE = {"read": "cylinder", "sql": "box", "python": "component", "check": "diamond"}
+
+
+def _dot(names: list[NodeId], edges: list[tuple[NodeId, NodeId]], kind: dict[NodeId, str]) -> str:
+    lines = ["digraph odibi {", "  rankdir=LR;", "  node [fontname=Helvetica];"]
+    lines += [f'  "{n}" [shape={_DOT_SHAPE[kind[n]]}];' for n in names]
+    lines += [f'  "{a}" -> "{b}";' for a, b in edges]
+    return "\n".join(lines + ["}"])
+
+
+_MERMAID_SHAPE = {"read": ("[(", ")]"), "sql": ("[", "]"), "python": ("[[", "]]"),
+                  "check": ("{", "}")}
+
+
+def _mermaid(names: list[NodeId], edges: list[tuple[NodeId, NodeId]],
+             kind: dict[NodeId, str]) -> str:
+    lines = ["flowchart LR"]
+    for n in names:
+        left, right = _MERMAID_SHAPE[kind[n]]
+        lines.append(f"  {n}{left}{n}{right}")
+    lines += [f"  {a} --> {b}" for a, b in edges]
+    return "\n".join(lines)
+
+
+def _text(resolved: Resolved, names: list[NodeId], chosen: set[NodeId],
+          kind: dict[NodeId, str]) -> str:
+    """One line per node in build order: name, kind, and the inputs it reads."""
+    if not names:
+        return ""
+    width = max(len(n) for n in names)
+    lines = []
+    for n in names:
+        deps = [d for d in resolved.deps(n) if d in chosen]
+        arrow = f"  <- {', '.join(deps)}" if deps else ""
+        lines.append(f"{n:<{width}}  {kind[n]:<6}{arrow}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""`odibi` command line: argument parsing, dispatch and exit codes. The only `sys.exit`.
+
+Exit codes (`ExitCode`): 0 ok, 1 a node/check/test failed, 2 bad command line or project,
+3 internal error (a bug: shown with a traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO
+
+from odibi import __version__
+from odibi.errors import UserError
+from odibi.ids import ExitCode
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)  # noqa: E731
+    parser.add_argument("-C", dest="directory", metavar="DIR", default=d("."),
+                        help="run as if odibi was started in DIR")
+    parser.add_argument("--json", action="store_true", default=d(False),
+                        help="machine-readable output")
+    parser.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                        help="print only errors")
+    parser.add_argument("-v", "--verbose", action="count", default=d(0),
+                        help="more detail (repeatable)")
+    parser.add_argument("--no-color", action="store_true", default=d(False),
+                        help="no colours (also: NO_COLOR=1)")
+
+
+def _selector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("select", nargs="*", metavar="SELECTOR",
+                   help="nodes to include: name, +name, name+, tag:x, pipeline:x, path:x, globs")
+    p.add_argument("--exclude", action="append", default=[], metavar="SELECTOR",
+                   help="nodes to leave out (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odibi",
+        description="A declarative build engine for data pipelines: rebuilds exactly what "
+                    "changed, says why, runs the rest in parallel.",
+        epilog="exit codes: 0 ok, 1 a node/check/test failed, 2 bad command line or project, "
+               "3 internal error, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"odibi {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+
+    p = sub.add_parser("validate", parents=[common], help="check the project without running it")
+    p.add_argument("--var", action="append", default=[], metavar="K=V")
+
+    p = sub.add_parser("ls", parents=[common], help="list nodes")
+    _selector_args(p)
+    p.add_argument("-l", "--long", action="store_true", help="a table with kind, pipeline, inputs")
+
+    p = sub.add_parser("graph", parents=[common], help="print the dependency graph")
+    _selector_args(p)
+    p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
+
+    p = sub.add_parser("init", parents=[common], help="create a working example project")
+    p.add_argument("target", metavar="DIR")
+    return parser
+
+
+_COMMANDS = {
+    "validate": "inspect_cmds:cmd_validate",
+    "ls": "inspect_cmds:cmd_ls",
+    "graph": "inspect_cmds:cmd_graph",
+    "init": "init_cmd:cmd_init",
+}
+
+
+def _dispatch(args: argparse.Namespace) -> Callable[..., int]:
+    """Import only the module of the command being run (start-up time is a feature)."""
+    import importlib
+
+    module, func = _COMMANDS[args.command].split(":")
+    return getattr(importlib.import_module(f"odibi.cli.{module}"), func)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
+         stderr: IO[str] | None = None) -> int:
+    """Run one odibi command; returns its exit code (never raises for user errors)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # argparse: --help/--version (0) or a usage error (2)
+        return int(e.code or 0)
+    if args.command is None:
+        parser.print_help(stdout or sys.stdout)
+        return ExitCode.USER_ERROR
+    from odibi.cli.render import Out
+
+    out = Out(color=not args.no_color, quiet=args.quiet, verbose=args.verbose,
+              json_mode=args.json, stdout=stdout, stderr=stderr)
+    try:
+        return int(_dispatch(args)(args, out))
+    except UserError as e:
+        out.error(e)
+        return ExitCode.USER_ERROR
+    except KeyboardInterrupt:
+        out.err_console.print("interrupted")
+        return ExitCode.INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - anything else is a bug: show it in full
+        out.internal_error(e)
+        return ExitCode.INTERNAL_ERROR
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The project model: frozen, typed values built by `config/load.py`.
+
+Strings keep two forms where substitution applies: the *template* as the user wrote it
+(``${vars.x}`` and ``${env:X}`` unexpanded; this is what fingerprints and explanations
+see, so environment values never reach the disk) and the *rendered* text (what runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from odibi.errors import Span
+from odibi.ids import Format, NodeId, NodeKind, OnFail
+
+Scalar = Union[str, int, float, bool, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    name: str
+    type: str
+    base_path: str  # template, as written
+    root: Path  # rendered and resolved: absolute
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSpec:
+    connection: str
+    path: str  # template, relative to the connection
+    rendered_path: str
+    format: Format
+    options: Mapping[str, Scalar]  # templates
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.rendered_path for c in "*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSpec:
+    template: str  # as written (trailing semicolon and whitespace stripped)
+    rendered: str  # vars and env substituted: what runs
+    text_span: Span  # where the SQL text starts in its YAML file
+    block: bool  # a literal/folded block scalar: text line 1 is the line after the key
+    indent: int = 0  # for a block: the 1-based column its lines start at
+
+
+@dataclass(frozen=True, slots=True)
+class PythonSpec:
+    module: str
+    function: str
+    span: Span
+
+
+Producer = Union[ReadSpec, SqlSpec, PythonSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSpec:
+    connection: str
+    path: str  # template
+    rendered_path: str
+    format: Format
+    options: Mapping[str, Scalar]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int = 1  # total tries, 1 = no retry
+    backoff: float = 0.0  # seconds before the second try, doubling each time
+
+
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    """A contract/validation/check expression, kept as text with its location."""
+
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: NodeId
+    kind: NodeKind
+    pipeline: str
+    file: str  # project-relative path of the YAML file that defines it
+    span: Span
+    producer: Producer
+    writes: tuple[WriteSpec, ...] = ()
+    depends_on: tuple[NodeId, ...] | None = None  # as given; None = infer
+    depends_on_span: Span | None = None
+    contracts: tuple[RuleText, ...] = ()
+    validate: tuple[RuleText, ...] = ()
+    retry: Retry = Retry()
+    timeout: float | None = None
+    always_run: bool = False
+    version: str | None = None
+    tags: frozenset[str] = frozenset()
+    description: str | None = None
+    vars_used: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A cross-node circuit breaker: a DAG node that produces no table."""
+
+    name: NodeId
+    pipeline: str
+    file: str
+    span: Span
+    rule: RuleText
+    on_fail: OnFail = OnFail.HALT
+    tags: frozenset[str] = frozenset()
+    description: str | None = None
+    vars_used: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    name: str
+    root: Path  # absolute
+    config_file: Path
+    connections: Mapping[str, Connection]
+    vars: Mapping[str, Scalar]  # after --var overrides
+    nodes: Mapping[NodeId, Node]  # in declaration order
+    checks: Mapping[NodeId, Check]
+    pipelines: tuple[str, ...]
+    files: tuple[str, ...]  # project-relative YAML files that make up the project
+    python_path: tuple[Path, ...]
+    description: str | None = None
+    var_spans: Mapping[str, Span] = field(default_factory=dict)
+
+    def kind_of(self, name: NodeId) -> NodeKind:
+        node = self.nodes.get(name)
+        return node.kind if node is not None else NodeKind.CHECK
+
+    def target(self, name: NodeId) -> Node | Check:
+        node = self.nodes.get(name)
+        return node if node is not None else self.checks[name]

@@ -1,0 +1,100 @@
+"""The error tree. Imports nothing from odibi.
+
+Every mistake a user can make is a `UserError` subclass carrying where it happened
+(`Span`), what to do next (`hint`) and which node it concerns. The CLI renders them
+(`cli/render.py`) as ``path:line:col: error: message`` plus the source line and a caret,
+and exits 2. Anything that is not an `OdibiError` is a bug in odibi and is shown with a
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A place in a text: `file` (absolute path, or a pseudo-name such as ``<selector>``),
+    1-based `line` and `col`. `text` is the line itself when the file is not on disk
+    (command-line text); `width` is how many characters the caret underlines."""
+
+    file: str
+    line: int
+    col: int
+    text: str | None = None
+    width: int = 1
+
+    def shifted(self, lines: int, col: int) -> Span:
+        """A position inside a multi-line value that starts at this span."""
+        return Span(self.file, self.line + lines, col, self.text, self.width)
+
+
+class OdibiError(Exception):
+    """Root of every error odibi raises on purpose."""
+
+
+class UserError(OdibiError):
+    """A mistake in the project, the command line or the data: exit code 2, no traceback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        span: Span | None = None,
+        hint: str | None = None,
+        node: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.node = node
+
+    def __str__(self) -> str:
+        where = f"{self.span.file}:{self.span.line}:{self.span.col}: " if self.span else ""
+        return f"{where}{self.message}"
+
+
+class ConfigError(UserError):
+    """The YAML of a project is wrong (syntax, keys, types, references)."""
+
+
+class SqlError(ConfigError):
+    """A node's SQL does not parse, is not one SELECT, or references unknown tables."""
+
+
+class CycleError(ConfigError):
+    """The dependency graph has a cycle; `cycle` is the path, first node repeated last."""
+
+    def __init__(self, cycle: tuple[str, ...], *, span: Span | None = None) -> None:
+        super().__init__(
+            "dependency cycle: " + " → ".join(cycle),
+            span=span,
+            hint="remove one of these dependencies",
+            node=cycle[0],
+        )
+        self.cycle = cycle
+
+
+class SelectorError(UserError):
+    """A selector does not parse or names an unknown node."""
+
+
+class UnknownNodeError(SelectorError):
+    """A selector or command names a node that does not exist."""
+
+
+class UsageError(UserError):
+    """A command-line mistake that argparse cannot see (bad --var, conflicting flags)."""
+
+
+class LockedError(UserError):
+    """Another process holds the project's build lock and --no-wait was given."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A hint naming the closest choice, or None when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

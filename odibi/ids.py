@@ -1,0 +1,52 @@
+"""Identifiers and closed sets shared by every layer. Imports nothing from odibi."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum, IntEnum
+from typing import NewType
+
+NodeId = NewType("NodeId", str)
+"""A node's (or check's) name: an identifier, unique across the project."""
+
+Digest = NewType("Digest", str)
+"""A hex blake3 digest."""
+
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Format(Enum):
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSON = "json"
+
+
+FORMAT_BY_SUFFIX = {
+    ".csv": Format.CSV,
+    ".tsv": Format.CSV,
+    ".parquet": Format.PARQUET,
+    ".pq": Format.PARQUET,
+    ".json": Format.JSON,
+    ".jsonl": Format.JSON,
+    ".ndjson": Format.JSON,
+}
+
+
+class NodeKind(Enum):
+    READ = "read"
+    SQL = "sql"
+    PYTHON = "python"
+    CHECK = "check"
+
+
+class OnFail(Enum):
+    HALT = "halt"
+    WARN = "warn"
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USER_ERROR = 2
+    INTERNAL_ERROR = 3
+    INTERRUPTED = 130

@@ -1,0 +1,147 @@
+"""SQL analysis through DuckDB's own parser (`json_serialize_sql`).
+
+For each SQL text: is it exactly one SELECT, which tables does it read (base tables that
+are not CTEs, unqualified or in schema `main`), and a digest of its parse tree with every
+position removed, so whitespace, comments and keyword case do not change it.
+
+`duckdb` is imported lazily, only when a text is not in the cache: a no-op build parses
+nothing. Results are keyed by the digest of the text (`SqlCache`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from odibi.hashing import digest_text
+from odibi.ids import Digest
+
+_LOCATION_RE = re.compile(r'"query_location(?:_length)?":\d+,?')
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    name: str
+    offset: int  # character offset of the reference in the text, -1 if unknown
+
+
+@dataclass(frozen=True, slots=True)
+class SqlInfo:
+    """A text that is one SELECT: its canonical tree digest and the tables it reads."""
+
+    tree: Digest
+    tables: tuple[TableRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SqlProblem:
+    """A text that is not one valid SELECT; `offset` is where, when DuckDB says."""
+
+    message: str
+    offset: int | None = None
+
+
+SqlResult = SqlInfo | SqlProblem
+
+
+class SqlCache(Protocol):
+    def get_sql(self, keys: list[Digest]) -> dict[Digest, SqlInfo]: ...
+    def put_sql(self, items: Mapping[Digest, SqlInfo]) -> None: ...
+
+
+_lock = threading.Lock()
+_con: Any = None
+
+
+def _connection() -> Any:
+    global _con
+    if _con is None:
+        import duckdb  # deferred: 240 ms, only paid when something must be parsed
+
+        _con = duckdb.connect(":memory:")
+    return _con
+
+
+def _serialize(texts: list[str]) -> list[str]:
+    with _lock:
+        con = _connection()
+        rows = con.execute("SELECT json_serialize_sql(unnest($1))", [texts]).fetchall()
+    return [r[0] for r in rows]
+
+
+def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, SqlResult]:
+    """Analyse each distinct text; returns text -> result. Only successes are cached."""
+    by_key: dict[Digest, str] = {}
+    for t in texts:
+        by_key.setdefault(digest_text(t), t)
+    results: dict[str, SqlResult] = {}
+    cached = cache.get_sql(list(by_key)) if cache is not None else {}
+    todo: list[tuple[Digest, str]] = []
+    for key, text in by_key.items():
+        hit = cached.get(key)
+        if hit is not None:
+            results[text] = hit
+        else:
+            todo.append((key, text))
+    if not todo:
+        return results
+    fresh: dict[Digest, SqlInfo] = {}
+    for (key, text), raw in zip(todo, _serialize([t for _, t in todo])):
+        result = _interpret(raw)
+        results[text] = result
+        if isinstance(result, SqlInfo):
+            fresh[key] = result
+    if cache is not None and fresh:
+        cache.put_sql(fresh)
+    return results
+
+
+def _interpret(raw: str) -> SqlResult:
+    doc = json.loads(raw)
+    if doc.get("error"):
+        message = doc.get("error_message", "invalid SQL")
+        if doc.get("error_type") == "not implemented":
+            return SqlProblem("must be a single SELECT statement (DDL and DML are not allowed)")
+        pos = doc.get("position")
+        offset = int(pos) if isinstance(pos, str) and pos.isdigit() else None
+        return SqlProblem(message.split("\n")[0], offset)
+    statements = doc.get("statements", [])
+    if len(statements) == 0:
+        return SqlProblem("holds no statement")
+    if len(statements) > 1:
+        return SqlProblem(f"holds {len(statements)} statements; a node is one SELECT")
+    tables: dict[str, TableRef] = {}
+    _walk(statements[0], frozenset(), tables)
+    canonical = _LOCATION_RE.sub("", raw)
+    return SqlInfo(digest_text(canonical), tuple(tables.values()))
+
+
+def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
+    """Collect base-table references, honouring CTE scopes (a CTE shadows a table)."""
+    stack: list[tuple[Any, frozenset[str]]] = [(node, ctes)]
+    while stack:
+        item, scope = stack.pop()
+        if isinstance(item, list):
+            stack.extend((x, scope) for x in item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        cte_map = item.get("cte_map")
+        if isinstance(cte_map, dict) and cte_map.get("map"):
+            scope = scope | {str(e["key"]).lower() for e in cte_map["map"]}
+        if item.get("type") == "BASE_TABLE":
+            name = item.get("table_name", "")
+            schema = item.get("schema_name", "")
+            catalog = item.get("catalog_name", "")
+            local = not catalog and schema in ("", "main")
+            if local and (schema or name.lower() not in scope) and name.lower() not in out:
+                loc = item.get("query_location", -1)
+                offset = loc if isinstance(loc, int) and loc < 2**62 else -1
+                out[name.lower()] = TableRef(name, offset)
+        for value in item.values():
+            if isinstance(value, (dict, list)):
+                stack.append((value, scope))
