@@ -31,6 +31,38 @@ class Span:
         return Span(self.file, self.line + lines, col, self.text, self.width)
 
 
+@dataclass(frozen=True, slots=True)
+class TextOrigin:
+    """Where a YAML string value starts, so a position inside the string (a SQL error, a
+    substitution) can be turned into a file position. `style` is the YAML scalar style:
+    '' plain, '"' or "'" quoted, '|' or '>' block (whose lines start at column `indent`,
+    on the line after the indicator)."""
+
+    file: str
+    line: int
+    col: int
+    style: str = ""
+    indent: int = 0
+
+    def span_at(self, text: str, offset: int | None, width: int = 1) -> Span:
+        if offset is None or offset < 0:
+            return Span(self.file, self.line, self.col, width=width)
+        offset = min(offset, len(text))
+        line = text.count("\n", 0, offset)
+        col = offset - (text.rfind("\n", 0, offset) + 1)
+        if self.style in ("|", ">"):
+            return Span(self.file, self.line + 1 + line, (self.indent or self.col + 2) + col,
+                        width=width)
+        if line:
+            return Span(self.file, self.line + line, col + 1, width=width)
+        quoted = 1 if self.style in ("'", '"') else 0
+        return Span(self.file, self.line, self.col + quoted + col, width=width)
+
+    @property
+    def span(self) -> Span:
+        return Span(self.file, self.line, self.col)
+
+
 class OdibiError(Exception):
     """Root of every error odibi raises on purpose."""
 

@@ -35,3 +35,40 @@ class RecordingReporter:
 class NullReporter:
     def emit(self, event: object) -> None:
         pass
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted:
+    """A node begins to run. `action` is its plan status ('rebuild', 're-export', ...),
+    `reason` the one-line headline, `evidence` the full reasons (shown with -v)."""
+
+    node: str
+    action: str
+    reason: str
+    evidence: tuple[str, ...]
+    worker: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFinished:
+    node: str
+    outcome: str  # 'built', 'exported', 'updated', 'failed'
+    seconds: float
+    worker: int
+    rows: int | None = None
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBlocked:
+    node: str
+    because: str  # the failed node at the root of it
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the build did that is worth a line but is not a node running."""
+
+    message: str

@@ -1,20 +1,210 @@
 """Fingerprints and the files behind them (DESIGN.md §2).
 
-This module is where source files are listed and read. Listing resolves globs inside a
-connection and refuses any match that a symlink leads outside of it.
+A node's fingerprint is a blake3 digest over its *own parts* and the fingerprints of its
+upstream nodes (chained by the planner, which knows which upstream outputs will be
+current). Own parts, each kept apart so an explanation can name what changed:
+
+    logic     sql: the canonical parse tree (positions removed; vars as placeholders)
+              python: the defining module's source + function name
+              read: format + options
+    config    the node's semantic config as key paths -> canonical JSON values
+              (cosmetic keys, contracts, validate and write are not part of it)
+    vars      only the variables the node uses, name -> canonical JSON value
+    sources   read nodes: "connection:path" -> (blake3 of the bytes, size)
+    scheme    SCHEME, bumped whenever this encoding changes
+
+Contracts, validations and writes get their own keys (`contracts_key`, `validate_key`,
+`write_key`): changing them re-checks or re-exports, never recomputes.
+
+This module and `state`/`lockfile` are the only places that touch the filesystem. File
+digests are cached by (path, size, mtime, inode): an unchanged file is never read twice; a
+touched but unchanged file is rehashed and found unchanged.
 """
 
 from __future__ import annotations
 
 import glob as globlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from odibi.config.model import Connection, Node, ReadSpec
-from odibi.errors import ConfigError
+from blake3 import blake3
+
+from odibi.config.model import Check, Connection, Node, ReadSpec, SqlSpec, WriteSpec
+from odibi.errors import ConfigError, did_you_mean
+from odibi.hashing import DIGEST_CHARS, digest_parts, digest_text
+from odibi.ids import Digest, NodeId, NodeKind
+from odibi.resolve import Resolved
+
+SCHEME = 1
+
+Stamp = tuple[int, int, int, Digest]  # size, mtime_ns, inode, digest
+
+
+class FileSystem(Protocol):
+    def stat(self, path: str) -> tuple[int, int, int] | None: ...
+    def hash(self, path: str) -> Digest: ...
+
+
+class RealFileSystem:
+    def stat(self, path: str) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def hash(self, path: str) -> Digest:
+        h = blake3()
+        size = os.path.getsize(path)
+        if size > 1 << 20:
+            h.update_mmap(path)
+        else:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        return Digest(h.hexdigest()[:DIGEST_CHARS])
+
+
+class FileDigests:
+    """Digests of files, reusing earlier ones whose stat is unchanged. `changed` collects
+    the new stamps for the caller to store."""
+
+    def __init__(self, stamps: Mapping[str, Stamp], fs: FileSystem | None = None) -> None:
+        self.stamps = stamps
+        self.fs = fs or RealFileSystem()
+        self.changed: dict[str, Stamp] = {}
+
+    def digest(self, path: str) -> tuple[Digest, int] | None:
+        st = self.fs.stat(path)
+        if st is None:
+            return None
+        size, mtime_ns, inode = st
+        old = self.changed.get(path) or self.stamps.get(path)
+        if old is not None and old[:3] == (size, mtime_ns, inode):
+            return old[3], size
+        digest = self.fs.hash(path)
+        self.changed[path] = (size, mtime_ns, inode, digest)
+        return digest, size
+
+
+@dataclass(frozen=True, slots=True)
+class OwnParts:
+    """Everything in a fingerprint except the upstream fingerprints."""
+
+    kind: NodeKind
+    logic: Digest
+    config: Mapping[str, str]
+    vars: Mapping[str, str]
+    sources: Mapping[str, tuple[Digest, int]]
+    digest: Digest  # all of the above and SCHEME
+    contracts_key: Digest
+    validate_key: Digest
+    write_key: Digest
+    sql_text: str | None = None
+    text_digest: Digest | None = None
+    python_file: str | None = None  # project-relative, for explanations
+
+    def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> dict[str, Any]:
+        return {
+            "logic": self.logic, "config": dict(self.config), "vars": dict(self.vars),
+            "sources": {k: [d, s] for k, (d, s) in self.sources.items()},
+            "upstream": dict(upstream), "scheme": SCHEME,
+        }
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
+
+
+def _canon(value: Any) -> str:
+    """Canonical JSON text. Fast paths for the common small values (this runs several
+    times per node on every build)."""
+    if isinstance(value, str) and _PLAIN.match(value):
+        return f'"{value}"'
+    if not value and isinstance(value, (dict, list, tuple)):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for k in sorted(value):
+            _flatten(f"{prefix}.{k}", value[k], out)
+    else:
+        out[prefix] = _canon(value)
+
+
+def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
+    conns = resolved.project.connections
+    return digest_text(_canon([[w.connection, conns[w.connection].base_path, w.path,
+                                w.format.value, dict(w.options)] for w in writes]))
+
+
+def own_parts(resolved: Resolved, name: NodeId, files: FileDigests) -> OwnParts:
+    project = resolved.project
+    target = project.target(name)
+    variables = {v: _canon(project.vars[v]) for v in sorted(target.vars_used)}
+    config: dict[str, str] = {}
+    sources: dict[str, tuple[Digest, int]] = {}
+    sql_text = text_digest = python_file = None
+    if isinstance(target, Check):
+        kind = NodeKind.CHECK
+        logic = digest_text(target.rule.text)
+        config["on_fail"] = _canon(target.on_fail.value)
+        keys = (digest_text(""), digest_text(""), digest_text(""))
+    else:
+        kind = target.kind
+        logic, python_file = _logic(resolved, target, files, config, sources)
+        if isinstance(target.producer, SqlSpec):
+            sql_text = target.producer.template
+            text_digest = resolved.sql[name].text
+        if target.version is not None:
+            config["version"] = _canon(target.version)
+        keys = (digest_text(_canon([r.text for r in target.contracts])),
+                digest_text(_canon([r.text for r in target.validate])),
+                write_key(resolved, target.writes))
+    digest = digest_parts(str(SCHEME), kind.value, logic, _canon(config), _canon(variables),
+                          _canon(sorted((k, d) for k, (d, _) in sources.items())))
+    return OwnParts(kind, logic, config, variables, sources, digest, *keys,
+                    sql_text=sql_text, text_digest=text_digest, python_file=python_file)
+
+
+def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str, str],
+           sources: dict[str, tuple[Digest, int]]) -> tuple[Digest, str | None]:
+    spec = node.producer
+    project = resolved.project
+    if isinstance(spec, SqlSpec):
+        return resolved.sql[node.name].tree, None
+    if isinstance(spec, ReadSpec):
+        _flatten("read", {"connection": spec.connection, "path": spec.path,
+                          "format": spec.format.value, "options": dict(spec.options)}, config)
+        conn = project.connections[spec.connection]
+        for path in list_sources(conn, spec, node):
+            found = files.digest(str(path))
+            if found is not None:
+                sources[f"{conn.name}:{path.relative_to(conn.root).as_posix()}"] = found
+        return digest_parts("read", spec.format.value, _canon(dict(spec.options))), None
+    fn = resolved.python[node.name]
+    config["python"] = _canon(f"{fn.module}:{fn.function}")
+    found = files.digest(str(fn.file))
+    module_digest = found[0] if found else Digest("missing")
+    try:
+        rel = fn.file.relative_to(project.root).as_posix()
+    except ValueError:
+        rel = str(fn.file)
+    return digest_parts("python", module_digest, fn.function), rel
+
+
+def chain(own: Digest, upstream: Mapping[NodeId, Digest]) -> Digest:
+    """The fingerprint: own parts chained with the upstream fingerprints, by name."""
+    return digest_parts(own, _canon(sorted(upstream.items())))
 
 
 def list_sources(conn: Connection, spec: ReadSpec, node: Node) -> tuple[Path, ...]:
-    """The files a read node reads, sorted; [] when none match (the caller decides)."""
+    """The files a read node reads, sorted; () when none match (the caller decides)."""
     if spec.is_glob:
         names = sorted(globlib.glob(spec.rendered_path, root_dir=conn.root, recursive=True))
         paths = [conn.root / n for n in names]
@@ -27,9 +217,49 @@ def list_sources(conn: Connection, spec: ReadSpec, node: Node) -> tuple[Path, ..
         if real != conn.root and conn.root not in real.parents:
             raise ConfigError(
                 f"node '{node.name}': {p.relative_to(conn.root)} is a link that leaves "
-                f"connection '{conn.name}' ({conn.root})", span=node.span, node=node.name)
+                f"connection '{conn.name}' (base_path: {conn.base_path})", span=spec.path_span,
+                node=node.name)
         if p.is_dir():
             raise ConfigError(f"node '{node.name}': '{spec.rendered_path}' is a directory",
-                              span=node.span, node=node.name,
+                              span=spec.path_span, node=node.name,
                               hint="read its files with a glob, e.g. dir/*.parquet")
     return tuple(paths)
+
+
+def check_sources(resolved: Resolved) -> None:
+    """Every read node whose files no other node writes must find at least one file."""
+    project = resolved.project
+    for name, node in project.nodes.items():
+        spec = node.producer
+        if not isinstance(spec, ReadSpec) or any(
+                project.nodes[d].writes for d in resolved.deps(name)):
+            continue  # another node writes what it reads: it exists once that node ran
+        conn = project.connections[spec.connection]
+        if list_sources(conn, spec, node):
+            continue
+        target = conn.root / spec.rendered_path
+        try:
+            shown = target.relative_to(project.root).as_posix()
+        except ValueError:
+            shown = str(target)
+        parent = target.parent
+        siblings = sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []
+        hint = did_you_mean(target.name, siblings) if not spec.is_glob else None
+        raise ConfigError(f"node '{name}': source file not found: {shown}", span=spec.path_span,
+                          node=name, hint=hint or f"check the path and connection "
+                          f"'{conn.name}' (base_path: {conn.base_path})")
+
+
+def export_path(resolved: Resolved, write: WriteSpec) -> Path:
+    return resolved.project.connections[write.connection].root / write.rendered_path
+
+
+def export_changed(path: str, size: int, mtime_ns: int, digest: Digest,
+                   files: FileDigests) -> str | None:
+    """None if the export is as odibi wrote it; 'missing' or 'modified' otherwise."""
+    st = files.fs.stat(path)
+    if st is None:
+        return "missing"
+    if st[0] == size and st[1] == mtime_ns:
+        return None
+    return None if files.fs.hash(path) == digest else "modified"

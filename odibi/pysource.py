@@ -8,11 +8,12 @@ the source with `ast` keeps pandas and the user's imports out of planning.
 
 from __future__ import annotations
 
-import ast
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from odibi.errors import ConfigError, Span, did_you_mean
+from odibi.errors import ConfigError, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,17 @@ class PyFunction:
     var_keyword: bool  # has **kwargs: inputs come from depends_on
 
 
+@dataclass(frozen=True, slots=True)
+class ModuleMissing:
+    module: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionMissing:
+    file: Path
+    functions: tuple[str, ...]  # the functions the module does define
+
+
 def locate_module(module: str, python_path: tuple[Path, ...]) -> Path | None:
     rel = Path(*module.split("."))
     for base in python_path:
@@ -34,35 +46,50 @@ def locate_module(module: str, python_path: tuple[Path, ...]) -> Path | None:
     return None
 
 
-def inspect_function(module: str, function: str, python_path: tuple[Path, ...],
-                     span: Span, node: str, source: bytes | None = None) -> PyFunction:
-    """Find `function` in `module` by reading its source. Raises ConfigError naming the node."""
+def module_names(python_path: tuple[Path, ...], depth: int = 3) -> list[str]:
+    """Dotted names of the modules on `python_path` (for did-you-mean hints)."""
+    names: list[str] = []
+    for base in python_path:
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = Path(dirpath).relative_to(base)
+            if len(rel.parts) >= depth:
+                dirnames[:] = []
+            dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+            for f in filenames:
+                if f.endswith(".py"):
+                    parts = [*rel.parts, f[:-3]] if f != "__init__.py" else list(rel.parts)
+                    if parts:
+                        names.append(".".join(parts))
+    return names
+
+
+def inspect_function(module: str, function: str, python_path: tuple[Path, ...]
+                     ) -> PyFunction | ModuleMissing | FunctionMissing:
+    """Find `function` in `module` by reading its source. A module that does not parse is a
+    ConfigError located in the module."""
     path = locate_module(module, python_path)
     if path is None:
-        where = ", ".join(str(p) for p in python_path)
-        raise ConfigError(f"node '{node}': module '{module}' not found", span=span, node=node,
-                          hint=f"looked in python_path: {where}")
-    if source is None:
-        source = path.read_bytes()
+        return ModuleMissing(module)
+    import ast  # deferred: only resolving a Python node needs it
+
+    source = path.read_bytes()
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
-        raise ConfigError(f"node '{node}': {module} does not parse: {e.msg}",
-                          span=Span(str(path), e.lineno or 1, e.offset or 1), node=node) from None
+        raise ConfigError(f"{module} does not parse: {e.msg}",
+                          span=Span(str(path), e.lineno or 1, e.offset or 1)) from None
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == function:
-            return _signature(stmt, module, path, span, node)
-    names = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
-    raise ConfigError(f"node '{node}': no function '{function}' in {module} ({path})",
-                      span=span, node=node, hint=did_you_mean(function, names))
+            return _signature(stmt, module, path)
+    return FunctionMissing(path, tuple(s.name for s in tree.body
+                                       if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))))
 
 
-def _signature(fn: ast.FunctionDef | ast.AsyncFunctionDef, module: str, path: Path,
-               span: Span, node: str) -> PyFunction:
+def _signature(fn: Any, module: str, path: Path) -> PyFunction:
     a = fn.args
     if a.vararg is not None:
-        raise ConfigError(f"node '{node}': {module}:{fn.name} takes *{a.vararg.arg}; inputs are "
-                          "passed by name", span=span, node=node,
+        raise ConfigError(f"{module}:{fn.name} takes *{a.vararg.arg}; inputs are passed by name",
+                          span=Span(str(path), fn.lineno, fn.col_offset + 1),
                           hint="name each input as a parameter, or take **inputs with depends_on")
     positional = a.posonlyargs + a.args
     n_defaults = len(a.defaults)

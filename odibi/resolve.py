@@ -6,7 +6,8 @@ Dependencies come from, per node kind:
 - read: `depends_on` as given, plus any node whose `write` produces the file it reads;
 - check: every node its rule names.
 A reference to something that is not a node is an error naming the node, the file and the
-line, with a did-you-mean.
+line, with a did-you-mean. Every edge remembers where it was written, so a cycle is
+reported at the reference that closes it.
 """
 
 from __future__ import annotations
@@ -17,16 +18,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from odibi.config.model import Node, Project, SqlSpec
-from odibi.errors import ConfigError, SqlError, Span, did_you_mean
+from odibi.config.model import Check, Node, Project, PythonSpec, ReadSpec, SqlSpec
+from odibi.errors import ConfigError, CycleError, Span, SqlError, did_you_mean
 from odibi.graph import Graph, build_graph
 from odibi.hashing import digest_text
 from odibi.ids import Digest, NodeId, NodeKind
-from odibi.pysource import PyFunction, inspect_function
+from odibi.pysource import (
+    FunctionMissing,
+    ModuleMissing,
+    PyFunction,
+    inspect_function,
+    module_names,
+)
 from odibi.sql import SqlCache, SqlInfo, SqlProblem, analyze
 
 _PLACEHOLDER_RE = re.compile(r"\$(\$?)\{\s*(vars\.|env:)([A-Za-z_][A-Za-z0-9_]*)\s*\}")
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# in a check, these name datasets: row_count(x), x.row_count, x.column
+_DATASET_RE = re.compile(r"\brow_count\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)"
+                         r"|\b([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*[A-Za-z_]")
+_STRING_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+Edge = tuple[NodeId, NodeId]  # (node, what it depends on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,84 +71,113 @@ def placeholder_text(template: str) -> str:
     return _PLACEHOLDER_RE.sub(sub, template)
 
 
-def sql_span(spec: SqlSpec, offset: int | None, indent: int = 0, width: int = 1) -> Span:
-    """Where character `offset` of a node's SQL sits in its YAML file."""
-    base = Span(spec.text_span.file, spec.text_span.line, spec.text_span.col, width=width)
-    if offset is None or offset < 0:
-        return base
-    text = spec.rendered
-    offset = min(offset, len(text))
-    line = text.count("\n", 0, offset)
-    col = offset - (text.rfind("\n", 0, offset) + 1)
-    if spec.block:
-        return base.shifted(1 + line, (indent or base.col + 2) + col)
-    return base.shifted(line, base.col + col if line == 0 else col + 1)
+def sql_span(spec: SqlSpec, offset: int | None, width: int = 1) -> Span:
+    """Where character `offset` of a node's (rendered) SQL sits in its YAML file."""
+    return spec.origin.span_at(spec.rendered, offset, width)
 
 
 def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:
     """Work out every dependency and build the graph. Raises ConfigError/SqlError/CycleError."""
     lower = {n.lower(): n for n in project.nodes}
-    sql = _analyze_sql(project, cache, lower)
+    spans: dict[Edge, Span] = {}
+    sql = _analyze_sql(project, cache, lower, spans)
     deps: dict[NodeId, tuple[NodeId, ...]] = {}
     python: dict[NodeId, PyFunction] = {}
     writers = _writers(project)
     for name, node in project.nodes.items():
         match node.kind:
             case NodeKind.SQL:
-                found = sql[name][1]
-                deps[name] = _check_explicit(node, found, project)
+                deps[name] = _check_explicit(node, sql[name][1], project)
             case NodeKind.PYTHON:
                 fn = _python_function(project, node)
                 python[name] = fn
-                deps[name] = _python_inputs(node, fn, project, lower)
+                deps[name] = _python_inputs(node, fn, project, spans)
             case NodeKind.READ:
                 given = _known(node, node.depends_on or (), project)
                 deps[name] = tuple(dict.fromkeys(given + _read_writers(project, node, writers)))
             case NodeKind.CHECK:  # pragma: no cover - checks are not in project.nodes
                 raise AssertionError(node.kind)
+        for d in deps[name]:
+            if node.depends_on_span is not None:
+                spans.setdefault((name, d), node.depends_on_span)
     for name, check in project.checks.items():
-        named = [lower[w.lower()] for w in _IDENT_RE.findall(_strip_strings(check.rule.text))
-                 if w.lower() in lower]
-        if not named:
-            raise ConfigError(f"check '{name}' names no dataset", span=check.rule.span, node=name,
-                              hint="qualify measures with a node: row_count(raw_orders)")
-        deps[name] = tuple(dict.fromkeys(named))
-    graph = build_graph(deps)
-    facts = {n: f for n, (f, _) in sql.items()}
-    return Resolved(project, graph, facts, python)
+        deps[name] = _check_datasets(check, project, lower, spans)
+    try:
+        graph = build_graph(deps)
+    except CycleError as e:
+        raise _located_cycle(e.cycle, spans) from None
+    return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python)
 
 
-def _strip_strings(text: str) -> str:
-    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "''", text)
+def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Span]) -> CycleError:
+    """Point at the reference that closes the loop: the first node reading the last."""
+    span = spans.get((NodeId(cycle[0]), NodeId(cycle[-2])))
+    if len(cycle) == 2:
+        err = CycleError(cycle, span=span)
+        err.message = f"node '{cycle[0]}' reads itself (dependency cycle: {cycle[0]} → {cycle[0]})"
+        err.hint = "a node cannot read its own table; for a recursive query use WITH RECURSIVE"
+        return err
+    return CycleError(cycle, span=span)
 
 
-def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, NodeId]
-                 ) -> dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]]:
+def _check_datasets(check: Check, project: Project, lower: Mapping[str, NodeId],
+                    spans: dict[Edge, Span]) -> tuple[NodeId, ...]:
+    """The datasets a check names: `row_count(x)` and `x.something`. Each must be a node."""
+    text = check.rule.text
+    masked = _STRING_RE.sub(lambda m: " " * len(m.group(0)), text)
+    named: list[NodeId] = []
+    for m in _DATASET_RE.finditer(masked):
+        word = m.group(1) or m.group(2)
+        start = m.start(1) if m.group(1) else m.start(2)
+        span = (check.rule.origin.span_at(text, start, len(word)) if check.rule.origin
+                else check.rule.span)
+        target = lower.get(word.lower())
+        if target is None:
+            raise ConfigError(f"check '{check.name}': '{word}' is not a node", span=span,
+                              node=check.name, hint=did_you_mean(word, project.nodes))
+        if target not in named:
+            named.append(target)
+            spans.setdefault((check.name, target), span)
+    if not named:
+        example = next(iter(project.nodes), "raw_orders")
+        raise ConfigError(f"check '{check.name}' names no dataset", span=check.rule.span,
+                          node=check.name, hint=f"qualify measures with a node: "
+                          f"row_count({example}) or {example}.row_count")
+    return tuple(named)
+
+
+def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, NodeId],
+                 spans: dict[Edge, Span]) -> dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]]:
     specs = {n: node.producer for n, node in project.nodes.items()
              if isinstance(node.producer, SqlSpec)}
     logic_text = {n: placeholder_text(s.template) for n, s in specs.items()}
     results = analyze(list(logic_text.values()) + [s.rendered for s in specs.values()], cache)
     out: dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]] = {}
     for name, spec in specs.items():
-        indent = spec.indent
         rendered = results[spec.rendered]
         if isinstance(rendered, SqlProblem):
             raise SqlError(f"node '{name}': SQL {rendered.message}", node=name,
-                           span=sql_span(spec, rendered.offset, indent))
+                           span=sql_span(spec, rendered.offset))
         logic = results[logic_text[name]]
         tree = logic.tree if isinstance(logic, SqlInfo) else rendered.tree
         found: list[NodeId] = []
         for ref in rendered.tables:
+            span = sql_span(spec, ref.offset, len(ref.name))
             target = lower.get(ref.name.lower())
-            if target is None or target in project.checks:
-                choices = list(project.nodes)
-                raise SqlError(
-                    f"node '{name}': SQL reads '{ref.name}', which is not a node",
-                    span=sql_span(spec, ref.offset, indent, len(ref.name)), node=name,
-                    hint=did_you_mean(ref.name, choices) or "tables come from nodes; add a node "
-                    "that reads or computes it")
+            if target is None and any(c in ref.name for c in "./\\"):
+                raise SqlError(f"node '{name}': SQL reads the file '{ref.name}' directly",
+                               span=span, node=name,
+                               hint="add a read node for it, so odibi can fingerprint the file")
+            if target is None:
+                check = next((c for c in project.checks if c.lower() == ref.name.lower()), None)
+                hint = ("checks produce no table; nothing can depend on one" if check else
+                        did_you_mean(ref.name, project.nodes)
+                        or "tables come from nodes; add a node that reads or computes it")
+                raise SqlError(f"node '{name}': SQL reads '{ref.name}', which is not a node",
+                               span=span, node=name, hint=hint)
             if target not in found:
                 found.append(target)
+                spans[(name, target)] = span
         out[name] = (SqlFacts(digest_text(spec.template), tree), tuple(sorted(found)))
     return out
 
@@ -166,20 +207,51 @@ def _check_explicit(node: Node, found: tuple[NodeId, ...], project: Project) -> 
 
 def _python_function(project: Project, node: Node) -> PyFunction:
     spec = node.producer
-    assert not isinstance(spec, SqlSpec) and hasattr(spec, "module")
-    return inspect_function(spec.module, spec.function, project.python_path, spec.span, node.name)
+    assert isinstance(spec, PythonSpec)
+    try:
+        fn = inspect_function(spec.module, spec.function, project.python_path)
+    except ConfigError as e:
+        e.message, e.node = f"node '{node.name}': {e.message}", node.name
+        raise
+    match fn:
+        case PyFunction():
+            return fn
+        case ModuleMissing():
+            modules = module_names(project.python_path)
+            where = ", ".join(project.python_path_text)
+            close = did_you_mean(spec.module, modules)
+            raise ConfigError(
+                f"node '{node.name}': module '{spec.module}' not found", span=spec.module_span,
+                node=node.name, hint=f"{close} (looked in python_path: {where})" if close
+                else f"looked in python_path: {where}")
+        case FunctionMissing(path, names):
+            raise ConfigError(
+                f"node '{node.name}': no function '{spec.function}' in {spec.module} "
+                f"({_rel(path, project.root)})", span=spec.function_span, node=node.name,
+                hint=did_you_mean(spec.function, names))
+    raise AssertionError(fn)  # pragma: no cover
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _python_inputs(node: Node, fn: PyFunction, project: Project,
-                   lower: Mapping[str, NodeId]) -> tuple[NodeId, ...]:
+                   spans: dict[Edge, Span]) -> tuple[NodeId, ...]:
+    spec = node.producer
+    assert isinstance(spec, PythonSpec)
     inputs: list[NodeId] = []
     for p in fn.params:
         if p in project.nodes:
             inputs.append(NodeId(p))
+            spans[(node.name, NodeId(p))] = spec.function_span
         elif p in fn.required:
             raise ConfigError(
                 f"node '{node.name}': parameter '{p}' of {fn.module}:{fn.function} is not a node",
-                span=node.producer.span, node=node.name,  # type: ignore[union-attr]
+                span=spec.function_span, node=node.name,
                 hint=did_you_mean(p, project.nodes) or "parameters are inputs, named after nodes")
     if node.depends_on is None:
         return tuple(inputs)
@@ -205,10 +277,10 @@ def _writers(project: Project) -> dict[Path, NodeId]:
 
 def _read_writers(project: Project, node: Node, writers: Mapping[Path, NodeId]) -> tuple[NodeId, ...]:
     spec = node.producer
-    if not writers or not hasattr(spec, "rendered_path") or not hasattr(spec, "connection"):
+    if not writers or not isinstance(spec, ReadSpec):
         return ()
-    target = project.connections[spec.connection].root / spec.rendered_path  # type: ignore[union-attr]
-    if not spec.is_glob:  # type: ignore[union-attr]
+    target = project.connections[spec.connection].root / spec.rendered_path
+    if not spec.is_glob:
         writer = writers.get(target)
         return (writer,) if writer is not None and writer != node.name else ()
     pattern = str(target)

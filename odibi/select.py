@@ -10,6 +10,7 @@ matches nothing is reported as a warning by the caller (`Selection.empty_terms`)
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -75,6 +76,9 @@ def parse_selector(text: str) -> Selector:
     from odibi.grammars import lalr_parser
 
     source = " ".join(text.split("\n"))
+    if not source.strip():
+        raise SelectorError("empty selector", span=Span("<selector>", 1, 1, text=source),
+                            hint="leave the selector out to select every node")
     try:
         tree = lalr_parser("selector.lark").parse(source)
     except UnexpectedInput as e:
@@ -183,6 +187,29 @@ def _eval_atom(atom: Atom, index: SelectIndex, text: str, empty: list[str]) -> s
     return result
 
 
+def _path_glob(pattern: str) -> re.Pattern[str]:
+    """A path glob: '*' and '?' stay within one directory, '**' crosses them."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
 def _eval_base(base: Base, index: SelectIndex, text: str, empty: list[str]) -> set[int]:
     graph = index.graph
     span = Span("<selector>", 1, base.col, text=text)
@@ -190,6 +217,7 @@ def _eval_base(base: Base, index: SelectIndex, text: str, empty: list[str]) -> s
         if not (_GLOB_CHARS & set(base.text)):
             i = graph.index.get(NodeId(base.text))
             if i is None:
+                span = Span("<selector>", 1, base.col, text=text, width=len(base.text))
                 raise UnknownNodeError(f"no node named '{base.text}'", span=span,
                                        hint=did_you_mean(base.text, graph.names))
             return {i}
@@ -206,8 +234,9 @@ def _eval_base(base: Base, index: SelectIndex, text: str, empty: list[str]) -> s
                      if fnmatch.fnmatchcase(p, base.value)}
         case "path":
             want = base.value.rstrip("/")
+            rx = _path_glob(want)
             found = {graph.index[n] for n, p in index.path.items()
-                     if fnmatch.fnmatchcase(p, want) or p.startswith(want + "/")}
+                     if rx.match(p) or p.startswith(want + "/")}
         case "kind":
             found = {graph.index[n] for n, k in index.kind.items() if k == base.value}
             if base.value not in set(index.kind.values()) | {"read", "sql", "python", "check"}:

@@ -91,7 +91,7 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
         return results
     fresh: dict[Digest, SqlInfo] = {}
     for (key, text), raw in zip(todo, _serialize([t for _, t in todo])):
-        result = _interpret(raw)
+        result = _interpret(raw, text)
         results[text] = result
         if isinstance(result, SqlInfo):
             fresh[key] = result
@@ -100,7 +100,7 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
     return results
 
 
-def _interpret(raw: str) -> SqlResult:
+def _interpret(raw: str, text: str) -> SqlResult:
     doc = json.loads(raw)
     if doc.get("error"):
         message = doc.get("error_message", "invalid SQL")
@@ -113,15 +113,46 @@ def _interpret(raw: str) -> SqlResult:
     if len(statements) == 0:
         return SqlProblem("holds no statement")
     if len(statements) > 1:
-        return SqlProblem(f"holds {len(statements)} statements; a node is one SELECT")
+        return SqlProblem(f"holds {len(statements)} statements; a node is one SELECT",
+                          second_statement(text))
     tables: dict[str, TableRef] = {}
     _walk(statements[0], frozenset(), tables)
     canonical = _LOCATION_RE.sub("", raw)
-    return SqlInfo(digest_text(canonical), tuple(tables.values()))
+    ordered = sorted(tables.values(), key=lambda t: (t.offset < 0, t.offset, t.name.lower()))
+    return SqlInfo(digest_text(canonical), tuple(ordered))
+
+
+def second_statement(text: str) -> int | None:
+    """Offset where a second statement starts: after the first ';' that is not inside a
+    string, quoted identifier or comment, and after the blanks that follow it."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in ("'", '"'):
+            end = text.find(c, i + 1)
+            while end != -1 and end + 1 < n and text[end + 1] == c:  # doubled quote
+                end = text.find(c, end + 2)
+            i = n if end == -1 else end + 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end == -1 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end == -1 else end + 2
+        elif c == ";":
+            i += 1
+            while i < n and text[i].isspace():
+                i += 1
+            return i
+        else:
+            i += 1
+    return None
 
 
 def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
-    """Collect base-table references, honouring CTE scopes (a CTE shadows a table)."""
+    """Collect base-table references, honouring CTE scopes: a CTE shadows a table in the
+    main query and in the bodies of the CTEs after it (in its own body too when recursive),
+    but not in its own non-recursive body or in those before it."""
     stack: list[tuple[Any, frozenset[str]]] = [(node, ctes)]
     while stack:
         item, scope = stack.pop()
@@ -132,7 +163,14 @@ def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
             continue
         cte_map = item.get("cte_map")
         if isinstance(cte_map, dict) and cte_map.get("map"):
-            scope = scope | {str(e["key"]).lower() for e in cte_map["map"]}
+            inner = scope
+            for entry in cte_map["map"]:
+                name = str(entry["key"]).lower()
+                body = entry.get("value", {})
+                recursive = _self_recursive(body.get("query_node"))
+                stack.append((body, inner | {name} if recursive else inner))
+                inner = inner | {name}
+            scope = inner
         if item.get("type") == "BASE_TABLE":
             name = item.get("table_name", "")
             schema = item.get("schema_name", "")
@@ -142,6 +180,11 @@ def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
                 loc = item.get("query_location", -1)
                 offset = loc if isinstance(loc, int) and loc < 2**62 else -1
                 out[name.lower()] = TableRef(name, offset)
-        for value in item.values():
-            if isinstance(value, (dict, list)):
+        for key, value in item.items():
+            if key != "cte_map" and isinstance(value, (dict, list)):
                 stack.append((value, scope))
+
+
+def _self_recursive(query: Any) -> bool:
+    """DuckDB marks a recursive CTE body as a RECURSIVE_CTE_NODE."""
+    return isinstance(query, dict) and query.get("type") == "RECURSIVE_CTE_NODE"

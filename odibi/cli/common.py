@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from odibi.cli.render import Out
-from odibi.config.load import find_project_root, load_project, parse_var_overrides
-from odibi.config.model import ReadSpec
-from odibi.errors import ConfigError, UsageError
-from odibi.fingerprint import list_sources
+from odibi.config.load import find_project_root, parse_var_overrides
+from odibi.errors import UsageError
 from odibi.ids import NodeId
-from odibi.resolve import Resolved, resolve
-from odibi.select import SelectIndex, parse_selector, select
+from odibi.resolve import Resolved
+
+if TYPE_CHECKING:
+    from odibi.select import SelectIndex
+
+
+StateHook = Callable[[str], frozenset[NodeId]]
 
 
 def project_root(args: argparse.Namespace) -> Path:
@@ -23,29 +28,20 @@ def project_root(args: argparse.Namespace) -> Path:
 
 
 def open_project(args: argparse.Namespace) -> Resolved:
+    """Load and resolve the project, using the build state's caches when there is one."""
+    from odibi.builder import load, open_state
+
     root = project_root(args)
-    project = load_project(root, parse_var_overrides(getattr(args, "var", []) or []))
-    return resolve(project)
+    state = open_state(root, writable=False)
+    try:
+        return load(root, parse_var_overrides(getattr(args, "var", []) or []), state)
+    finally:
+        state.close()
 
 
-def check_sources(resolved: Resolved) -> None:
-    """Every read node whose files no other node writes must find at least one file."""
-    project = resolved.project
-    for name, node in project.nodes.items():
-        spec = node.producer
-        if not isinstance(spec, ReadSpec):
-            continue
-        conn = project.connections[spec.connection]
-        if list_sources(conn, spec, node):
-            continue
-        if any(resolved.project.nodes[d].writes for d in resolved.deps(name)):
-            continue  # another node writes it: it will exist once that node has run
-        raise ConfigError(f"node '{name}': source file not found: "
-                          f"{spec.rendered_path} (in {conn.root})", span=node.span, node=name,
-                          hint="check the path and the connection's base_path")
+def select_index(resolved: Resolved, state: StateHook | None = None) -> SelectIndex:
+    from odibi.select import SelectIndex
 
-
-def select_index(resolved: Resolved) -> SelectIndex:
     p = resolved.project
     targets = {**{n: node for n, node in p.nodes.items()}, **{n: c for n, c in p.checks.items()}}
     return SelectIndex(
@@ -54,20 +50,27 @@ def select_index(resolved: Resolved) -> SelectIndex:
         pipeline={n: t.pipeline for n, t in targets.items()},
         path={n: t.file for n, t in targets.items()},
         kind={n: p.kind_of(n).value for n in targets},
+        state=state,
     )
 
 
-def selected(resolved: Resolved, args: argparse.Namespace, out: Out) -> list[NodeId]:
+def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
+             state: StateHook | None = None) -> list[NodeId]:
     """The nodes chosen by the SELECTOR arguments and --exclude, in build order."""
-    index = select_index(resolved)
-    chosen: frozenset[NodeId] = frozenset(resolved.graph.names)
     texts = getattr(args, "select", None) or []
+    excludes = getattr(args, "exclude", None) or []
+    if not texts and not excludes:
+        return list(resolved.graph.names)  # everything: no selector parser needed
+    from odibi.select import parse_selector, select
+
+    index = select_index(resolved, state)
+    chosen: frozenset[NodeId] = frozenset(resolved.graph.names)
     if texts:
         s = select(parse_selector(" ".join(texts)), index)
         for t in s.empty_terms:
             out.warning(f"selector '{t}' matches no node")
         chosen = s.nodes
-    for text in getattr(args, "exclude", None) or []:
+    for text in excludes:
         e = select(parse_selector(text), index)
         for t in e.empty_terms:
             out.warning(f"--exclude '{t}' matches no node")

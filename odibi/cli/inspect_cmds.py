@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from odibi.cli.common import check_sources, open_project, selected
+from odibi.cli.common import open_project, selected
+from odibi.fingerprint import check_sources
 from odibi.cli.render import Out
 from odibi.ids import ExitCode, NodeId, NodeKind
 from odibi.resolve import Resolved

@@ -7,6 +7,7 @@ Exit codes (`ExitCode`): 0 ok, 1 a node/check/test failed, 2 bad command line or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -61,6 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
     _selector_args(p)
     p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
 
+    for name in ("build", "run"):
+        p = sub.add_parser(name, parents=[common],
+                           help="rebuild what changed" if name == "build" else "same as build")
+        _selector_args(p)
+        p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                       help="run N nodes at a time (default: the number of CPUs)")
+        p.add_argument("--workers", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
+        p.add_argument("--parallel", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--keep-going", dest="fail_fast", action="store_false", default=False,
+                          help="independent branches go on after a failure (default)")
+        mode.add_argument("--fail-fast", dest="fail_fast", action="store_true",
+                          help="start nothing new after the first failure")
+        p.add_argument("-n", "--dry-run", action="store_true",
+                       help="print what would run and why; run nothing")
+        p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR",
+                       help="rebuild even if up to date (all selected nodes, or SELECTOR)")
+        p.add_argument("--var", action="append", default=[], metavar="K=V",
+                       help="override a project variable")
+
+    p = sub.add_parser("explain", parents=[common], help="why each node will (or won't) run")
+    _selector_args(p)
+    p.add_argument("--var", action="append", default=[], metavar="K=V")
+
+    p = sub.add_parser("show", parents=[common], help="the first rows of a node's output")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--limit", type=int, default=10, metavar="N")
+    p.add_argument("--var", action="append", default=[], metavar="K=V")
+
     p = sub.add_parser("init", parents=[common], help="create a working example project")
     p.add_argument("target", metavar="DIR")
     return parser
@@ -71,6 +102,10 @@ _COMMANDS = {
     "ls": "inspect_cmds:cmd_ls",
     "graph": "inspect_cmds:cmd_graph",
     "init": "init_cmd:cmd_init",
+    "build": "build_cmd:cmd_build",
+    "run": "build_cmd:cmd_build",
+    "explain": "build_cmd:cmd_explain",
+    "show": "build_cmd:cmd_show",
 }
 
 
@@ -87,7 +122,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
     """Run one odibi command; returns its exit code (never raises for user errors)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        with contextlib.redirect_stdout(stdout or sys.stdout), \
+                contextlib.redirect_stderr(stderr or sys.stderr):
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as e:  # argparse: --help/--version (0) or a usage error (2)
         return int(e.code or 0)
     if args.command is None:

@@ -23,14 +23,15 @@ class Out:
     def __init__(self, *, color: bool = True, quiet: bool = False, verbose: int = 0,
                  json_mode: bool = False, stdout: IO[str] | None = None,
                  stderr: IO[str] | None = None) -> None:
-        no_color = not color or "NO_COLOR" in os.environ
+        no_color = not color or bool(os.environ.get("NO_COLOR"))  # no-color.org: set, non-empty
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.console = Console(file=self.stdout, no_color=no_color, highlight=False,
+        system = None if no_color else "auto"  # None: no colour *and* no bold/dim codes
+        self.console = Console(file=self.stdout, color_system=system, highlight=False,
                                soft_wrap=True, emoji=False)
         if not self.console.is_terminal:
             self.console.width = 160  # piped: wide enough that tables do not wrap
-        self.err_console = Console(file=self.stderr, no_color=no_color, highlight=False,
+        self.err_console = Console(file=self.stderr, color_system=system, highlight=False,
                                    soft_wrap=True, emoji=False)
         self.quiet = quiet
         self.verbose = verbose

@@ -2,8 +2,9 @@
 
 `load_project(root)` reads `odibi.yaml` and the pipeline files it names, checks every key
 and type (unknown keys get a did-you-mean), substitutes ``${vars.X}`` / ``${env:X}``,
-and returns frozen model values. Errors are `ConfigError`s pointing at file:line:col.
-Dependencies, SQL and Python functions are resolved later (`odibi.resolve`).
+and returns frozen model values. Errors are `ConfigError`s pointing at file:line:col,
+inside string values where that is where the mistake is. Dependencies, SQL and Python
+functions are resolved later (`odibi.resolve`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,8 @@ from odibi.config.model import (
     SqlSpec,
     WriteSpec,
 )
-from odibi.config.yaml_load import YMap, YSeq, parse_yaml, read_yaml_file
-from odibi.errors import ConfigError, Span, UsageError, did_you_mean
+from odibi.config.ytree import YMap, YSeq
+from odibi.errors import ConfigError, Span, TextOrigin, UsageError, did_you_mean
 from odibi.ids import FORMAT_BY_SUFFIX, NAME_RE, Format, NodeId, NodeKind, OnFail
 
 PROJECT_FILE = "odibi.yaml"
@@ -42,8 +44,7 @@ NODE_KEYS = {"name", "description", "tags", "read", "sql", "python", "write", "d
              "contracts", "validate", "retry", "timeout", "always_run", "version", "owner", "meta"}
 CHECK_KEYS = {"name", "assert", "on_fail", "description", "tags", "owner", "meta"}
 CONNECTION_KEYS = {"type", "base_path", "description"}
-READ_KEYS = {"connection", "path", "format", "options"}
-WRITE_KEYS = {"connection", "path", "format", "options"}
+LOCATION_KEYS = {"connection", "path", "format", "options"}
 RETRY_KEYS = {"attempts", "backoff"}
 CONNECTION_TYPES = ("local",)
 PRODUCERS = ("read", "sql", "python")
@@ -56,14 +57,25 @@ _PY_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+@dataclass(frozen=True, slots=True)
+class VarOverride:
+    """`--var NAME=VALUE` from the command line, with where NAME is in its text."""
+
+    name: str
+    value: Scalar
+    span: Span
+
+
 class _File:
     """Where values come from: one YAML file, for spans."""
 
-    __slots__ = ("path", "rel")
+    __slots__ = ("path", "rel", "data", "_lines")
 
-    def __init__(self, path: Path, rel: str) -> None:
+    def __init__(self, path: Path, rel: str, data: bytes) -> None:
         self.path = str(path)
         self.rel = rel
+        self.data = data
+        self._lines: list[str] | None = None
 
     def at(self, mark: tuple[int, int], width: int = 1) -> Span:
         return Span(self.path, mark[0], mark[1], width=width)
@@ -74,16 +86,31 @@ class _File:
     def value(self, m: YMap, key: str) -> Span:
         return self.at(m.value_marks.get(key, m.mark))
 
+    def origin(self, m: YMap | YSeq, key: Any) -> TextOrigin:
+        """Where the string value `m[key]` (or item `m[key]` of a sequence) starts."""
+        if isinstance(m, YSeq):
+            mark, style = m.item_marks[key], m.item_styles[key]
+        else:
+            mark, style = m.value_marks.get(key, m.mark), m.value_styles.get(key, "")
+        indent = self._block_indent(mark[0]) if style in ("|", ">") else 0
+        return TextOrigin(self.path, mark[0], mark[1], style, indent)
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number",
-               list: "a list", dict: "a mapping", type(None): "empty"}
+    def _block_indent(self, indicator_line: int) -> int:
+        if self._lines is None:
+            self._lines = self.data.decode("utf-8").splitlines()
+        for line in self._lines[indicator_line:]:
+            if line.strip():
+                return len(line) - len(line.lstrip(" ")) + 1
+        return 1
+
+
+_TYPE_NAMES = ((bool, "true or false"), (str, "a string"), (int, "an integer"),
+               (float, "a number"), (list, "a list"), (dict, "a mapping"), (type(None), "empty"))
 
 
 def _type_name(value: Any) -> str:
-    for t, name in _TYPE_NAMES.items():
-        if type(value) is t or (t is dict and isinstance(value, dict)) or (
-            t is list and isinstance(value, list)
-        ):
+    for t, name in _TYPE_NAMES:
+        if isinstance(value, t):
             return name
     return type(value).__name__
 
@@ -92,14 +119,12 @@ class Substituter:
     """Expands ``${vars.X}`` and ``${env:X}``; ``$${`` is a literal ``${``. Records which
     vars each rendering used (`used`), never storing environment values."""
 
-    def __init__(self, variables: Mapping[str, Scalar], env: Mapping[str, str],
-                 var_spans: Mapping[str, Span]) -> None:
+    def __init__(self, variables: Mapping[str, Scalar], env: Mapping[str, str]) -> None:
         self.vars = variables
         self.env = env
-        self.var_spans = var_spans
         self.used: set[str] = set()
 
-    def render(self, template: str, span: Span) -> str:
+    def render(self, template: str, origin: TextOrigin, what: str) -> str:
         if "$" not in template:
             return template
 
@@ -107,25 +132,35 @@ class Substituter:
             if m.group(1):  # $${...}: escaped
                 return "${" + m.group(2) + "}"
             inner = m.group(2)
+            span = origin.span_at(template, m.start(), m.end() - m.start())
             if vm := _VAR_RE.match(inner):
                 name = vm.group(1)
                 if name not in self.vars:
-                    raise ConfigError(f"undefined variable '{name}' in ${{{inner}}}", span=span,
-                                      hint=did_you_mean(name, self.vars) or
-                                      "define it under vars: in odibi.yaml")
+                    raise ConfigError(f"{what}: undefined variable '{name}' in ${{{inner}}}",
+                                      span=span, hint=did_you_mean(name, self.vars)
+                                      or "define it under vars: in odibi.yaml")
                 self.used.add(name)
                 return _render_scalar(self.vars[name])
             if em := _ENV_RE.match(inner):
                 name = em.group(1)
                 if name not in self.env:
-                    raise ConfigError(f"environment variable {name} is not set (${{{inner}}})",
-                                      span=span)
+                    raise ConfigError(f"{what}: environment variable {name} is not set "
+                                      f"(${{{inner}}})", span=span)
                 return self.env[name]
-            raise ConfigError(f"unknown substitution ${{{inner}}}", span=span,
+            raise ConfigError(f"{what}: unknown substitution ${{{inner}}}", span=span,
                               hint="use ${vars.NAME} or ${env:NAME}; write $${ for a literal ${")
 
-        rendered = _SUB_RE.sub(replace, template)
-        return rendered
+        return _SUB_RE.sub(replace, template)
+
+    def render_value(self, value: Any, f: _File, m: YMap | YSeq, key: Any, what: str) -> Any:
+        """Render every string inside an option value (scalars, lists, mappings)."""
+        if isinstance(value, str):
+            return self.render(value, f.origin(m, key), what)
+        if isinstance(value, YMap):
+            return {k: self.render_value(v, f, value, k, what) for k, v in value.items()}
+        if isinstance(value, YSeq):
+            return [self.render_value(v, f, value, i, what) for i, v in enumerate(value)]
+        return value
 
     def take_used(self) -> frozenset[str]:
         used, self.used = frozenset(self.used), set()
@@ -147,28 +182,34 @@ def find_project_root(start: Path) -> Path:
                            "with 'odibi init DIR'")
 
 
-def parse_var_overrides(items: list[str]) -> dict[str, Scalar]:
+def parse_var_overrides(items: list[str]) -> list[VarOverride]:
     """`--var K=V` values; V is read as a YAML scalar (5 -> int, true -> bool)."""
-    result: dict[str, Scalar] = {}
+    result: list[VarOverride] = []
     for item in items:
+        text = f"--var {item}"
         key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not NAME_RE.match(key):
-            raise UsageError(f"--var expects NAME=VALUE, got '{item}'")
+        name = key.strip()
+        lead = len(key) - len(key.lstrip())
+        span = Span("<--var>", 1, 7 + lead, text=text, width=max(1, len(name)))
+        if not sep or not NAME_RE.match(name):
+            raise UsageError(f"--var expects NAME=VALUE, got '{item}'", span=span,
+                             hint=f"e.g. --var {name or 'NAME'}=5")
+        from odibi.config.yaml_load import parse_yaml
+
         try:
             value = parse_yaml(raw, "<--var>") if raw.strip() else raw
         except ConfigError:
             value = raw
         if not isinstance(value, (str, int, float, bool)):
             value = raw
-        result[key] = value
+        result.append(VarOverride(name, value, span))
     return result
 
 
 class _Loader:
     """One load of one project. Holds the project-wide tables while nodes are built."""
 
-    def __init__(self, root: Path, overrides: Mapping[str, Scalar], env: Mapping[str, str],
+    def __init__(self, root: Path, overrides: list[VarOverride], env: Mapping[str, str],
                  read_file: Callable[[Path], tuple[Any, bytes]]) -> None:
         self.root = root.resolve()
         self.overrides = overrides
@@ -177,66 +218,65 @@ class _Loader:
         self.connections: dict[str, Connection] = {}
         self.nodes: dict[NodeId, Node] = {}
         self.checks: dict[NodeId, Check] = {}
-        self.names: dict[str, Span] = {}  # lower-cased name -> where first defined
+        self.names: dict[str, tuple[str, Span]] = {}  # lower-cased -> (name, first place)
         self.files: list[str] = []
         self.pipelines: list[str] = []
-        self.texts: dict[str, bytes] = {}
-        self.lines: dict[str, list[str]] = {}
         self.sub: Substituter
+
+    def _read(self, rel: str) -> tuple[Any, _File]:
+        path = self.root / rel
+        raw, data = self.read_file(path)
+        self.files.append(rel)
+        return raw, _File(path, rel, data)
 
     # -- the project file -------------------------------------------------------------
     def load(self) -> Project:
-        path = self.root / PROJECT_FILE
-        raw, self.texts[str(path)] = self.read_file(path)
-        f = _File(path, PROJECT_FILE)
-        self.files.append(PROJECT_FILE)
+        raw, f = self._read(PROJECT_FILE)
         if raw is None:
             raise ConfigError(f"{PROJECT_FILE} is empty", span=Span(f.path, 1, 1),
                               hint="start from 'odibi init DIR'")
         top = _expect_map(raw, f, None, PROJECT_FILE)
-        _check_keys(top, PROJECT_KEYS, f, "odibi.yaml")
-        name = _req_str(top, "project", f, "odibi.yaml")
-        description = _opt_str(top, "description", f)
-        variables, var_spans = self._vars(top, f)
-        self.sub = Substituter(variables, self.env, var_spans)
+        _check_keys(top, PROJECT_KEYS, f, PROJECT_FILE)
+        if "project" not in top:
+            raise ConfigError(f"{PROJECT_FILE} has no 'project' (the project's name)",
+                              span=f.at(top.mark), hint="add a line: project: NAME")
+        name = _req_str(top, "project", f, PROJECT_FILE)
+        description = _opt_str(top, "description", f, PROJECT_FILE)
+        variables = self._vars(top, f)
+        self.sub = Substituter(variables, self.env)
         self._connections(top, f)
-        python_path = self._python_path(top, f)
+        python_text, python_path = self._python_path(top, f)
         if "nodes" in top or "checks" in top:
             self.pipelines.append(name)
             self._pipeline_body(top, f, name, frozenset())
         for rel in self._pipeline_files(top, f):
             self._pipeline_file(rel)
         return Project(
-            name=name, root=self.root, config_file=path, connections=self.connections,
-            vars=variables, nodes=self.nodes, checks=self.checks,
-            pipelines=tuple(self.pipelines), files=tuple(self.files),
-            python_path=python_path, description=description, var_spans=var_spans,
+            name=name, root=self.root, config_file=self.root / PROJECT_FILE,
+            connections=self.connections, vars=variables, nodes=self.nodes, checks=self.checks,
+            pipelines=tuple(self.pipelines), files=tuple(self.files), python_path=python_path,
+            python_path_text=python_text, description=description,
         )
 
-    def _vars(self, top: YMap, f: _File) -> tuple[dict[str, Scalar], dict[str, Span]]:
+    def _vars(self, top: YMap, f: _File) -> dict[str, Scalar]:
         raw = top.get("vars")
-        if raw is None:
-            raw = YMap()
-        raw = _expect_map(raw, f, top.value_marks.get("vars"), "vars")
+        raw = YMap() if raw is None else _expect_map(raw, f, top.value_marks.get("vars"), "vars")
         result: dict[str, Scalar] = {}
-        spans: dict[str, Span] = {}
         for key, value in raw.items():
-            span = f.key(raw, key)
             if not isinstance(key, str) or not NAME_RE.match(key):
-                raise ConfigError(f"invalid variable name '{key}'", span=span,
+                raise ConfigError(f"invalid variable name '{key}'", span=f.key(raw, key),
                                   hint="names are letters, digits and _, not starting with a digit")
             if not isinstance(value, (str, int, float, bool)):
                 raise ConfigError(f"variable '{key}' must be a string, number or boolean, "
                                   f"got {_type_name(value)}", span=f.value(raw, key))
             result[key] = value
-            spans[key] = span
-        for key, value in self.overrides.items():
-            if key not in result:
-                raise UsageError(f"--var {key}: no such variable in {PROJECT_FILE}",
-                                 hint=did_you_mean(key, result) or
-                                 "define it under vars: first")
-            result[key] = value
-        return result, spans
+        for o in self.overrides:
+            if o.name not in result:
+                raise UsageError(f"--var {o.name}: no such variable in {PROJECT_FILE}",
+                                 span=o.span, hint=did_you_mean(o.name, result)
+                                 or "define it under vars: first")
+            result[o.name] = o.value
+        return result
 
     def _connections(self, top: YMap, f: _File) -> None:
         raw = top.get("connections")
@@ -247,24 +287,24 @@ class _Loader:
             span = f.key(raw, name)
             if not isinstance(name, str) or not NAME_RE.match(name):
                 raise ConfigError(f"invalid connection name '{name}'", span=span)
-            body = _expect_map(body, f, raw.value_marks.get(name), f"connection '{name}'")
-            _check_keys(body, CONNECTION_KEYS, f, f"connection '{name}'")
+            what = f"connection '{name}'"
+            body = _expect_map(body, f, raw.value_marks.get(name), what)
+            _check_keys(body, CONNECTION_KEYS, f, what)
             ctype = body.get("type", "local")
             if ctype not in CONNECTION_TYPES:
-                raise ConfigError(f"connection '{name}': unknown type '{ctype}'",
-                                  span=f.value(body, "type"),
+                raise ConfigError(f"{what}: unknown type '{ctype}'", span=f.value(body, "type"),
                                   hint=f"supported: {', '.join(CONNECTION_TYPES)}")
-            base = _req_str(body, "base_path", f, f"connection '{name}'")
-            rendered = self.sub.render(base, f.value(body, "base_path"))
+            base = _req_str(body, "base_path", f, what)
+            rendered = self.sub.render(base, f.origin(body, "base_path"), what)
             self.sub.take_used()
-            root = Path(rendered)
+            root = Path(rendered).expanduser()
             root = (root if root.is_absolute() else self.root / root).resolve()
             self.connections[name] = Connection(name, ctype, base, root, span)
 
-    def _python_path(self, top: YMap, f: _File) -> tuple[Path, ...]:
+    def _python_path(self, top: YMap, f: _File) -> tuple[tuple[str, ...], tuple[Path, ...]]:
         raw = top.get("python_path", ["."])
         items = _str_list(raw, f, top.value_marks.get("python_path"), "python_path")
-        return tuple((self.root / p).resolve() for p in items)
+        return tuple(items), tuple((self.root / p).resolve() for p in items)
 
     def _pipeline_files(self, top: YMap, f: _File) -> list[str]:
         raw = top.get("pipelines")
@@ -278,7 +318,8 @@ class _Loader:
             matches = [m for m in matches if (self.root / m).is_file()]
             if not matches:
                 raise ConfigError(f"pipelines: '{pattern}' matches no file", span=f.at(mark),
-                                  hint=f"paths are relative to {self.root}")
+                                  hint="patterns are relative to the project directory "
+                                       "(where odibi.yaml is)")
             for m in matches:
                 rel = Path(m).as_posix()
                 if rel not in result and rel != PROJECT_FILE:
@@ -287,10 +328,7 @@ class _Loader:
 
     # -- pipeline files ---------------------------------------------------------------
     def _pipeline_file(self, rel: str) -> None:
-        path = self.root / rel
-        raw, self.texts[str(path)] = self.read_file(path)
-        f = _File(path, rel)
-        self.files.append(rel)
+        raw, f = self._read(rel)
         if raw is None:
             raise ConfigError("pipeline file is empty", span=Span(f.path, 1, 1))
         body = _expect_map(raw, f, None, "pipeline file")
@@ -301,8 +339,7 @@ class _Loader:
         if name in self.pipelines:
             raise ConfigError(f"pipeline '{name}' is defined twice", span=f.value(body, "pipeline"))
         self.pipelines.append(name)
-        tags = _tags(body, f)
-        self._pipeline_body(body, f, name, tags)
+        self._pipeline_body(body, f, name, _tags(body, f, f"pipeline '{name}'"))
 
     def _pipeline_body(self, body: YMap, f: _File, pipeline: str, tags: frozenset[str]) -> None:
         for section, build in (("nodes", self._node), ("checks", self._check)):
@@ -326,10 +363,13 @@ class _Loader:
                                    "starting with a digit (they become table names)")
         first = self.names.get(name.lower())
         if first is not None:
-            raise ConfigError(f"duplicate name '{name}' (names are case-insensitive table names)",
-                              span=span, node=name,
-                              hint=f"first defined at {_rel(first.file, self.root)}:{first.line}")
-        self.names[name.lower()] = span
+            other, where = first
+            message = f"duplicate name '{name}'"
+            if other != name:
+                message += f": the same table name as '{other}' (names are case-insensitive)"
+            raise ConfigError(message, span=span, node=name,
+                              hint=f"first defined at {_rel(where.file, self.root)}:{where.line}")
+        self.names[name.lower()] = (name, span)
         return NodeId(name)
 
     def _node(self, item: YMap, f: _File, pipeline: str, ptags: frozenset[str]) -> None:
@@ -348,7 +388,7 @@ class _Loader:
         producer: Producer
         kind = NodeKind(given[0])
         if kind is NodeKind.READ:
-            producer = self._read(item, f, what)
+            producer = self._read_spec(item, f, what)
         elif kind is NodeKind.SQL:
             producer = self._sql(item, f, what)
         else:
@@ -372,8 +412,8 @@ class _Loader:
             validate=_rules(item, "validate", f, what),
             retry=_retry(item, f, what), timeout=_timeout(item, f, what),
             always_run=_opt_bool(item, "always_run", f, what),
-            version=_version(item, f, what), tags=ptags | _tags(item, f),
-            description=_opt_str(item, "description", f), vars_used=vars_used,
+            version=_version(item, f, what), tags=ptags | _tags(item, f, what),
+            description=_opt_str(item, "description", f, what), vars_used=vars_used,
         )
 
     def _check(self, item: YMap, f: _File, pipeline: str, ptags: frozenset[str]) -> None:
@@ -382,8 +422,8 @@ class _Loader:
         what = f"check '{name}'"
         self.sub.take_used()
         text = _req_str(item, "assert", f, what)
-        span = f.value(item, "assert")
-        self.sub.render(text, span)  # validates substitutions; the expression keeps the template
+        origin = f.origin(item, "assert")
+        self.sub.render(text, origin, what)  # validates substitutions; the rule keeps the template
         raw_on_fail = item.get("on_fail", "halt")
         try:
             on_fail = OnFail(raw_on_fail)
@@ -392,14 +432,15 @@ class _Loader:
                               span=f.value(item, "on_fail"), node=name) from None
         self.checks[name] = Check(
             name=name, pipeline=pipeline, file=f.rel, span=f.value(item, "name"),
-            rule=RuleText(text, span), on_fail=on_fail, tags=ptags | _tags(item, f),
-            description=_opt_str(item, "description", f), vars_used=self.sub.take_used(),
+            rule=RuleText(text, origin.span, origin), on_fail=on_fail,
+            tags=ptags | _tags(item, f, what), description=_opt_str(item, "description", f, what),
+            vars_used=self.sub.take_used(),
         )
 
     # -- producers and writes ---------------------------------------------------------
-    def _location(self, body: YMap, f: _File, what: str, section: str
-                  ) -> tuple[str, str, str, Format, dict[str, Scalar]]:
-        _check_keys(body, READ_KEYS if section == "read" else WRITE_KEYS, f, f"{what}: {section}")
+    def _location(self, body: YMap, f: _File, what: str, section: str) -> tuple[
+            str, str, str, Format, dict[str, Any], dict[str, Any], Span]:
+        _check_keys(body, LOCATION_KEYS, f, f"{what}: {section}")
         conn_name = _req_str(body, "connection", f, f"{what}: {section}")
         conn = self.connections.get(conn_name)
         if conn is None:
@@ -408,57 +449,51 @@ class _Loader:
                               span=f.value(body, "connection"),
                               hint=did_you_mean(conn_name, self.connections)
                               or f"connections: {known}")
-        self.sub.render(conn.base_path, conn.span)  # its vars count as this node's
+        # the connection's variables count as this node's: they decide what it reads
+        self.sub.render(conn.base_path, TextOrigin(conn.span.file, conn.span.line, 1), what)
         path = _req_str(body, "path", f, f"{what}: {section}")
-        rendered = self.sub.render(path, f.value(body, "path"))
-        _check_inside(conn, rendered, f.value(body, "path"), what)
+        path_span = f.value(body, "path")
+        if f.origin(body, "path").style in ("'", '"'):
+            path_span = Span(path_span.file, path_span.line, path_span.col + 1)
+        rendered = self.sub.render(path, f.origin(body, "path"), what)
+        _check_inside(conn, rendered, path_span, what)
         fmt = _format(body, rendered, f, what)
-        options: dict[str, Scalar] = {}
+        options: dict[str, Any] = {}
+        rendered_options: dict[str, Any] = {}
         raw_opts = body.get("options")
         if raw_opts is not None:
             raw_opts = _expect_map(raw_opts, f, body.value_marks.get("options"),
                                    f"{what}: {section}.options")
             for key, value in raw_opts.items():
-                if isinstance(value, str):
-                    self.sub.render(value, f.value(raw_opts, key))
-                elif isinstance(value, (dict, list)) or value is None:
-                    _plain_structure(value, f, f.value(raw_opts, key), f"{what}: option '{key}'")
-                options[str(key)] = value
-        return conn_name, path, rendered, fmt, options
+                _plain_structure(value, f.value(raw_opts, key), f"{what}: option '{key}'")
+                options[str(key)] = _plain(value)
+                rendered_options[str(key)] = self.sub.render_value(value, f, raw_opts, key, what)
+        return conn_name, path, rendered, fmt, options, rendered_options, path_span
 
-    def _read(self, item: YMap, f: _File, what: str) -> ReadSpec:
+    def _read_spec(self, item: YMap, f: _File, what: str) -> ReadSpec:
         body = _expect_map(item["read"], f, item.value_marks.get("read"), f"{what}: read")
-        conn, path, rendered, fmt, options = self._location(body, f, what, "read")
-        return ReadSpec(conn, path, rendered, fmt, options)
+        conn, path, rendered, fmt, options, rendered_options, span = \
+            self._location(body, f, what, "read")
+        return ReadSpec(conn, path, rendered, fmt, options, rendered_options, span)
 
     def _sql(self, item: YMap, f: _File, what: str) -> SqlSpec:
         text = item["sql"]
-        span = f.value(item, "sql")
         if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{what}: sql must be a non-empty SELECT statement", span=span)
+            raise ConfigError(f"{what}: sql must be a non-empty SELECT statement",
+                              span=f.value(item, "sql"))
         template = _strip_sql(text)
-        rendered = self.sub.render(template, span)
-        block = item.value_styles.get("sql", "") in ("|", ">")
-        indent = self._block_indent(f, span.line) if block else 0
-        return SqlSpec(template, rendered, span, block, indent)
-
-    def _block_indent(self, f: _File, indicator_line: int) -> int:
-        lines = self.lines.get(f.path)
-        if lines is None:
-            lines = self.lines[f.path] = self.texts[f.path].decode("utf-8").splitlines()
-        for line in lines[indicator_line:]:
-            if line.strip():
-                return len(line) - len(line.lstrip(" ")) + 1
-        return 1
+        origin = f.origin(item, "sql")
+        rendered = self.sub.render(template, origin, what)
+        return SqlSpec(template, rendered, origin)
 
     def _python(self, item: YMap, f: _File, what: str) -> PythonSpec:
         ref = item["python"]
-        span = f.value(item, "python")
-        m = _PY_RE.match(ref.strip()) if isinstance(ref, str) else None
+        m = _PY_RE.match(ref) if isinstance(ref, str) else None
         if m is None:
             raise ConfigError(f"{what}: python must be 'module:function', got {ref!r}",
-                              span=span, hint="e.g. python: transforms.value:score")
-        return PythonSpec(m.group(1), m.group(2), span)
+                              span=f.value(item, "python"),
+                              hint="e.g. python: transforms.value:score")
+        return PythonSpec(m.group(1), m.group(2), f.origin(item, "python"))
 
     def _writes(self, item: YMap, f: _File, what: str) -> tuple[WriteSpec, ...]:
         raw = item.get("write")
@@ -473,13 +508,14 @@ class _Loader:
         seen: set[tuple[str, str]] = set()
         for body, mark in entries:
             body = _expect_map(body, f, mark, f"{what}: write")
-            conn, path, rendered, fmt, options = self._location(body, f, what, "write")
+            conn, path, rendered, fmt, options, rendered_options, span = \
+                self._location(body, f, what, "write")
             if any(c in rendered for c in "*?["):
-                raise ConfigError(f"{what}: a write path cannot be a glob", span=f.at(mark))
+                raise ConfigError(f"{what}: a write path cannot be a glob", span=span)
             if (conn, rendered) in seen:
-                raise ConfigError(f"{what}: writes '{path}' twice", span=f.at(mark))
+                raise ConfigError(f"{what}: writes '{path}' twice", span=span)
             seen.add((conn, rendered))
-            writes.append(WriteSpec(conn, path, rendered, fmt, options, f.at(mark)))
+            writes.append(WriteSpec(conn, path, rendered, fmt, options, rendered_options, span))
         return tuple(writes)
 
 
@@ -516,12 +552,13 @@ def _req_str(m: YMap, key: str, f: _File, what: str) -> str:
     return str(value)
 
 
-def _opt_str(m: YMap, key: str, f: _File) -> str | None:
+def _opt_str(m: YMap, key: str, f: _File, what: str) -> str | None:
     value = m.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"'{key}' must be a string, got {_type_name(value)}", span=f.value(m, key))
+        raise ConfigError(f"{what}: '{key}' must be a string, got {_type_name(value)}",
+                          span=f.value(m, key))
     return value
 
 
@@ -547,13 +584,13 @@ def _str_list(value: Any, f: _File, m: tuple[int, int] | None, what: str) -> lis
     return list(value)
 
 
-def _tags(m: YMap, f: _File) -> frozenset[str]:
+def _tags(m: YMap, f: _File, what: str) -> frozenset[str]:
     if "tags" not in m:
         return frozenset()
-    tags = _str_list(m["tags"], f, m.value_marks.get("tags"), "tags")
+    tags = _str_list(m["tags"], f, m.value_marks.get("tags"), f"{what}: 'tags'")
     for t in tags:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", t):
-            raise ConfigError(f"invalid tag '{t}'", span=f.value(m, "tags"),
+            raise ConfigError(f"{what}: invalid tag '{t}'", span=f.value(m, "tags"),
                               hint="tags are letters, digits, '_', '-' and '.'")
     return frozenset(tags)
 
@@ -562,18 +599,20 @@ def _rules(m: YMap, key: str, f: _File, what: str) -> tuple[RuleText, ...]:
     if key not in m:
         return ()
     raw = m[key]
-    items = [raw] if isinstance(raw, str) else raw
-    if not isinstance(items, list):
+    if isinstance(raw, str):
+        items, origins = [raw], [f.origin(m, key)]
+    elif isinstance(raw, YSeq):
+        items, origins = list(raw), [f.origin(raw, i) for i in range(len(raw))]
+    else:
         raise ConfigError(f"{what}: '{key}' must be a list of rules, got {_type_name(raw)}",
                           span=f.value(m, key))
-    marks = raw.item_marks if isinstance(raw, YSeq) else [m.value_marks[key]]
     rules = []
-    for item, mark in zip(items, marks):
+    for item, origin in zip(items, origins):
         if not isinstance(item, str) or not item.strip():
             raise ConfigError(f"{what}: each entry of '{key}' must be a rule written as text, "
-                              f"got {_type_name(item)}", span=f.at(mark),
+                              f"got {_type_name(item)}", span=origin.span,
                               hint="quote rules that contain ': ' or start with a bracket")
-        rules.append(RuleText(item.strip(), f.at(mark)))
+        rules.append(RuleText(item, origin.span, origin))
     return tuple(rules)
 
 
@@ -581,17 +620,20 @@ def _retry(m: YMap, f: _File, what: str) -> Retry:
     raw = m.get("retry")
     if raw is None:
         return Retry()
+    span = f.value(m, "retry")
     if isinstance(raw, int) and not isinstance(raw, bool):
         attempts, backoff = raw, 0.0
     else:
         body = _expect_map(raw, f, m.value_marks.get("retry"), f"{what}: retry")
         _check_keys(body, RETRY_KEYS, f, f"{what}: retry")
         attempts = body.get("attempts", 2)
+        if "attempts" in body:
+            span = f.value(body, "attempts")
         backoff = _seconds(body.get("backoff", 0), f.value(body, "backoff"), what, "retry.backoff",
                            allow_zero=True)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise ConfigError(f"{what}: retry attempts must be a whole number >= 1, got {attempts!r}",
-                          span=f.value(m, "retry"))
+                          span=span)
     return Retry(attempts, backoff)
 
 
@@ -641,41 +683,49 @@ def _format(body: YMap, rendered: str, f: _File, what: str) -> Format:
                           or f"supported: {', '.join(names)}") from None
 
 
-def _plain_structure(value: Any, f: _File, span: Span, what: str) -> None:
+def _plain_structure(value: Any, span: Span, what: str) -> None:
     if value is None:
         raise ConfigError(f"{what} has no value", span=span)
-    items = value.values() if isinstance(value, dict) else value
-    for v in items:
-        if isinstance(v, (dict, list)):
-            _plain_structure(v, f, span, what)
-        elif v is None:
-            raise ConfigError(f"{what} has an empty value", span=span)
+    if isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
+            _plain_structure(v, span, what)
+
+
+def _plain(value: Any) -> Any:
+    """Strip position bookkeeping: YMap/YSeq -> dict/list."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_inside(conn: Connection, rendered: str, span: Span, what: str) -> None:
     """A path must stay inside its connection's base_path, symlinks included."""
+    where = f"connection '{conn.name}' (base_path: {conn.base_path})"
     if os.path.isabs(rendered) or rendered.startswith("~"):
-        raise ConfigError(f"{what}: path '{rendered}' must be relative to connection "
-                          f"'{conn.name}' ({conn.root})", span=span)
+        raise ConfigError(f"{what}: path '{rendered}' must be relative to {where}", span=span,
+                          hint="add a connection for that directory instead")
     # the part before the first glob character is a real path; resolve its symlinks
     prefix = re.split(r"[*?\[]", rendered, maxsplit=1)[0]
     target = (conn.root / prefix).resolve()
     if target != conn.root and conn.root not in target.parents:
-        raise ConfigError(f"{what}: path '{rendered}' leaves connection '{conn.name}' "
-                          f"({conn.root})", span=span,
+        raise ConfigError(f"{what}: path '{rendered}' leaves {where}", span=span,
                           hint="add a connection for that directory instead")
 
 
 def _strip_sql(text: str) -> str:
-    text = text.strip()
+    text = text.rstrip()
     while text.endswith(";"):
         text = text[:-1].rstrip()
     return text
 
 
-def load_project(root: Path, overrides: Mapping[str, Scalar] | None = None,
+def load_project(root: Path, overrides: list[VarOverride] | None = None,
                  env: Mapping[str, str] | None = None,
-                 read_file: Callable[[Path], tuple[Any, bytes]] = read_yaml_file) -> Project:
+                 read_file: Callable[[Path], tuple[Any, bytes]] | None = None) -> Project:
     """Load and check the project in `root`. Pure apart from reading the YAML files (through
     `read_file`, which a caller may back with a cache)."""
-    return _Loader(root, overrides or {}, os.environ if env is None else env, read_file).load()
+    if read_file is None:
+        from odibi.config.yaml_load import read_yaml_file as read_file
+    return _Loader(root, overrides or [], os.environ if env is None else env, read_file).load()

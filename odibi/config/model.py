@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
-from odibi.errors import Span
+from odibi.errors import Span, TextOrigin
 from odibi.ids import Format, NodeId, NodeKind, OnFail
 
 Scalar = Union[str, int, float, bool, None]
@@ -33,7 +33,9 @@ class ReadSpec:
     path: str  # template, relative to the connection
     rendered_path: str
     format: Format
-    options: Mapping[str, Scalar]  # templates
+    options: Mapping[str, Any]  # templates (scalars, lists, mappings)
+    rendered_options: Mapping[str, Any]
+    path_span: Span
 
     @property
     def is_glob(self) -> bool:
@@ -42,18 +44,29 @@ class ReadSpec:
 
 @dataclass(frozen=True, slots=True)
 class SqlSpec:
-    template: str  # as written (trailing semicolon and whitespace stripped)
+    template: str  # as written (trailing semicolons and whitespace stripped)
     rendered: str  # vars and env substituted: what runs
-    text_span: Span  # where the SQL text starts in its YAML file
-    block: bool  # a literal/folded block scalar: text line 1 is the line after the key
-    indent: int = 0  # for a block: the 1-based column its lines start at
+    origin: TextOrigin  # where the text sits in its YAML file
 
 
 @dataclass(frozen=True, slots=True)
 class PythonSpec:
     module: str
     function: str
-    span: Span
+    origin: TextOrigin  # of the `module:function` text
+
+    @property
+    def span(self) -> Span:
+        return self.origin.span
+
+    @property
+    def module_span(self) -> Span:
+        return self.origin.span_at(f"{self.module}:{self.function}", 0, len(self.module))
+
+    @property
+    def function_span(self) -> Span:
+        text = f"{self.module}:{self.function}"
+        return self.origin.span_at(text, len(self.module) + 1, len(self.function))
 
 
 Producer = Union[ReadSpec, SqlSpec, PythonSpec]
@@ -65,8 +78,9 @@ class WriteSpec:
     path: str  # template
     rendered_path: str
     format: Format
-    options: Mapping[str, Scalar]
-    span: Span
+    options: Mapping[str, Any]
+    rendered_options: Mapping[str, Any]
+    span: Span  # of the path
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class RuleText:
 
     text: str
     span: Span
+    origin: TextOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +147,7 @@ class Project:
     pipelines: tuple[str, ...]
     files: tuple[str, ...]  # project-relative YAML files that make up the project
     python_path: tuple[Path, ...]
+    python_path_text: tuple[str, ...] = (".",)
     description: str | None = None
     var_spans: Mapping[str, Span] = field(default_factory=dict)
 

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import run_cli
 
 CASES = sorted((Path(__file__).parent.parent / "fixtures" / "bad").glob("*.case"))
-_LOCATED = re.compile(r"^(\S+:\d+:\d+: error: |error: .*(node|check) '\w+'|error: .*\n.*\^)",
+_LOCATED = re.compile(r"^(\S+:\d+:\d+: error: |error: .*(node|check) '\w+'|error: .*\n.*\n\s*\^)",
                       re.M)
 
 

@@ -1,0 +1,100 @@
+"""Generate realistic benchmark projects: layered DAGs of small SQL nodes.
+
+One generated source table (`src`, read from a csv) feeds layers of `width` SQL nodes;
+each node reads 1-3 nodes of the layer above with a filter, an aggregate or a join, so
+data stays small and every statement is cheap, as in the incumbents' benchmarks.
+
+The pipeline is kept as a neutral list of `GenNode`s so the same logical pipeline can be
+written for odibi (here) and, for comparisons, for other tools.
+
+    python bench/generate.py 1000 /tmp/p1000
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GenNode:
+    name: str
+    layer: int
+    inputs: tuple[str, ...]
+    sql: str  # references inputs by bare name
+
+
+def _sql(inputs: tuple[str, ...], rng: random.Random) -> str:
+    a = inputs[0]
+    if len(inputs) == 1:
+        if rng.random() < 0.5:
+            return f"SELECT id, k, v FROM {a} WHERE v > {rng.randint(0, 40)}"
+        return f"SELECT min(id) AS id, k, sum(v) AS v FROM {a} GROUP BY k"
+    joins = " ".join(f"LEFT JOIN {x} AS t{i} USING (id)" for i, x in enumerate(inputs[1:], 1))
+    total = " + ".join(f"coalesce(t{i}.v, 0)" for i in range(1, len(inputs)))
+    return f"SELECT t0.id, t0.k, t0.v + {total} AS v FROM {a} AS t0 {joins}"
+
+
+def generate(n: int, width: int = 50, seed: int = 0) -> list[GenNode]:
+    """`n` SQL nodes in layers of `width` (plus the source read node, not counted)."""
+    rng = random.Random(seed)
+    nodes: list[GenNode] = []
+    previous = ["src"]
+    layer = 0
+    while len(nodes) < n:
+        layer += 1
+        current: list[str] = []
+        for j in range(min(width, n - len(nodes))):
+            name = f"n{layer:03d}_{j:02d}"
+            k = min(len(previous), rng.choice((1, 1, 2, 2, 3)))
+            inputs = tuple(rng.sample(previous, k))
+            nodes.append(GenNode(name, layer, inputs, _sql(inputs, rng)))
+            current.append(name)
+        previous = current
+    return nodes
+
+
+def source_csv(rows: int = 1000, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    lines = ["id,k,v"]
+    lines += [f"{i},{rng.randint(0, 49)},{rng.randint(0, 100)}" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def write_odibi(nodes: list[GenNode], dest: Path, rows: int = 1000,
+                layers_per_file: int = 10) -> Path:
+    """Write an odibi project: odibi.yaml, data/src.csv, pipelines/layers_NNN.yaml."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "data").mkdir(exist_ok=True)
+    (dest / "pipelines").mkdir(exist_ok=True)
+    (dest / "data" / "src.csv").write_text(source_csv(rows))
+    (dest / "odibi.yaml").write_text(
+        "project: bench\n"
+        "connections:\n  raw: {type: local, base_path: data}\n"
+        "vars:\n  threshold: 10\n"
+        "pipelines: [pipelines/*.yaml]\n"
+        "nodes:\n"
+        "  - name: src\n"
+        "    read: {connection: raw, path: src.csv, format: csv}\n"
+    )
+    by_file: dict[int, list[GenNode]] = {}
+    for node in nodes:
+        by_file.setdefault((node.layer - 1) // layers_per_file, []).append(node)
+    for index, group in sorted(by_file.items()):
+        lines = [f"pipeline: layers_{index:03d}", "nodes:"]
+        for node in group:
+            lines.append(f"  - name: {node.name}")
+            lines.append(f"    tags: [layer{node.layer}]")
+            lines.append("    sql: |")
+            lines.append(f"      {node.sql}")
+        (dest / "pipelines" / f"layers_{index:03d}.yaml").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1])
+    out = Path(sys.argv[2])
+    write_odibi(generate(count), out)
+    print(f"wrote {count} nodes to {out}")

@@ -1,0 +1,276 @@
+"""Putting the pieces together for the commands: load -> fingerprint -> plan -> execute.
+
+Each step is a free function over frozen values, composed by the CLI:
+
+    state    = open_state(root, writable)
+    resolved = load(root, overrides, state)          # YAML and SQL parses come from caches
+    prepared = prepare(resolved, state)              # fingerprints, traces, output checks
+    plan     = make_plan(prepared, selection, forced)
+    result   = run(prepared, plan, state, ...)       # only when something must run
+    finish(prepared, state, ...)                     # odibi.lock from the state
+
+A no-op build touches neither DuckDB nor pandas: the warehouse is only opened when a node
+must run, or when its file changed since odibi last closed it (then its catalog is read
+to find tables dropped by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from odibi.config.load import VarOverride, load_project
+from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
+from odibi.config.ytree import CACHE_VERSION, read_bytes
+from odibi.engines.base import Engine, EngineError
+from odibi.events import Reporter, Warning_
+from odibi.fingerprint import (
+    FileDigests,
+    OwnParts,
+    chain,
+    check_sources,
+    export_changed,
+    export_path,
+    list_sources,
+    own_parts,
+)
+from odibi.hashing import digest_bytes, digest_parts
+from odibi.ids import Digest, NodeId
+from odibi.lockfile import render, write_if_changed
+from odibi.planner import OutputCheck, Plan, PlanInputs, PlanOptions, Status, plan
+from odibi.resolve import Resolved, resolve
+from odibi.state import State, Trace
+
+if TYPE_CHECKING:  # the executor (threads, engines) is imported only when a node runs
+    from odibi.executor import Job, RunOptions, RunResult
+
+WAREHOUSE = "warehouse.duckdb"
+
+
+def open_state(root: Path, *, writable: bool) -> State:
+    return State(root, create=writable)
+
+
+def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resolved:
+    """Load and resolve the project; parses of unchanged YAML files and SQL texts come
+    from the state's caches."""
+    def read(path: Path) -> tuple[Any, bytes]:
+        data = read_bytes(path)
+        if state is None or not state.available:
+            return _parse(data, path), data
+        key = digest_parts(CACHE_VERSION, digest_bytes(data))
+        value = state.get_yaml(str(path), key)
+        if value is None:
+            value = _parse(data, path)
+            state.put_yaml(str(path), key, value)
+        return value, data
+
+    project = load_project(root, overrides, read_file=read)
+    resolved = resolve(project, state if state is not None and state.available else None)
+    return resolved
+
+
+def _parse(data: bytes, path: Path) -> Any:
+    from odibi.config.yaml_load import parse_yaml_bytes  # PyYAML only on a cache miss
+
+    return parse_yaml_bytes(data, str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    resolved: Resolved
+    own: Mapping[NodeId, OwnParts]
+    traces: Mapping[NodeId, Trace]
+    failures: Mapping[NodeId, Digest]
+    outputs: Mapping[NodeId, OutputCheck]
+    warnings: tuple[str, ...]
+
+    @property
+    def warehouse(self) -> Path:
+        return self.resolved.project.root / ".odibi" / WAREHOUSE
+
+
+def warehouse_stamp(path: Path) -> str | None:
+    """Size/mtime/inode of the warehouse file and its WAL: if it is what odibi recorded when
+    it last closed the warehouse, nothing was changed by hand since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    wal = Path(str(path) + ".wal")
+    w = os.stat(wal) if wal.exists() else None
+    return json.dumps([st.st_size, st.st_mtime_ns, st.st_ino,
+                       [w.st_size, w.st_mtime_ns] if w else None])
+
+
+def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> Prepared:
+    """Fingerprint every node and look at what the last builds left behind."""
+    check_sources(resolved)
+    files = FileDigests(state.file_stamps())
+    own = {n: own_parts(resolved, n, files) for n in resolved.graph.names
+           if n in resolved.project.nodes}
+    if files.changed:
+        state.put_file_stamps(files.changed)
+    traces = state.traces()
+    warnings = list(state.warnings)
+    outputs = _check_outputs(resolved, traces, state, engine, files, warnings)
+    failures = {n: f for n, (f, _) in state.failures().items()}
+    return Prepared(resolved, own, traces, failures, outputs, tuple(warnings))
+
+
+def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State,
+                   engine: Engine | None, files: FileDigests, warnings: list[str]
+                   ) -> dict[NodeId, OutputCheck]:
+    project = resolved.project
+    built = [n for n in project.nodes if n in traces]
+    path = project.root / ".odibi" / WAREHOUSE
+    stamp = warehouse_stamp(path)
+    missing: set[NodeId] = set()
+    if stamp is None:
+        missing = set(built)
+    elif stamp != state.meta("warehouse"):
+        present = _catalog(path, project.python_path, engine, warnings)
+        if present is not None:
+            tables, views = present
+            missing = {n for n in built
+                       if views.get(n) != traces[n].table or traces[n].table not in tables}
+    out: dict[NodeId, OutputCheck] = {}
+    for n in built:
+        gone, changed = [], []
+        for e in traces[n].exports:
+            status = export_changed(e.path, e.size, e.mtime_ns, e.digest, files)
+            shown = _shown(Path(e.path), project.root)
+            if status == "missing":
+                gone.append(shown)
+            elif status == "modified":
+                changed.append(shown)
+        if n in missing or gone or changed:
+            out[n] = OutputCheck(n in missing, tuple(gone), tuple(changed))
+    return out
+
+
+def _catalog(path: Path, python_path: tuple[Path, ...], engine: Engine | None,
+             warnings: list[str]) -> tuple[frozenset[str], Mapping[NodeId, str]] | None:
+    if engine is not None:
+        return engine.outputs()
+    from odibi.engines.duckdb_engine import DuckDBEngine
+
+    try:
+        ro = DuckDBEngine(path, python_path, read_only=True)
+    except EngineError:
+        warnings.append("the warehouse is in use by another process; assuming the outputs "
+                        "odibi recorded are still there")
+        return None
+    try:
+        return ro.outputs()
+    finally:
+        ro.close()
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def make_plan(prepared: Prepared, selection: frozenset[NodeId],
+              forced: frozenset[NodeId] = frozenset()) -> Plan:
+    p = prepared.resolved.project
+    graph = prepared.resolved.graph
+    names = {f"{c.name}:": _shown(c.root, p.root) for c in p.connections.values()}
+    source_names = {}
+    for own in prepared.own.values():
+        for key in own.sources:
+            conn, _, rel = key.partition(":")
+            source_names[key] = f"{names.get(conn + ':', conn)}/{rel}"
+    inputs = PlanInputs(
+        graph=graph, own=prepared.own, traces=prepared.traces,
+        failures=prepared.failures, outputs=prepared.outputs,
+        always_run=frozenset(n for n, node in p.nodes.items() if node.always_run),
+        source_names=source_names)
+    nodes = frozenset(n for n in selection if n in p.nodes)
+    return plan(inputs, PlanOptions(nodes, forced & nodes))
+
+
+def current_fingerprints(prepared: Prepared) -> dict[NodeId, Digest]:
+    """Each node's fingerprint as if everything upstream were built as it is now."""
+    graph = prepared.resolved.graph
+    fps: dict[NodeId, Digest] = {}
+    for n in graph.names:
+        if n in prepared.own:
+            fps[n] = chain(prepared.own[n].digest,
+                           {u: fps[u] for u in graph.upstream(n) if u in fps})
+    return fps
+
+
+def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
+    from odibi.executor import Job, PythonCall
+
+    resolved = prepared.resolved
+    project = resolved.project
+    jobs: dict[NodeId, Job] = {}
+    for step in p.to_run():
+        node = project.nodes[step.node]
+        old = prepared.traces.get(step.node)
+        writes = tuple((w, export_path(resolved, w)) for w in node.writes)
+        job = Job(step=step, table=engine.store_table(step.node, step.fingerprint),
+                  drop=old.table if old is not None else None, writes=writes,
+                  retry=node.retry, timeout=node.timeout)
+        spec = node.producer
+        if isinstance(spec, ReadSpec):
+            files = list_sources(project.connections[spec.connection], spec, node)
+            job = replace(job, read=spec, files=files)
+        elif isinstance(spec, SqlSpec):
+            job = replace(job, sql=spec.rendered)
+        elif isinstance(spec, PythonSpec):
+            fn = resolved.python[step.node]
+            inputs = {p_: NodeId(p_) for p_ in fn.params if p_ in project.nodes}
+            inputs.update({d: d for d in resolved.deps(step.node) if fn.var_keyword})
+            call = PythonCall(fn.module, fn.function, fn.file, project.python_path, inputs)
+            job = replace(job, python=call)
+        jobs[step.node] = job
+    return jobs
+
+
+def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Reporter,
+        options: RunOptions) -> RunResult:
+    from odibi.executor import execute
+
+    jobs = make_jobs(prepared, p, engine)
+    return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
+                   options, state.durations())
+
+
+def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
+    """Record what changed without running anything: reformatted SQL (so the next explain
+    is quiet) and validation keys of nodes whose rules are not evaluated yet."""
+    count = 0
+    for step in p.steps:
+        trace = prepared.traces.get(step.node)
+        if trace is None:
+            continue
+        if step.status is Status.UP_TO_DATE and step.notes or step.status is Status.REVALIDATE:
+            state.record(step.node, replace(trace, sql_text=step.own.sql_text,
+                                            text_digest=step.own.text_digest,
+                                            validate_key=step.own.validate_key))
+            count += 1
+    return count
+
+
+def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: bool,
+           engine_closed: bool) -> None:
+    """Write odibi.lock from the state, and remember the warehouse as odibi left it."""
+    project = prepared.resolved.project
+    if engine_closed:
+        state.set_meta("warehouse", warehouse_stamp(prepared.warehouse))
+    traces = state.traces() if changed else prepared.traces
+    text = render(project.name, traces, project.nodes)
+    written, problem = write_if_changed(project.root, text)
+    if problem:
+        reporter.emit(Warning_(f"odibi.lock was unreadable ({problem}); rewrote it from the "
+                               "build state"))

@@ -1,0 +1,311 @@
+"""`odibi build` (and `run`), `explain`, `show`: the commands that plan and touch data."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from odibi.builder import (
+    Prepared,
+    current_fingerprints,
+    finish,
+    load,
+    make_plan,
+    open_state,
+    prepare,
+    run,
+    update_metadata,
+)
+from odibi.cli.common import project_root, selected
+from odibi.cli.render import Out
+from odibi.config.load import parse_var_overrides
+from odibi.engines.base import EngineError
+from odibi.errors import UnknownNodeError, UsageError, did_you_mean
+from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
+from odibi.ids import ExitCode, NodeId
+from odibi.lockfile import read_fingerprints
+from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
+from odibi.state import State
+
+if TYPE_CHECKING:
+    from odibi.executor import RunResult
+
+
+class BuildReporter:
+    """Prints build events as plain lines: each node that runs says why as it starts."""
+
+    def __init__(self, out: Out, width: int) -> None:
+        self.out = out
+        self.width = width
+        self.events: list[object] = []
+
+    def emit(self, event: object) -> None:
+        self.events.append(event)
+        out = self.out
+        match event:
+            case NodeStarted(node=node, action=action, reason=reason, evidence=evidence):
+                out.markup(f"[bold]{node:<{self.width}}[/]  {action}: {_esc(reason)}")
+                if out.verbose:
+                    for line in evidence[1:]:
+                        out.line(f"{'':<{self.width}}  {'':<{len(action)}}  {line}", style="dim")
+            case NodeFinished(node=node, outcome="failed", error=error, attempts=attempts):
+                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                out.err_console.print(f"[bold red]failed[/] {node}{tries}: {_esc(error or '')}")
+            case NodeFinished(node=node, seconds=seconds, rows=rows) if out.verbose:
+                detail = f", {rows:,} rows" if rows is not None else ""
+                out.line(f"{'':<{self.width}}  done {node} in {seconds:.2f}s{detail}", style="dim")
+            case NodeBlocked(node=node, because=because) if out.verbose:
+                out.line(f"{node:<{self.width}}  blocked: {because} failed", style="yellow")
+            case Warning_(message=message, span=span, hint=hint):
+                out.warning(message, span, hint)
+            case Notice(message=message):
+                out.line(message)
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _overrides(args: argparse.Namespace) -> list[Any]:
+    return parse_var_overrides(getattr(args, "var", None) or [])
+
+
+def _state_hook(prepared: Prepared, out: Out) -> Any:
+    def state(which: str) -> frozenset[NodeId]:
+        locked, problem = read_fingerprints(prepared.resolved.project.root)
+        if problem:
+            out.warning(f"odibi.lock is unreadable ({problem}); every node counts as modified")
+        current = current_fingerprints(prepared)
+        if which == "new":
+            return frozenset(n for n in current if n not in locked)
+        return frozenset(n for n, fp in current.items() if locked.get(n) != fp)
+    return state
+
+
+def _selection(prepared: Prepared, args: argparse.Namespace, out: Out) -> list[NodeId]:
+    return selected(prepared.resolved, args, out, state=_state_hook(prepared, out))
+
+
+def _forced(prepared: Prepared, args: argparse.Namespace, out: Out) -> frozenset[NodeId]:
+    force = getattr(args, "force", None)
+    if force is None:
+        return frozenset()
+    if force == "*":
+        return frozenset(prepared.resolved.project.nodes)
+    from odibi.cli.common import select_index
+    from odibi.select import parse_selector, select
+
+    s = select(parse_selector(force), select_index(prepared.resolved, _state_hook(prepared, out)))
+    return s.nodes
+
+
+def _open(args: argparse.Namespace, out: Out, *, writable: bool) -> tuple[State, Prepared]:
+    root = project_root(args)
+    state = open_state(root, writable=writable)
+    resolved = load(root, _overrides(args), state)
+    prepared = prepare(resolved, state)
+    for w in prepared.warnings:
+        out.warning(w)
+    return state, prepared
+
+
+def cmd_build(args: argparse.Namespace, out: Out) -> int:
+    jobs = args.jobs if args.jobs is not None else (args.workers or os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError(f"-j must be at least 1, got {jobs}")
+    t0 = time.perf_counter()
+    state, prepared = _open(args, out, writable=not args.dry_run)
+    try:
+        names = _selection(prepared, args, out)
+        p = make_plan(prepared, frozenset(names), _forced(prepared, args, out))
+        for n in p.stale_unselected:
+            out.warning(f"{n} is out of date but not selected; its dependants are built from "
+                        "its last output")
+        if args.dry_run:
+            return _print_plan(out, p, prepared, dry_run=True)
+        width = max((len(s.node) for s in p.to_run()), default=10)
+        reporter = BuildReporter(out, width)
+        result = None
+        if p.to_run():
+            from odibi.executor import RunOptions
+
+            result = _execute(prepared, p, state, reporter, RunOptions(jobs, args.fail_fast))
+        updated = update_metadata(prepared, p, state)
+        finish(prepared, state, reporter, changed=bool(result or updated),
+               engine_closed=result is not None)
+        _summary(out, p, result, time.perf_counter() - t0)
+        return ExitCode.OK if result is None or result.ok else ExitCode.FAILED
+    finally:
+        state.close()
+
+
+def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
+             options: RunOptions) -> RunResult:
+    from odibi.engines.duckdb_engine import DuckDBEngine
+
+    project = prepared.resolved.project
+    try:
+        engine = DuckDBEngine(prepared.warehouse, project.python_path)
+    except EngineError as e:
+        raise UsageError(str(e), hint="is another odibi build running in this project?") from None
+    try:
+        return run(prepared, p, state, engine, reporter, options)
+    finally:
+        engine.close()
+
+
+def _summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None:
+    counts: Counter[str] = Counter()
+    if result is not None:
+        for r in result.results.values():
+            counts[r.outcome.value] += 1
+        counts["blocked"] = len(result.blocked)
+        counts["not started"] = len(result.not_started)
+    counts["up to date"] = sum(1 for s in p.steps if s.status is Status.UP_TO_DATE)
+    counts["blocked"] += p.count(Status.BLOCKED)
+    order = ["built", "exported", "up to date", "failed", "blocked", "not started"]
+    if out.json_mode:
+        out.json(_summary_json(p, result, seconds))
+        return
+    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
+    if result is None:
+        out.markup(f"[green]nothing to do[/]: {', '.join(parts) or '0 nodes selected'} "
+                   f"({seconds:.2f}s)")
+        return
+    style = "green" if result.ok else "bold red"
+    out.markup(f"[{style}]{'done' if result.ok else 'failed'}[/]: {', '.join(parts)} "
+               f"({seconds:.2f}s)")
+    causes = Counter(result.blocked.values())
+    for cause, n in causes.most_common():
+        out.line(f"  {n} blocked because {cause} failed")
+
+
+def _summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str, Any]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for s in p.steps:
+        nodes[s.node] = {"status": s.status.value, "reasons": [r.summary() for r in s.reasons]}
+    if result is not None:
+        for n, r in result.results.items():
+            nodes[n].update(outcome=r.outcome.value, seconds=round(r.seconds, 4), error=r.error,
+                            rows=r.info.rows if r.info else None)
+        for n, cause in result.blocked.items():
+            nodes[n].update(outcome="blocked", because=cause)
+        for n in result.not_started:
+            nodes[n].update(outcome="not started")
+    return {"ok": result is None or result.ok, "seconds": round(seconds, 3), "nodes": nodes}
+
+
+# -- explain ---------------------------------------------------------------------------------
+def cmd_explain(args: argparse.Namespace, out: Out) -> int:
+    state, prepared = _open(args, out, writable=False)
+    try:
+        names = _selection(prepared, args, out)
+        p = make_plan(prepared, frozenset(names))
+        return _print_plan(out, p, prepared, dry_run=False, all_nodes=bool(args.select))
+    finally:
+        state.close()
+
+
+def _print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,
+                all_nodes: bool = False) -> int:
+    graph = prepared.resolved.graph
+    if out.json_mode:
+        out.json({"nodes": [_step_json(s, p, graph) for s in p.steps],
+                  "stale_unselected": list(p.stale_unselected)})
+        return ExitCode.OK
+    shown = [s for s in p.steps if all_nodes or out.verbose or s.status is not Status.UP_TO_DATE
+             or s.notes]
+    width = max((len(s.node) for s in shown), default=0)
+    for s in shown:
+        _print_step(out, s, p, graph, width, detail=not dry_run or out.verbose > 0)
+    run_count = len(p.to_run())
+    quiet = p.count(Status.UP_TO_DATE)
+    verb = "would run" if dry_run else "to run"
+    out.line(f"{run_count} {verb}, {quiet} up to date"
+             + (f", {p.count(Status.BLOCKED)} blocked" if p.count(Status.BLOCKED) else ""))
+    return ExitCode.OK
+
+
+def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, detail: bool) -> None:
+    style = {"up-to-date": "green", "blocked": "yellow"}.get(s.status.value, "bold cyan")
+    head = s.headline or (s.notes[0].summary() if s.notes else "")
+    out.markup(f"[bold]{s.node:<{width}}[/]  [{style}]{s.status.value}[/]"
+               + (f": {_esc(head)}" if head else ""))
+    if not detail:
+        return
+    pad = " " * (width + 4)
+    for r in list(s.reasons) + list(s.notes):
+        if r is not s.reasons[0] if s.reasons else r is not s.notes[0]:
+            out.line(f"{pad}{r.summary()}")
+        if r.diff:
+            for line in r.diff.splitlines():
+                style_ = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                out.line(f"{pad}  {line}", style=style_)
+        if r.reason is Reason.UPSTREAM_REBUILT:
+            chain = root_cause(p, s.node, graph)
+            if len(chain) > 1:
+                path = " <- ".join(n for n, _ in chain)
+                out.line(f"{pad}  {path} <- {chain[-1][1].summary()}", style="dim")
+
+
+def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
+    def reason(r: Any) -> dict[str, Any]:
+        d = {"reason": r.reason.value, "summary": r.summary()}
+        for k in ("subject", "old", "new", "diff"):
+            v = getattr(r, k)
+            if v:
+                d[k] = v
+        return d
+    chain = root_cause(p, s.node, graph) if any(
+        r.reason is Reason.UPSTREAM_REBUILT for r in s.reasons) else []
+    return {"node": s.node, "kind": s.kind.value, "status": s.status.value,
+            "reasons": [reason(r) for r in s.reasons], "notes": [reason(r) for r in s.notes],
+            "fingerprint": s.fingerprint,
+            "root_cause": [{"node": n, "reason": r.summary()} for n, r in chain]}
+
+
+# -- show ------------------------------------------------------------------------------------
+def cmd_show(args: argparse.Namespace, out: Out) -> int:
+    root = project_root(args)
+    state = open_state(root, writable=False)
+    try:
+        resolved = load(root, _overrides(args), state)
+    finally:
+        state.close()
+    name = NodeId(args.node)
+    if name not in resolved.project.nodes:
+        raise UnknownNodeError(f"no node named '{name}'",
+                               hint=did_you_mean(name, resolved.project.nodes))
+    path = root / ".odibi" / "warehouse.duckdb"
+    if not path.exists():
+        raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
+    from odibi.engines.duckdb_engine import DuckDBEngine, quote_ident
+
+    try:
+        engine = DuckDBEngine(path, resolved.project.python_path, read_only=True)
+    except EngineError:
+        raise UsageError("the warehouse is in use by a running build; try again when it "
+                         "finishes") from None
+    try:
+        _, views = engine.outputs()
+        if name not in views:
+            raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
+        cur = engine.con.execute(f"SELECT * FROM main.{quote_ident(name)} LIMIT {int(args.limit)}")
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        total = engine.con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()[0]
+    finally:
+        engine.close()
+    if out.json_mode:
+        out.json({"node": name, "rows": total, "columns": columns,
+                  "data": [dict(zip(columns, r)) for r in rows]})
+        return ExitCode.OK
+    out.table(columns, [["" if v is None else str(v) for v in r] for r in rows],
+              title=f"{name}: {total:,} rows" + (f" (first {len(rows)})" if total > len(rows) else ""))
+    return ExitCode.OK
+

@@ -1,0 +1,58 @@
+"""The Engine interface (DESIGN.md §11): everything that touches data goes through it.
+
+An `Engine` owns a warehouse; each worker thread gets its own `Session` (for DuckDB, a
+cursor: separate connections to one database, so queries really overlap). A session
+builds one node's output at a time, as one transaction:
+
+    begin(node) -> produce (read | run_sql | run_python) -> describe -> export* -> commit
+
+and nothing a failed step made is ever visible. Outputs are content-addressed: a node's
+output lives in a store table named after its fingerprint, and the node's own name is a
+view of the current one, so an earlier version can be restored without recomputing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from odibi.config.model import ReadSpec, WriteSpec
+from odibi.ids import Digest, NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    rows: int
+    schema: tuple[str, ...]  # "column TYPE", in column order
+    digest: Digest  # order-insensitive content digest (schema included)
+
+
+class Session(Protocol):
+    def begin(self) -> None: ...
+    def read(self, table: str, files: Sequence[Path], spec: ReadSpec) -> None: ...
+    def run_sql(self, table: str, sql: str) -> None: ...
+    def run_python(self, table: str, fn: Callable[..., Any], inputs: Mapping[str, NodeId]) -> None: ...
+    def describe(self, table: str) -> TableInfo: ...
+    def publish(self, name: NodeId, table: str) -> None: ...
+    def export(self, name: NodeId, write: WriteSpec, dest: Path) -> None: ...
+    def drop(self, table: str) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def interrupt(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    def session(self) -> Session: ...
+    def outputs(self) -> tuple[frozenset[str], Mapping[NodeId, str]]:
+        """(store tables, {node view: store table it points at})."""
+        ...
+    def store_table(self, name: NodeId, fingerprint: Digest) -> str: ...
+    def drop_views(self, names: Iterable[NodeId]) -> None: ...
+    def close(self) -> None: ...
+
+
+class EngineError(Exception):
+    """A node's data work failed (bad SQL at run time, unreadable file, a Python error)."""

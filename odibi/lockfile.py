@@ -1,0 +1,160 @@
+"""odibi.lock: the readable, committed record of what was built and from what.
+
+Format (valid TOML, written by hand here so the bytes are exactly ours):
+
+    # odibi.lock ... (a fixed header comment)
+    version = 1
+    project = "shop"
+
+    [nodes.clean_orders]
+    kind = "sql"
+    fingerprint = "<hex>"
+    logic = "<hex>"                      # parse tree / module source / read format+options
+    config."read.options.delim" = ";"    # each semantic config key and its value
+    vars.min_amount = 0                  # each variable the node uses, and its value
+    sources."raw:orders.csv" = "<hex>"   # each source file's bytes
+    upstream.raw_orders = "<hex>"        # each upstream fingerprint
+    output = "<hex>"                     # order-insensitive digest of the output
+    rows = 62
+    schema = ["order_id BIGINT", "amount DOUBLE"]
+
+Deterministic: nodes and keys sorted, no timestamps, durations or machine paths, so the
+same inputs give byte-identical files and CI can check the lock is current. One table per
+node, separated by blank lines, so branches that touched different nodes merge cleanly.
+
+The lock is a projection of the build state (`.odibi/state.db`), never the source of
+truth: it is rewritten from the state at the end of each build, and an unreadable or old
+lock is reported and replaced, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from odibi.ids import NodeId
+from odibi.state import Trace
+
+LOCK_FILE = "odibi.lock"
+LOCK_VERSION = 1
+HEADER = ("# odibi.lock: what odibi built, and from what. Written by `odibi build`; commit it.\n"
+          "# Deterministic (sorted; no times or machine paths): the same inputs give the same bytes.\n")
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def _key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
+
+
+def _str(v: str) -> str:
+    if _PLAIN.match(v):
+        return f'"{v}"'
+    return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _value(canonical: str) -> str:
+    """A config/var value (canonical JSON text) as TOML: strings, numbers, booleans and
+    lists as themselves; mappings and nulls as their JSON text in a string."""
+    try:
+        value = json.loads(canonical)
+    except ValueError:
+        return _str(canonical)
+    if isinstance(value, str):
+        return _str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return canonical
+    return _str(canonical)
+
+
+def render(project: str, traces: Mapping[NodeId, Trace], names: Iterable[NodeId]) -> str:
+    """The lock text for `names` (the project's nodes that have been built)."""
+    out = [HEADER, f"version = {LOCK_VERSION}\n", f"project = {_str(project)}\n"]
+    for name in sorted(names):
+        trace = traces.get(name)
+        if trace is None:
+            continue
+        parts = trace.parts
+        lines = [f"\n[nodes.{_key(name)}]", f"kind = {_str(trace.kind)}",
+                 f"fingerprint = {_str(trace.fingerprint)}", f"logic = {_str(parts['logic'])}"]
+        for section in ("config", "vars"):
+            for k, v in sorted(parts.get(section, {}).items()):
+                lines.append(f"{section}.{_key(k)} = {_value(v)}")
+        for k, (digest, _size) in sorted(parts.get("sources", {}).items()):
+            lines.append(f"sources.{_key(k)} = {_str(digest)}")
+        for k, v in sorted(parts.get("upstream", {}).items()):
+            lines.append(f"upstream.{_key(k)} = {_str(v)}")
+        if trace.output is not None:
+            lines.append(f"output = {_str(trace.output)}")
+        if trace.rows is not None:
+            lines.append(f"rows = {trace.rows}")
+        if trace.schema:
+            lines.append("schema = [" + ", ".join(_str(c) for c in trace.schema) + "]")
+        out.append("\n".join(lines) + "\n")
+    return "".join(out)
+
+
+def check(text: str) -> str | None:
+    """None if `text` is a readable lock of this version, else what is wrong with it."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return f"it does not parse ({e})"
+    version = doc.get("version")
+    if version != LOCK_VERSION:
+        return f"lock version {version!r} is not {LOCK_VERSION}"
+    if not isinstance(doc.get("nodes", {}), dict):
+        return "it has no [nodes] table"
+    return None
+
+
+def write_if_changed(root: Path, text: str) -> tuple[bool, str | None]:
+    """Write the lock atomically (temp file, fsync, rename) unless it already holds `text`.
+    Returns (written, problem with the old file or None)."""
+    path = root / LOCK_FILE
+    try:
+        old = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        old = None
+    except (OSError, UnicodeDecodeError):
+        old = ""
+    if old == text:
+        return False, None
+    problem = check(old) if old else ("it is unreadable" if old == "" else None)
+    fd, tmp = tempfile.mkstemp(prefix=".odibi.lock.", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True, problem
+
+
+def read_fingerprints(root: Path) -> tuple[dict[str, str], str | None]:
+    """{node: fingerprint} from odibi.lock (for `state:modified`), and a problem if any."""
+    import tomllib
+
+    path = root / LOCK_FILE
+    if not path.exists():
+        return {}, None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    problem = check(text)
+    if problem:
+        return {}, problem
+    nodes = tomllib.loads(text).get("nodes", {})
+    return {n: t.get("fingerprint", "") for n, t in nodes.items() if isinstance(t, dict)}, None

@@ -1,0 +1,326 @@
+"""The rebuilder: (graph, own parts, state, selection, options) -> Plan. Pure.
+
+`plan()` decides *whether* each selected node runs and why; the executor decides *when*.
+The same frozen `Plan` feeds `odibi build`, `build -n`, `explain` and `plan -o`.
+
+Fingerprints are chained here, in build order, because a node's fingerprint depends on
+the fingerprints its upstream outputs will have when it runs: for an upstream that is
+selected (or already up to date) that is its current fingerprint; for an out-of-date
+upstream that was *not* selected it is the fingerprint of the output still in the
+warehouse, so the node is recorded as built from what it really read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from odibi.fingerprint import SCHEME, OwnParts, chain
+from odibi.graph import Graph
+from odibi.ids import Digest, NodeId, NodeKind
+from odibi.state import Trace
+
+
+class Status(Enum):
+    UP_TO_DATE = "up-to-date"
+    REBUILD = "rebuild"
+    RESTORE = "restore"
+    REVALIDATE = "revalidate"
+    REEXPORT = "re-export"
+    BLOCKED = "blocked"
+    CUT_OFF = "cut off"
+
+    @property
+    def runs(self) -> bool:
+        return self in (Status.REBUILD, Status.RESTORE, Status.REVALIDATE, Status.REEXPORT)
+
+
+class Reason(Enum):
+    NEW = "new node"
+    SQL_CHANGED = "sql changed"
+    SQL_REFORMATTED = "sql reformatted only"
+    PYTHON_CHANGED = "python changed"
+    READ_CHANGED = "read changed"
+    CONFIG_CHANGED = "config changed"
+    VAR_CHANGED = "var changed"
+    SOURCE_CHANGED = "source changed"
+    SOURCE_ADDED = "source added"
+    SOURCE_REMOVED = "source removed"
+    UPSTREAM_REBUILT = "upstream rebuilt"
+    UPSTREAM_NOT_BUILT = "upstream not built"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_MODIFIED = "output modified outside odibi"
+    LAST_BUILD_FAILED = "last build failed"
+    FORCED = "forced"
+    ALWAYS_RUN = "always_run"
+    WRITE_CHANGED = "write changed"
+    VALIDATE_CHANGED = "validations changed"
+    CONTRACTS_CHANGED = "contracts changed"
+    SCHEME_CHANGED = "fingerprint scheme changed"
+    CHECK_CHANGED = "rule changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonDetail:
+    """One reason with its evidence: `subject` (a file, key path, var or node), old and
+    new values where they exist, and for SQL a unified diff."""
+
+    reason: Reason
+    subject: str = ""
+    old: str | None = None
+    new: str | None = None
+    diff: str | None = None
+
+    def summary(self) -> str:
+        text = self.reason.value
+        if self.subject:
+            text += f": {self.subject}"
+        if self.old is not None or self.new is not None:
+            text += f" {self.old if self.old is not None else '(unset)'} -> " \
+                    f"{self.new if self.new is not None else '(unset)'}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCheck:
+    """What the orchestrator found of a built node's outputs (I/O done before planning)."""
+
+    table_missing: bool = False
+    exports_missing: tuple[str, ...] = ()
+    exports_modified: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    selection: frozenset[NodeId]
+    forced: frozenset[NodeId] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    node: NodeId
+    kind: NodeKind
+    status: Status
+    reasons: tuple[ReasonDetail, ...]
+    fingerprint: Digest  # what this build records for the node
+    upstream: Mapping[NodeId, Digest]  # the upstream fingerprints it is chained with
+    own: OwnParts
+    notes: tuple[ReasonDetail, ...] = ()  # said but not acted on (reformatted only)
+
+    @property
+    def headline(self) -> str:
+        return self.reasons[0].summary() if self.reasons else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[PlannedStep, ...]  # the selected nodes, in build order
+    stale_unselected: tuple[NodeId, ...] = ()  # out of date upstream nodes left out
+    by_name: Mapping[NodeId, PlannedStep] = field(default_factory=dict)
+
+    def to_run(self) -> tuple[PlannedStep, ...]:
+        return tuple(s for s in self.steps if s.status.runs)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for s in self.steps if s.status is status)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    graph: Graph
+    own: Mapping[NodeId, OwnParts]  # every node of the graph
+    traces: Mapping[NodeId, Trace]  # last successful build, per node
+    failures: Mapping[NodeId, Digest]  # fingerprint of the last failed attempt
+    outputs: Mapping[NodeId, OutputCheck]  # for nodes with a trace
+    always_run: frozenset[NodeId] = frozenset()
+    source_names: Mapping[str, str] = field(default_factory=dict)  # "conn:path" -> display
+
+
+def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
+    graph = inputs.graph
+    effective: dict[NodeId, Digest | None] = {}
+    steps: list[PlannedStep] = []
+    stale: list[NodeId] = []
+    statuses: dict[NodeId, Status] = {}
+    for name in graph.names:
+        own = inputs.own.get(name)
+        if own is None:  # a check: nothing depends on it, it is planned with the rules
+            continue
+        ups = graph.upstream(name)
+        missing = [u for u in ups if effective[u] is None]
+        upstream = {u: d for u in ups if (d := effective[u]) is not None}
+        fp = chain(own.digest, upstream)
+        trace = inputs.traces.get(name)
+        if name not in options.selection:
+            current = (trace is not None and trace.fingerprint == fp and not missing
+                       and not inputs.outputs.get(name, OutputCheck()).table_missing)
+            effective[name] = fp if current else (trace.fingerprint if trace else None)
+            if not current and _feeds(graph, name, options.selection):
+                stale.append(name)
+            continue
+        if missing:
+            step = PlannedStep(name, own.kind, Status.BLOCKED,
+                               tuple(ReasonDetail(Reason.UPSTREAM_NOT_BUILT, u) for u in missing),
+                               fp, upstream, own)
+            effective[name] = None
+        else:
+            step = _decide(name, own, fp, upstream, trace, inputs, options, statuses)
+            effective[name] = fp
+        statuses[name] = step.status
+        steps.append(step)
+    return Plan(tuple(steps), tuple(stale), {s.node: s for s in steps})
+
+
+def _feeds(graph: Graph, name: NodeId, selection: frozenset[NodeId]) -> bool:
+    return any(c in selection for c in graph.downstream(name))
+
+
+def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, Digest],
+            trace: Trace | None, inputs: PlanInputs, options: PlanOptions,
+            statuses: Mapping[NodeId, Status]) -> PlannedStep:
+    def step(status: Status, reasons: list[ReasonDetail],
+             notes: tuple[ReasonDetail, ...] = ()) -> PlannedStep:
+        return PlannedStep(name, own.kind, status, tuple(reasons), fp, upstream, own, notes)
+
+    lead: list[ReasonDetail] = []
+    if name in options.forced:
+        lead.append(ReasonDetail(Reason.FORCED))
+    if name in inputs.always_run:
+        lead.append(ReasonDetail(Reason.ALWAYS_RUN))
+    if trace is None:
+        return step(Status.REBUILD, lead + [ReasonDetail(Reason.NEW)])
+    if inputs.failures.get(name) == fp:
+        lead.append(ReasonDetail(Reason.LAST_BUILD_FAILED))
+    if trace.fingerprint != fp:
+        changes = _changes(own, upstream, trace, inputs, statuses)
+        return step(Status.REBUILD, lead + changes)
+    check = inputs.outputs.get(name, OutputCheck())
+    if check.table_missing:
+        return step(Status.REBUILD, lead + [ReasonDetail(Reason.OUTPUT_MISSING, "table")])
+    if lead:
+        return step(Status.REBUILD, lead)
+    notes = _reformatted(own, trace)
+    export = [ReasonDetail(Reason.OUTPUT_MISSING, p) for p in check.exports_missing]
+    export += [ReasonDetail(Reason.OUTPUT_MODIFIED, p) for p in check.exports_modified]
+    if trace.write_key != own.write_key:
+        export.insert(0, ReasonDetail(Reason.WRITE_CHANGED))
+    if export:
+        return step(Status.REEXPORT, export, notes)
+    recheck = []
+    if trace.validate_key != own.validate_key:
+        recheck.append(ReasonDetail(Reason.VALIDATE_CHANGED))
+    if recheck:
+        return step(Status.REVALIDATE, recheck, notes)
+    return step(Status.UP_TO_DATE, [], notes)
+
+
+def _reformatted(own: OwnParts, trace: Trace) -> tuple[ReasonDetail, ...]:
+    if own.text_digest is not None and trace.text_digest not in (None, own.text_digest):
+        return (ReasonDetail(Reason.SQL_REFORMATTED, diff=_diff(trace.sql_text, own.sql_text)),)
+    return ()
+
+
+def _show(canonical: str | None) -> str | None:
+    """A canonical JSON value as a user reads it: strings in single quotes."""
+    if canonical is None:
+        return None
+    try:
+        value = json.loads(canonical)
+    except ValueError:
+        return canonical
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def _diff(old: str | None, new: str | None) -> str:
+    lines = difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
+                                 "last build", "now", lineterm="", n=2)
+    return "\n".join(lines)
+
+
+def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
+             inputs: PlanInputs, statuses: Mapping[NodeId, Status]) -> list[ReasonDetail]:
+    """Why the fingerprint differs from the last build: each differing part, with evidence."""
+    parts = trace.parts
+    out: list[ReasonDetail] = []
+    if parts.get("scheme") != SCHEME:
+        return [ReasonDetail(Reason.SCHEME_CHANGED, old=str(parts.get("scheme")), new=str(SCHEME))]
+    if trace.kind != own.kind.value:
+        out.append(ReasonDetail(Reason.CONFIG_CHANGED, "kind", trace.kind, own.kind.value))
+    elif parts.get("logic") != own.logic:
+        match own.kind:
+            case NodeKind.SQL:
+                out.append(ReasonDetail(Reason.SQL_CHANGED, diff=_diff(trace.sql_text, own.sql_text)))
+            case NodeKind.PYTHON:
+                out.append(ReasonDetail(Reason.PYTHON_CHANGED, own.python_file or ""))
+            case NodeKind.CHECK:
+                out.append(ReasonDetail(Reason.CHECK_CHANGED))
+            case NodeKind.READ:
+                pass  # format/options: the config keys below name them
+    out += _dict_changes(Reason.CONFIG_CHANGED, parts.get("config", {}), own.config)
+    out += _dict_changes(Reason.VAR_CHANGED, parts.get("vars", {}), own.vars)
+    out += _source_changes(parts.get("sources", {}), own.sources, inputs.source_names)
+    old_up = parts.get("upstream", {})
+    changed = sorted(u for u, d in upstream.items() if old_up.get(u) != d)
+    rebuilt = [u for u in changed if statuses.get(u, Status.UP_TO_DATE) is not Status.UP_TO_DATE]
+    other = [u for u in changed if u not in rebuilt]
+    if rebuilt:
+        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(rebuilt)))
+    if other:  # changed since this node was built, by a build that did not include it
+        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(other) + " (earlier)"))
+    gone = sorted(set(old_up) - set(upstream))
+    if gone:
+        out.append(ReasonDetail(Reason.CONFIG_CHANGED, "inputs", ", ".join(gone), None))
+    return out or [ReasonDetail(Reason.CONFIG_CHANGED, "fingerprint")]
+
+
+def _dict_changes(reason: Reason, old: Mapping[str, str], new: Mapping[str, str]
+                  ) -> list[ReasonDetail]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            out.append(ReasonDetail(reason, key, _show(old.get(key)), _show(new.get(key))))
+    return out
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
+
+
+def _source_changes(old: Mapping[str, list[object]], new: Mapping[str, tuple[Digest, int]],
+                    names: Mapping[str, str]) -> list[ReasonDetail]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        shown = names.get(key, key)
+        if key not in old:
+            out.append(ReasonDetail(Reason.SOURCE_ADDED, shown))
+        elif key not in new:
+            out.append(ReasonDetail(Reason.SOURCE_REMOVED, shown))
+        elif old[key][0] != new[key][0]:
+            before, after = int(old[key][1]), new[key][1]  # type: ignore[call-overload]
+            sizes = f"({_size(before)} -> {_size(after)})" if before != after else "(same size)"
+            out.append(ReasonDetail(Reason.SOURCE_CHANGED, f"{shown} {sizes}"))
+    return out
+
+
+def root_cause(p: Plan, name: NodeId, graph: Graph) -> list[tuple[NodeId, ReasonDetail]]:
+    """Follow 'upstream rebuilt' back to the first node rebuilt for its own reasons:
+    [(clean_orders, upstream rebuilt), (raw_orders, source changed: ...)]."""
+    chain_: list[tuple[NodeId, ReasonDetail]] = []
+    seen: set[NodeId] = set()
+    current: NodeId | None = name
+    while current is not None and current not in seen:
+        seen.add(current)
+        step = p.by_name.get(current)
+        if step is None or not step.reasons:
+            break
+        own = [r for r in step.reasons if r.reason is not Reason.UPSTREAM_REBUILT]
+        if own or step.reasons[0].reason is not Reason.UPSTREAM_REBUILT:
+            chain_.append((current, (own or list(step.reasons))[0]))
+            break
+        chain_.append((current, step.reasons[0]))
+        nxt = step.reasons[0].subject.split(", ")[0].split(" ")[0]
+        current = NodeId(nxt) if nxt in graph.index else None
+    return chain_

@@ -1,0 +1,323 @@
+"""The build state under `.odibi/state.db`: what was built from what, and caches.
+
+A SQLite database (the standard library's `sqlite3`), so the planner reads it without
+importing DuckDB. Tables:
+
+    meta(key, value)                 schema version; warehouse file stamp
+    nodes(name, fingerprint, trace)  one Trace per node: the last successful build
+    failures(name, fingerprint, message)   the last failed attempt, per node
+    sql_cache(key, tree, tables)     SQL analysis by text digest
+    file_cache(path, size, mtime_ns, inode, digest)   source digests by stat
+    yaml_cache(path, key, data)      each YAML file's last parse, keyed by its content digest
+    durations(name, seconds)         how long each node took last time
+    runs(id, ...)                    build history
+
+Durability: WAL journal; each node's record is committed on its own as the node finishes
+(after its output is committed in the warehouse), so a crash loses at most the nodes that
+were running. An unreadable or old database is moved aside with a warning and the build
+starts from nothing (it errs towards rebuilding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odibi.ids import Digest, NodeId
+from odibi.sql import SqlInfo, TableRef
+
+SCHEMA_VERSION = 1
+STATE_DIR = ".odibi"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                                  trace TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                                     message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sql_cache (key TEXT PRIMARY KEY, tree TEXT NOT NULL,
+                                      tables TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS file_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                                       mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+                                       digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS yaml_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL,
+                                       data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS durations (name TEXT PRIMARY KEY, seconds REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL,
+                                 finished REAL, command TEXT NOT NULL, status TEXT,
+                                 summary TEXT);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """An exported file as odibi last wrote it (to notice changes made outside odibi)."""
+
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """What one successful build of a node recorded (a verifying trace).
+
+    `parts` are the fingerprint's parts, each kept apart so explanations can name what
+    changed; `inputs` are the output digests of the upstream nodes it was built from."""
+
+    fingerprint: Digest
+    kind: str
+    parts: Mapping[str, Any]  # logic, config{}, vars{}, sources{}, upstream{}, scheme
+    table: str  # where its output lives in the warehouse ('' for checks)
+    output: Digest | None  # order-insensitive content digest of the output
+    rows: int | None
+    schema: tuple[str, ...]  # "column TYPE"
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    exports: tuple[Export, ...] = ()
+    write_key: Digest | None = None
+    validate_key: Digest | None = None
+    sql_text: str | None = None  # the SQL as last built, to diff against
+    text_digest: Digest | None = None
+
+    def to_json(self) -> str:
+        d = {
+            "fingerprint": self.fingerprint, "kind": self.kind, "parts": self.parts,
+            "table": self.table, "output": self.output, "rows": self.rows,
+            "schema": list(self.schema), "inputs": dict(self.inputs),
+            "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
+            "write_key": self.write_key, "validate_key": self.validate_key,
+            "sql_text": self.sql_text, "text_digest": self.text_digest,
+        }
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> Trace:
+        d = json.loads(text)
+        return Trace(
+            fingerprint=Digest(d["fingerprint"]), kind=d["kind"], parts=d["parts"],
+            table=d["table"], output=d["output"], rows=d["rows"], schema=tuple(d["schema"]),
+            inputs=d.get("inputs", {}),
+            exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
+            write_key=d.get("write_key"), validate_key=d.get("validate_key"),
+            sql_text=d.get("sql_text"), text_digest=d.get("text_digest"),
+        )
+
+
+class StateCorrupt(Exception):
+    pass
+
+
+class State:
+    """Owner of `.odibi/state.db`. One instance per command; not shared across threads
+    (the executor's scheduling thread is the only writer during a build)."""
+
+    def __init__(self, root: Path, *, create: bool = True) -> None:
+        """`create=True` (builds): make `.odibi/` and own the state. `create=False` (read-only
+        commands): use the state if it exists, never create it, never wait for a build."""
+        self.writable_state = create
+        self.dir = root / STATE_DIR
+        self.path = self.dir / "state.db"
+        self.warnings: list[str] = []
+        self.writable = create or self.path.exists()
+        self._con: sqlite3.Connection | None = None
+        if create:
+            self.dir.mkdir(exist_ok=True)
+        if self.path.exists() or create:
+            self._open()
+
+    # -- connection ---------------------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            self._con = self._connect()
+            version = self._con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version is None:
+                self._con.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                  (str(SCHEMA_VERSION),))
+                self._con.commit()
+            elif version[0] != str(SCHEMA_VERSION):
+                raise StateCorrupt(f"build state version {version[0]} is not {SCHEMA_VERSION}")
+        except (sqlite3.DatabaseError, StateCorrupt) as e:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            if not self.writable:
+                self.warnings.append(f"build state is unreadable ({e}); treating as nothing built")
+                return
+            aside = self.path.with_name(f"state.db.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.path) + suffix)
+                if p.exists():
+                    os.replace(p, Path(str(aside) + suffix))
+            self.warnings.append(f"build state was unreadable ({e}); moved it to {aside.name} "
+                                 "and starting from nothing built")
+            self._con = self._connect()
+            self._con.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+            self._con.commit()
+
+    def _connect(self) -> sqlite3.Connection:
+        # a build holds the write lock only for one node's record at a time; a read-only
+        # command that finds it busy skips its cache writes rather than wait
+        con = sqlite3.connect(self.path, timeout=30 if self.writable_state else 0.2,
+                              check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+        return con
+
+    @property
+    def available(self) -> bool:
+        return self._con is not None
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _q(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._con is None:
+            return []
+        return self._con.execute(sql, tuple(args)).fetchall()
+
+    def _write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        if self._con is None or not self.writable:
+            return
+        try:
+            with self._con:
+                self._con.executemany(sql, [tuple(r) for r in rows])
+        except sqlite3.OperationalError:
+            if "_cache" in sql:
+                return  # a cache write that lost a race with a build: harmless
+            raise
+
+    # -- meta ---------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._write("DELETE FROM meta WHERE key = ?", [(key,)])
+        else:
+            self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(key, value)])
+
+    # -- traces -------------------------------------------------------------------------
+    def fingerprints(self) -> dict[NodeId, Digest]:
+        return {NodeId(n): Digest(f) for n, f in self._q("SELECT name, fingerprint FROM nodes")}
+
+    def traces(self, names: Iterable[str] | None = None) -> dict[NodeId, Trace]:
+        if names is None:
+            rows = self._q("SELECT name, trace FROM nodes")
+        else:
+            wanted = list(names)
+            rows = []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                rows += self._q(f"SELECT name, trace FROM nodes WHERE name IN "
+                                f"({','.join('?' * len(chunk))})", chunk)
+        return {NodeId(n): Trace.from_json(t) for n, t in rows}
+
+    def record(self, name: str, trace: Trace) -> None:
+        """Make a node's successful build durable (and forget its last failure)."""
+        if self._con is None:
+            return
+        with self._con:
+            self._con.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
+                              (name, trace.fingerprint, trace.to_json()))
+            self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
+
+    def record_failure(self, name: str, fingerprint: str, message: str) -> None:
+        self._write("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                    [(name, fingerprint, message)])
+
+    def failures(self) -> dict[NodeId, tuple[Digest, str]]:
+        return {NodeId(n): (Digest(f), m)
+                for n, f, m in self._q("SELECT name, fingerprint, message FROM failures")}
+
+    def forget(self, names: Iterable[str]) -> None:
+        self._write("DELETE FROM nodes WHERE name = ?", [(n,) for n in names])
+
+    # -- caches -------------------------------------------------------------------------
+    def get_sql(self, keys: list[Digest]) -> dict[Digest, SqlInfo]:
+        if self._con is None or not keys:
+            return {}
+        found: dict[Digest, SqlInfo] = {}
+        if len(keys) > 200:  # one scan beats thousands of lookups
+            wanted = set(keys)
+            for k, tree, tables in self._q("SELECT key, tree, tables FROM sql_cache"):
+                if k in wanted:
+                    found[Digest(k)] = _sql_info(tree, tables)
+            return found
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for k, tree, tables in self._q(
+                    f"SELECT key, tree, tables FROM sql_cache WHERE key IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                found[Digest(k)] = _sql_info(tree, tables)
+        return found
+
+    def put_sql(self, items: Mapping[Digest, SqlInfo]) -> None:
+        self._write("INSERT OR REPLACE INTO sql_cache VALUES (?, ?, ?)",
+                    [(k, v.tree, json.dumps([[t.name, t.offset] for t in v.tables]))
+                     for k, v in items.items()])
+
+    def file_stamps(self) -> dict[str, tuple[int, int, int, Digest]]:
+        return {p: (s, m, i, Digest(d)) for p, s, m, i, d in
+                self._q("SELECT path, size, mtime_ns, inode, digest FROM file_cache")}
+
+    def put_file_stamps(self, items: Mapping[str, tuple[int, int, int, Digest]]) -> None:
+        self._write("INSERT OR REPLACE INTO file_cache VALUES (?, ?, ?, ?, ?)",
+                    [(p, *v) for p, v in items.items()])
+
+    def get_yaml(self, path: str, key: str) -> Any | None:
+        rows = self._q("SELECT data FROM yaml_cache WHERE path = ? AND key = ?", (path, key))
+        if not rows:
+            return None
+        try:
+            return pickle.loads(rows[0][0])
+        except Exception:  # noqa: BLE001 - a stale cache entry is simply a miss
+            return None
+
+    def put_yaml(self, path: str, key: str, value: Any) -> None:
+        self._write("INSERT OR REPLACE INTO yaml_cache VALUES (?, ?, ?)",
+                    [(path, key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
+
+    # -- timings and history ------------------------------------------------------------
+    def durations(self) -> dict[NodeId, float]:
+        return {NodeId(n): s for n, s in self._q("SELECT name, seconds FROM durations")}
+
+    def put_durations(self, items: Mapping[str, float]) -> None:
+        self._write("INSERT OR REPLACE INTO durations VALUES (?, ?)", list(items.items()))
+
+    def start_run(self, command: str) -> int | None:
+        if self._con is None or not self.writable:
+            return None
+        with self._con:
+            cur = self._con.execute("INSERT INTO runs (started, command) VALUES (?, ?)",
+                                    (time.time(), command))
+        return cur.lastrowid
+
+    def finish_run(self, run_id: int | None, status: str, summary: Mapping[str, Any]) -> None:
+        if run_id is None:
+            return
+        self._write("UPDATE runs SET finished = ?, status = ?, summary = ? WHERE id = ?",
+                    [(time.time(), status, json.dumps(summary, sort_keys=True), run_id)])
+
+    def runs(self, limit: int = 20) -> list[tuple[int, float, float | None, str, str | None,
+                                                  dict[str, Any]]]:
+        rows = self._q("SELECT id, started, finished, command, status, summary FROM runs "
+                       "ORDER BY id DESC LIMIT ?", (limit,))
+        return [(i, s, f, c, st, json.loads(sm) if sm else {}) for i, s, f, c, st, sm in rows]
+
+
+def _sql_info(tree: str, tables: str) -> SqlInfo:
+    return SqlInfo(Digest(tree), tuple(TableRef(n, o) for n, o in json.loads(tables)))

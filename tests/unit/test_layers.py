@@ -1,0 +1,102 @@
+"""The module layering of ARCHITECTURE.md: imports go downward only, and heavy libraries
+(duckdb, pandas) are imported at module level only inside odibi/engines/."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "odibi"
+
+# module (or package prefix) -> layer; a module may import strictly lower layers, and
+# modules of its own package (config.*, cli.*, engines.*, expr.*, testing.*).
+LAYERS = {
+    "odibi": 0, "odibi.errors": 0, "odibi.ids": 0, "odibi.hashing": 0.5, "odibi.events": 1,
+    "odibi.grammars": 0.5,
+    "odibi.expr": 1.5,
+    "odibi.config": 2, "odibi.sql": 2, "odibi.pysource": 2,
+    "odibi.graph": 3, "odibi.select": 3.5, "odibi.resolve": 3.5,
+    "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5,
+    "odibi.planner": 5,
+    "odibi.engines": 6,
+    "odibi.executor": 7, "odibi.testing": 7, "odibi.builder": 7.5,
+    "odibi.cli": 8, "odibi.__main__": 9,
+}
+HEAVY = ("duckdb", "pandas", "numpy", "pyarrow")
+
+
+def _layer(module: str) -> tuple[str, float]:
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        key = ".".join(parts[:i])
+        if key in LAYERS:
+            return key, LAYERS[key]
+    raise AssertionError(f"{module} has no layer in LAYERS: add it")
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "scaffold" in path.parts:
+            continue
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        out.append((name, path))
+    return out
+
+
+def _imports(path: Path, *, top_level_only: bool) -> list[tuple[str, int]]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+    return found
+
+
+@pytest.mark.parametrize("module,path", _modules(), ids=[m for m, _ in _modules()])
+def test_imports_go_downward(module: str, path: Path) -> None:
+    own_key, own = _layer(module)
+    for target, line in _imports(path, top_level_only=False):
+        if not target.startswith("odibi"):
+            continue
+        key, layer = _layer(target)
+        if key == own_key and key != "odibi":
+            continue  # within one package
+        assert layer < own or target == "odibi", (
+            f"{path.name}:{line}: {module} (layer {own}) imports {target} (layer {layer})")
+
+
+@pytest.mark.parametrize("module,path", _modules(), ids=[m for m, _ in _modules()])
+def test_heavy_imports_only_in_engines(module: str, path: Path) -> None:
+    if module.startswith("odibi.engines"):
+        return
+    for target, line in _imports(path, top_level_only=True):
+        assert target.split(".")[0] not in HEAVY, (
+            f"{path.name}:{line}: module-level import of {target} outside odibi/engines "
+            "(import it inside the function that needs it)")
+
+
+def test_rich_only_in_render() -> None:
+    for module, path in _modules():
+        if module == "odibi.cli.render":
+            continue
+        for target, line in _imports(path, top_level_only=True):
+            assert not target.startswith("rich"), f"{path.name}:{line} imports rich"
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = ("import sys, io; from odibi.cli.main import main; "
+            "main(['--help'], stdout=io.StringIO()); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            f"{HEAVY!r} or m.split('.')[0] in ('rich', 'lark')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"
