@@ -143,14 +143,15 @@ def _build(job: Job, session: Session) -> tuple[TableInfo, tuple[Export, ...]]:
     name = job.step.node
     session.begin()
     if job.read is not None:
-        session.read(job.table, job.files, job.read)
+        rows = session.read(job.table, job.files, job.read)
     elif job.sql is not None:
-        session.run_sql(job.table, job.sql)
-    elif job.python is not None:
+        rows = session.run_sql(job.table, job.sql)
+    else:
+        assert job.python is not None
         call = job.python
         fn = load_function(call.module, call.function, call.file, call.python_path)
-        session.run_python(job.table, fn, call.inputs)
-    info = session.describe(job.table)
+        rows = session.run_python(job.table, fn, call.inputs)
+    info = session.describe(job.table, rows)
     session.publish(name, job.table)
     if job.drop and job.drop != job.table:
         session.drop(job.drop)

@@ -100,18 +100,23 @@ class DuckDBSession:
                 pass
             self.in_txn = False
 
-    def read(self, table: str, files: Sequence[Path], spec: ReadSpec) -> None:
+    def read(self, table: str, files: Sequence[Path], spec: ReadSpec) -> int:
         if not files:
             raise EngineError(f"no file matches {spec.rendered_path}")
         paths = sql_literal([str(f) for f in files])
         reader = _READERS[spec.format]
-        self._run(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM "
-                  f"{reader}({paths}{_options(spec.rendered_options)})")
+        return self._create(table, f"SELECT * FROM {reader}({paths}"
+                                   f"{_options(spec.rendered_options)})")
 
-    def run_sql(self, table: str, sql: str) -> None:
-        self._run(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+    def run_sql(self, table: str, sql: str) -> int:
+        return self._create(table, sql)
 
-    def run_python(self, table: str, fn: Callable[..., Any], inputs: Mapping[str, NodeId]) -> None:
+    def _create(self, table: str, select: str) -> int:
+        """CREATE TABLE AS; DuckDB answers with the number of rows it wrote."""
+        row = self._run(f"CREATE OR REPLACE TABLE {table} AS {select}").fetchone()
+        return int(row[0]) if row else -1
+
+    def run_python(self, table: str, fn: Callable[..., Any], inputs: Mapping[str, NodeId]) -> int:
         kwargs = {param: self._frame(node) for param, node in inputs.items()}
         result = fn(**kwargs)
         import pandas as pd
@@ -121,21 +126,21 @@ class DuckDBSession:
         view = f"__odibi_result_{threading.get_ident()}"
         self.cur.register(view, result)
         try:
-            self._run(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {quote_ident(view)}")
+            return self._create(table, f"SELECT * FROM {quote_ident(view)}")
         finally:
             self.cur.unregister(view)
 
     def _frame(self, node: NodeId) -> Any:
         return self._run(f"SELECT * FROM main.{quote_ident(node)}").df()
 
-    def describe(self, table: str) -> TableInfo:
-        columns = self._run(f"DESCRIBE {table}").fetchall()
+    def describe(self, table: str, rows: int) -> TableInfo:
+        """Schema and an order-insensitive content digest: the sum of DuckDB's 64-bit row
+        hashes (a HUGEINT, so it cannot overflow), with the row count and the schema."""
+        cur = self._run(f"SELECT coalesce(sum(hash(t)), 0)::VARCHAR FROM {table} AS t")
+        (total,) = cur.fetchone()
+        columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
         schema = tuple(f"{c[0]} {c[1]}" for c in columns)
-        rows, h1, h2 = self._run(
-            f"SELECT count(*), coalesce(sum(hash(t)), 0)::VARCHAR, "
-            f"coalesce(sum(hash(t, 7)), 0)::VARCHAR FROM {table} AS t").fetchone()
-        return TableInfo(int(rows), schema, digest_parts("table", json.dumps(schema), str(rows),
-                                                          h1, h2))
+        return TableInfo(rows, schema, digest_parts("table", json.dumps(schema), str(rows), total))
 
     def publish(self, name: NodeId, table: str) -> None:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table}")
