@@ -40,7 +40,7 @@ from odibi.fingerprint import (
 )
 from odibi.hashing import digest_bytes, digest_parts
 from odibi.ids import Digest, NodeId
-from odibi.lockfile import render, write_if_changed
+from odibi.lockfile import read_entries, render, write_if_changed
 from odibi.planner import OutputCheck, Plan, PlanInputs, PlanOptions, Status, plan
 from odibi.resolve import Resolved, resolve
 from odibi.state import State, Trace
@@ -107,14 +107,37 @@ def warehouse_stamp(path: Path) -> str | None:
                        [w.st_size, w.st_mtime_ns] if w else None])
 
 
-def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> Prepared:
-    """Fingerprint every node and look at what the last builds left behind."""
+def fingerprint_all(resolved: Resolved, state: State) -> tuple[dict[NodeId, OwnParts],
+                                                                 FileDigests]:
+    """Every node's own fingerprint parts (source files hashed only when their stat changed)."""
     check_sources(resolved)
     files = FileDigests(state.file_stamps())
     own = {n: own_parts(resolved, n, files) for n in resolved.graph.names
            if n in resolved.project.nodes}
     if files.changed:
         state.put_file_stamps(files.changed)
+    return own, files
+
+
+def modified_since_lock(resolved: Resolved, own: Mapping[NodeId, OwnParts], which: str
+                        ) -> tuple[frozenset[NodeId], str | None]:
+    """`state:new`: nodes odibi.lock does not list. `state:modified`: those, and nodes whose
+    own parts (logic, config, vars, sources) differ from what the lock recorded; a change
+    upstream does not count (select `state:modified+` for what a change affects)."""
+    locked, problem = read_entries(resolved.project.root)
+    chosen = set()
+    for n, parts in own.items():
+        entry = locked.get(n)
+        if entry is None:
+            chosen.add(n)
+        elif which == "modified" and chain(parts.digest, entry.upstream) != entry.fingerprint:
+            chosen.add(n)
+    return frozenset(chosen), problem
+
+
+def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> Prepared:
+    """Fingerprint every node and look at what the last builds left behind."""
+    own, files = fingerprint_all(resolved, state)
     traces = state.traces()
     warnings = list(state.warnings)
     outputs = _check_outputs(resolved, traces, state, engine, files, warnings)
@@ -142,8 +165,9 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
     for n in built:
         gone, changed = [], []
         for e in traces[n].exports:
-            status = export_changed(e.path, e.size, e.mtime_ns, e.digest, files)
-            shown = _shown(Path(e.path), project.root)
+            path = project.root / e.path  # relative to the root (absolute if outside it)
+            status = export_changed(str(path), e.size, e.mtime_ns, e.digest, files)
+            shown = _shown(path, project.root)
             if status == "missing":
                 gone.append(shown)
             elif status == "modified":
@@ -197,17 +221,6 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
     return plan(inputs, PlanOptions(nodes, forced & nodes))
 
 
-def current_fingerprints(prepared: Prepared) -> dict[NodeId, Digest]:
-    """Each node's fingerprint as if everything upstream were built as it is now."""
-    graph = prepared.resolved.graph
-    fps: dict[NodeId, Digest] = {}
-    for n in graph.names:
-        if n in prepared.own:
-            fps[n] = chain(prepared.own[n].digest,
-                           {u: fps[u] for u in graph.upstream(n) if u in fps})
-    return fps
-
-
 def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
     from odibi.executor import Job, PythonCall
 
@@ -215,6 +228,8 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
     project = resolved.project
     jobs: dict[NodeId, Job] = {}
     for step in p.to_run():
+        if step.status is Status.REVALIDATE:
+            continue  # rules are recorded by update_metadata until they are evaluated
         node = project.nodes[step.node]
         old = prepared.traces.get(step.node)
         writes = tuple((w, export_path(resolved, w)) for w in node.writes)
@@ -243,7 +258,7 @@ def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Rep
 
     jobs = make_jobs(prepared, p, engine)
     return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
-                   options, state.durations())
+                   options, state.durations(), prepared.resolved.project.root)
 
 
 def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
@@ -257,7 +272,8 @@ def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
         if step.status is Status.UP_TO_DATE and step.notes or step.status is Status.REVALIDATE:
             state.record(step.node, replace(trace, sql_text=step.own.sql_text,
                                             text_digest=step.own.text_digest,
-                                            validate_key=step.own.validate_key))
+                                            validate_key=step.own.validate_key,
+                                            contracts_key=step.own.contracts_key))
             count += 1
     return count
 

@@ -64,6 +64,7 @@ class Job:
     writes: tuple[tuple[WriteSpec, Path], ...] = ()
     retry: Retry = Retry()
     timeout: float | None = None
+    root: Path | None = None  # the project root, exports are recorded relative to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +168,19 @@ def _export(job: Job, session: Session) -> tuple[Export, ...]:
         session.export(job.step.node, write, dest)
         st = fs.stat(str(dest))
         assert st is not None
-        out.append(Export(str(dest), st[0], st[1], fs.hash(str(dest))))
+        out.append(Export(_relative(dest, job.root), st[0], st[1], fs.hash(str(dest))))
     return tuple(out)
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    """Exports are recorded relative to the project root, so a moved project still finds
+    them (absolute when they live outside it)."""
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
@@ -265,7 +277,8 @@ class _Loop:
         old = self.state_traces.get(step.node)
         if result.outcome is Outcome.EXPORTED and old is not None:
             return replace(old, exports=result.exports, write_key=step.own.write_key,
-                           validate_key=step.own.validate_key, sql_text=step.own.sql_text,
+                           validate_key=step.own.validate_key,
+                           contracts_key=step.own.contracts_key, sql_text=step.own.sql_text,
                            text_digest=step.own.text_digest)
         info = result.info
         assert info is not None
@@ -276,8 +289,8 @@ class _Loop:
             rows=info.rows, schema=info.schema,
             inputs={u: d for u in step.upstream if (d := self.outputs.get(u)) is not None},
             exports=result.exports, write_key=step.own.write_key,
-            validate_key=step.own.validate_key, sql_text=step.own.sql_text,
-            text_digest=step.own.text_digest)
+            validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
+            sql_text=step.own.sql_text, text_digest=step.own.text_digest)
 
 
 def _worker(engine: Engine, todo: queue.Queue[tuple[Job, int] | None],
@@ -301,9 +314,12 @@ def _worker(engine: Engine, todo: queue.Queue[tuple[Job, int] | None],
 
 def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
             traces: Mapping[NodeId, Trace], reporter: Reporter, options: RunOptions,
-            durations: Mapping[NodeId, float] | None = None) -> RunResult:
+            durations: Mapping[NodeId, float] | None = None,
+            root: Path | None = None) -> RunResult:
     """Run `jobs` (the plan's steps that run) with `options.jobs` workers."""
     outputs: dict[NodeId, Digest | None] = {n: t.output for n, t in traces.items()}
+    if root is not None:
+        jobs = {n: replace(j, root=root) for n, j in jobs.items()}
     loop = _Loop(plan, jobs, graph, state, reporter, options, outputs,
                  critical_path(graph, jobs, durations or {}), traces)
     return loop.run(engine)

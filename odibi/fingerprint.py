@@ -41,6 +41,8 @@ from odibi.ids import Digest, NodeId, NodeKind
 from odibi.resolve import Resolved
 
 SCHEME = 1
+RULES = "text"  # how contracts/validations are evaluated; part of their keys, so a new
+#                 evaluator re-checks every rule once
 
 Stamp = tuple[int, int, int, Digest]  # size, mtime_ns, inode, digest
 
@@ -163,8 +165,8 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests) -> OwnParts:
             text_digest = resolved.sql[name].text
         if target.version is not None:
             config["version"] = _canon(target.version)
-        keys = (digest_text(_canon([r.text for r in target.contracts])),
-                digest_text(_canon([r.text for r in target.validate])),
+        keys = (digest_parts(RULES, _canon([r.text for r in target.contracts])),
+                digest_parts(RULES, _canon([r.text for r in target.validate])),
                 write_key(resolved, target.writes))
     digest = digest_parts(str(SCHEME), kind.value, logic, _canon(config), _canon(variables),
                           _canon(sorted((k, d) for k, (d, _) in sources.items())))

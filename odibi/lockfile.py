@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from odibi.ids import NodeId
@@ -48,7 +49,7 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
 def _key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
+    return k if _BARE_KEY.match(k) else _str(k)
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
@@ -57,12 +58,13 @@ _PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
 def _str(v: str) -> str:
     if _PLAIN.match(v):
         return f'"{v}"'
-    return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    # a JSON string is a TOML basic string, but for DEL, which TOML wants escaped
+    return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _value(canonical: str) -> str:
-    """A config/var value (canonical JSON text) as TOML: strings, numbers, booleans and
-    lists as themselves; mappings and nulls as their JSON text in a string."""
+    """A config/var value (canonical JSON text) as TOML: strings, numbers and booleans as
+    themselves; lists, mappings and nulls as their JSON text in a string."""
     try:
         value = json.loads(canonical)
     except ValueError:
@@ -71,6 +73,10 @@ def _value(canonical: str) -> str:
         return _str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, (int, float)):
         return canonical
     return _str(canonical)
@@ -145,8 +151,15 @@ def write_if_changed(root: Path, text: str) -> tuple[bool, str | None]:
     return True, problem
 
 
-def read_fingerprints(root: Path) -> tuple[dict[str, str], str | None]:
-    """{node: fingerprint} from odibi.lock (for `state:modified`), and a problem if any."""
+@dataclass(frozen=True, slots=True)
+class LockedNode:
+    fingerprint: str
+    upstream: Mapping[str, str]
+
+
+def read_entries(root: Path) -> tuple[dict[str, LockedNode], str | None]:
+    """{node: its fingerprint and upstream fingerprints} from odibi.lock (for
+    `state:modified`), and a problem if the file is unreadable."""
     import tomllib
 
     path = root / LOCK_FILE
@@ -157,4 +170,5 @@ def read_fingerprints(root: Path) -> tuple[dict[str, str], str | None]:
     if problem:
         return {}, problem
     nodes = tomllib.loads(text).get("nodes", {})
-    return {n: t.get("fingerprint", "") for n, t in nodes.items() if isinstance(t, dict)}, None
+    return {n: LockedNode(str(t.get("fingerprint", "")), dict(t.get("upstream", {})))
+            for n, t in nodes.items() if isinstance(t, dict)}, None

@@ -124,6 +124,12 @@ class Plan:
     def to_run(self) -> tuple[PlannedStep, ...]:
         return tuple(s for s in self.steps if s.status.runs)
 
+    def needs_engine(self) -> bool:
+        """Whether any step touches data (a revalidation only records new rule keys until
+        rules are evaluated)."""
+        return any(s.status in (Status.REBUILD, Status.RESTORE, Status.REEXPORT)
+                   for s in self.steps)
+
     def count(self, status: Status) -> int:
         return sum(1 for s in self.steps if s.status is status)
 
@@ -210,6 +216,8 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
     if export:
         return step(Status.REEXPORT, export, notes)
     recheck = []
+    if trace.contracts_key != own.contracts_key:
+        recheck.append(ReasonDetail(Reason.CONTRACTS_CHANGED))
     if trace.validate_key != own.validate_key:
         recheck.append(ReasonDetail(Reason.VALIDATE_CHANGED))
     if recheck:

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started R
 class Export:
     """An exported file as odibi last wrote it (to notice changes made outside odibi)."""
 
-    path: str  # absolute
+    path: str  # relative to the project root (absolute when outside it)
     size: int
     mtime_ns: int
     digest: Digest
@@ -84,6 +84,7 @@ class Trace:
     exports: tuple[Export, ...] = ()
     write_key: Digest | None = None
     validate_key: Digest | None = None
+    contracts_key: Digest | None = None
     sql_text: str | None = None  # the SQL as last built, to diff against
     text_digest: Digest | None = None
 
@@ -94,6 +95,7 @@ class Trace:
             "schema": list(self.schema), "inputs": dict(self.inputs),
             "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
             "write_key": self.write_key, "validate_key": self.validate_key,
+            "contracts_key": self.contracts_key,
             "sql_text": self.sql_text, "text_digest": self.text_digest,
         }
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -107,6 +109,7 @@ class Trace:
             inputs=d.get("inputs", {}),
             exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
             write_key=d.get("write_key"), validate_key=d.get("validate_key"),
+            contracts_key=d.get("contracts_key"),
             sql_text=d.get("sql_text"), text_digest=d.get("text_digest"),
         )
 
@@ -126,7 +129,7 @@ class State:
         self.dir = root / STATE_DIR
         self.path = self.dir / "state.db"
         self.warnings: list[str] = []
-        self.writable = create or self.path.exists()
+        self.writable = create
         self._con: sqlite3.Connection | None = None
         if create:
             self.dir.mkdir(exist_ok=True)

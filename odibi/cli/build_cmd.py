@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from odibi.builder import (
     Prepared,
-    current_fingerprints,
     finish,
     load,
     make_plan,
@@ -19,14 +18,13 @@ from odibi.builder import (
     run,
     update_metadata,
 )
-from odibi.cli.common import project_root, selected
+from odibi.cli.common import project_root, selected, state_hook
 from odibi.cli.render import Out
 from odibi.config.load import parse_var_overrides
 from odibi.engines.base import EngineError
 from odibi.errors import UnknownNodeError, UsageError, did_you_mean
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
 from odibi.ids import ExitCode, NodeId
-from odibi.lockfile import read_fingerprints
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
 from odibi.state import State
 
@@ -76,15 +74,7 @@ def _overrides(args: argparse.Namespace) -> list[Any]:
 
 
 def _state_hook(prepared: Prepared, out: Out) -> Any:
-    def state(which: str) -> frozenset[NodeId]:
-        locked, problem = read_fingerprints(prepared.resolved.project.root)
-        if problem:
-            out.warning(f"odibi.lock is unreadable ({problem}); every node counts as modified")
-        current = current_fingerprints(prepared)
-        if which == "new":
-            return frozenset(n for n in current if n not in locked)
-        return frozenset(n for n, fp in current.items() if locked.get(n) != fp)
-    return state
+    return state_hook(prepared.resolved, out, own=prepared.own)
 
 
 def _selection(prepared: Prepared, args: argparse.Namespace, out: Out) -> list[NodeId]:
@@ -131,7 +121,7 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         width = max((len(s.node) for s in p.to_run()), default=10)
         reporter = BuildReporter(out, width)
         result = None
-        if p.to_run():
+        if p.needs_engine():
             from odibi.executor import RunOptions
 
             result = _execute(prepared, p, state, reporter, RunOptions(jobs, args.fail_fast))
@@ -167,8 +157,10 @@ def _summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> Non
         counts["blocked"] = len(result.blocked)
         counts["not started"] = len(result.not_started)
     counts["up to date"] = sum(1 for s in p.steps if s.status is Status.UP_TO_DATE)
+    counts["rules updated"] = p.count(Status.REVALIDATE)
     counts["blocked"] += p.count(Status.BLOCKED)
-    order = ["built", "exported", "up to date", "failed", "blocked", "not started"]
+    order = ["built", "exported", "rules updated", "up to date", "failed", "blocked",
+             "not started"]
     if out.json_mode:
         out.json(_summary_json(p, result, seconds))
         return

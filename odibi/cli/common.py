@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 from odibi.cli.render import Out
@@ -54,6 +54,26 @@ def select_index(resolved: Resolved, state: StateHook | None = None) -> SelectIn
     )
 
 
+def state_hook(resolved: Resolved, out: Out, own: Mapping[NodeId, Any] | None = None
+               ) -> StateHook:
+    """`state:modified` / `state:new`, computed only if a selector asks for them."""
+    def hook(which: str) -> frozenset[NodeId]:
+        from odibi.builder import fingerprint_all, modified_since_lock, open_state
+
+        parts = own
+        if parts is None:
+            state = open_state(resolved.project.root, writable=False)
+            try:
+                parts = fingerprint_all(resolved, state)[0]
+            finally:
+                state.close()
+        chosen, problem = modified_since_lock(resolved, parts, which)
+        if problem:
+            out.warning(f"odibi.lock is unreadable ({problem}); every node counts as {which}")
+        return chosen
+    return hook
+
+
 def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
              state: StateHook | None = None) -> list[NodeId]:
     """The nodes chosen by the SELECTOR arguments and --exclude, in build order."""
@@ -63,7 +83,7 @@ def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
         return list(resolved.graph.names)  # everything: no selector parser needed
     from odibi.select import parse_selector, select
 
-    index = select_index(resolved, state)
+    index = select_index(resolved, state or state_hook(resolved, out))
     chosen: frozenset[NodeId] = frozenset(resolved.graph.names)
     if texts:
         s = select(parse_selector(" ".join(texts)), index)

@@ -121,10 +121,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
          stderr: IO[str] | None = None) -> int:
     """Run one odibi command; returns its exit code (never raises for user errors)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # a bare --force means "all selected"; only --force=SELECTOR takes a value, so that
+    # `build --force stg+` keeps stg+ as the selection (argparse cannot tell them apart)
+    argv = ["--force=*" if a == "--force" else a for a in argv]
     try:
         with contextlib.redirect_stdout(stdout or sys.stdout), \
                 contextlib.redirect_stderr(stderr or sys.stderr):
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+            args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help/--version (0) or a usage error (2)
         return int(e.code or 0)
     if args.command is None:

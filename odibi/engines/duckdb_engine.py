@@ -230,10 +230,20 @@ def _purge(module: str) -> None:
         del sys.modules[name]
 
 
+_import_lock = threading.Lock()
+
+
 def load_function(module: str, function: str, file: Path,
                   python_path: Sequence[Path]) -> Callable[..., Any]:
     """Import a transform's module from this project (re-importing it if its file changed
-    since, or if a module of the same name came from elsewhere)."""
+    since, or if a module of the same name came from elsewhere). Workers import one at a
+    time: sys.modules and sys.path are process-wide."""
+    with _import_lock:
+        return _load_function(module, function, file, python_path)
+
+
+def _load_function(module: str, function: str, file: Path,
+                   python_path: Sequence[Path]) -> Callable[..., Any]:
     mtime = file.stat().st_mtime_ns
     mod = sys.modules.get(module)
     loaded_from = getattr(mod, "__file__", None) if mod is not None else None
