@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,7 @@ class Prepared:
     failures: Mapping[NodeId, Digest]
     outputs: Mapping[NodeId, OutputCheck]
     warnings: tuple[str, ...]
+    restamped: Mapping[NodeId, Trace] = field(default_factory=dict)  # exports touched, same bytes
 
     @property
     def warehouse(self) -> Path:
@@ -140,14 +141,15 @@ def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> P
     own, files = fingerprint_all(resolved, state)
     traces = state.traces()
     warnings = list(state.warnings)
-    outputs = _check_outputs(resolved, traces, state, engine, files, warnings)
+    restamped: dict[NodeId, Trace] = {}
+    outputs = _check_outputs(resolved, traces, state, engine, files, warnings, restamped)
     failures = {n: f for n, (f, _) in state.failures().items()}
-    return Prepared(resolved, own, traces, failures, outputs, tuple(warnings))
+    return Prepared(resolved, own, traces, failures, outputs, tuple(warnings), restamped)
 
 
 def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State,
-                   engine: Engine | None, files: FileDigests, warnings: list[str]
-                   ) -> dict[NodeId, OutputCheck]:
+                   engine: Engine | None, files: FileDigests, warnings: list[str],
+                   restamped: dict[NodeId, Trace]) -> dict[NodeId, OutputCheck]:
     project = resolved.project
     built = [n for n in project.nodes if n in traces]
     path = project.root / ".odibi" / WAREHOUSE
@@ -164,6 +166,7 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
     out: dict[NodeId, OutputCheck] = {}
     for n in built:
         gone, changed = [], []
+        stamps = []
         for e in traces[n].exports:
             path = project.root / e.path  # relative to the root (absolute if outside it)
             status = export_changed(str(path), e.size, e.mtime_ns, e.digest, files)
@@ -172,6 +175,11 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
                 gone.append(shown)
             elif status == "modified":
                 changed.append(shown)
+            elif isinstance(status, tuple):
+                e = replace(e, size=status[0], mtime_ns=status[1])
+            stamps.append(e)
+        if tuple(stamps) != traces[n].exports:
+            restamped[n] = replace(traces[n], exports=tuple(stamps))
         if n in missing or gone or changed:
             out[n] = OutputCheck(n in missing, tuple(gone), tuple(changed))
     return out
@@ -265,8 +273,12 @@ def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
     """Record what changed without running anything: reformatted SQL (so the next explain
     is quiet) and validation keys of nodes whose rules are not evaluated yet."""
     count = 0
+    for name, trace in prepared.restamped.items():
+        step = p.by_name.get(name)
+        if step is not None and step.status is Status.UP_TO_DATE:
+            state.record(name, trace)
     for step in p.steps:
-        trace = prepared.traces.get(step.node)
+        trace = prepared.restamped.get(step.node) or prepared.traces.get(step.node)
         if trace is None:
             continue
         if step.status is Status.UP_TO_DATE and step.notes or step.status is Status.REVALIDATE:

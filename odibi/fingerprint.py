@@ -27,6 +27,7 @@ import glob as globlib
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ RULES = "text"  # how contracts/validations are evaluated; part of their keys, s
 #                 evaluator re-checks every rule once
 
 Stamp = tuple[int, int, int, Digest]  # size, mtime_ns, inode, digest
+RACY_NS = 3_000_000_000
 
 
 class FileSystem(Protocol):
@@ -89,8 +91,15 @@ class FileDigests:
         if old is not None and old[:3] == (size, mtime_ns, inode):
             return old[3], size
         digest = self.fs.hash(path)
-        self.changed[path] = (size, mtime_ns, inode, digest)
+        # A file written within the last few seconds may change again without its mtime
+        # moving (timestamp granularity): don't trust such a stamp next time ("racy" files,
+        # as git calls them); it is trusted once the file has aged.
+        racy = self.now_ns() - mtime_ns < RACY_NS
+        self.changed[path] = (size, -1 if racy else mtime_ns, inode, digest)
         return digest, size
+
+    def now_ns(self) -> int:
+        return time.time_ns()
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,11 +266,12 @@ def export_path(resolved: Resolved, write: WriteSpec) -> Path:
 
 
 def export_changed(path: str, size: int, mtime_ns: int, digest: Digest,
-                   files: FileDigests) -> str | None:
-    """None if the export is as odibi wrote it; 'missing' or 'modified' otherwise."""
+                   files: FileDigests) -> str | tuple[int, int] | None:
+    """None if the export is as odibi wrote it; 'missing' or 'modified' if not; its new
+    (size, mtime_ns) if only its stamp moved (touched, same bytes: worth recording)."""
     st = files.fs.stat(path)
     if st is None:
         return "missing"
     if st[0] == size and st[1] == mtime_ns:
         return None
-    return None if files.fs.hash(path) == digest else "modified"
+    return (st[0], st[1]) if files.fs.hash(path) == digest else "modified"

@@ -196,10 +196,10 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
         lead.append(ReasonDetail(Reason.FORCED))
     if name in inputs.always_run:
         lead.append(ReasonDetail(Reason.ALWAYS_RUN))
-    if trace is None:
-        return step(Status.REBUILD, lead + [ReasonDetail(Reason.NEW)])
     if inputs.failures.get(name) == fp:
         lead.append(ReasonDetail(Reason.LAST_BUILD_FAILED))
+    if trace is None:
+        return step(Status.REBUILD, lead + [ReasonDetail(Reason.NEW)])
     if trace.fingerprint != fp:
         changes = _changes(own, upstream, trace, inputs, statuses)
         return step(Status.REBUILD, lead + changes)

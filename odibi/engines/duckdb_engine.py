@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,10 +22,11 @@ from typing import Any
 
 from odibi.config.model import ReadSpec, WriteSpec
 from odibi.engines.base import EngineError, TableInfo
-from odibi.hashing import digest_parts
+from odibi.hashing import digest_bytes, digest_parts
 from odibi.ids import Digest, Format, NodeId
 
 STORE = "odibi_store"
+_VIEW_TARGET = re.compile(r'FROM\s+"?odibi_store"?\.(?:"((?:[^"]|"")*)"|([A-Za-z0-9_]+))', re.I)
 _READERS = {Format.CSV: "read_csv", Format.PARQUET: "read_parquet", Format.JSON: "read_json"}
 
 
@@ -202,9 +204,11 @@ class DuckDBEngine:
         for name, sql in self.con.execute(
                 "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'main' "
                 "AND NOT internal").fetchall():
-            marker = f"FROM {STORE}."
-            if marker in sql:
-                views[NodeId(name)] = f"{STORE}." + sql.split(marker, 1)[1].strip().rstrip(";")
+            # DuckDB keeps the view's SQL with or without the quotes it was written with
+            m = _VIEW_TARGET.search(sql)
+            if m:
+                target = m.group(1) if m.group(1) is not None else m.group(2)
+                views[NodeId(name)] = f"{STORE}.{quote_ident(target.replace(chr(34) * 2, chr(34)))}"
         return tables, views
 
     def drop_views(self, names: Iterable[NodeId]) -> None:
@@ -244,7 +248,7 @@ def load_function(module: str, function: str, file: Path,
 
 def _load_function(module: str, function: str, file: Path,
                    python_path: Sequence[Path]) -> Callable[..., Any]:
-    mtime = file.stat().st_mtime_ns
+    mtime = digest_bytes(file.read_bytes())  # content, not mtime: same-second edits count
     mod = sys.modules.get(module)
     loaded_from = getattr(mod, "__file__", None) if mod is not None else None
     if mod is not None and (loaded_from is None or Path(loaded_from).resolve() != file.resolve()):
