@@ -31,10 +31,11 @@ def _sql(inputs: tuple[str, ...], rng: random.Random) -> str:
     if len(inputs) == 1:
         if rng.random() < 0.5:
             return f"SELECT id, k, v FROM {a} WHERE v > {rng.randint(0, 40)}"
-        return f"SELECT min(id) AS id, k, sum(v) AS v FROM {a} GROUP BY k"
+        return f"SELECT min(id) AS id, k, sum(v) % 100003 AS v FROM {a} GROUP BY k"
+    # sums modulo a prime: values stay in range however deep the DAG
     joins = " ".join(f"LEFT JOIN {x} AS t{i} USING (id)" for i, x in enumerate(inputs[1:], 1))
     total = " + ".join(f"coalesce(t{i}.v, 0)" for i in range(1, len(inputs)))
-    return f"SELECT t0.id, t0.k, t0.v + {total} AS v FROM {a} AS t0 {joins}"
+    return f"SELECT t0.id, t0.k, (t0.v + {total}) % 100003 AS v FROM {a} AS t0 {joins}"
 
 
 def generate(n: int, width: int = 50, seed: int = 0) -> list[GenNode]:

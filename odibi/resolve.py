@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ _DATASET_RE = re.compile(r"\brow_count\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)"
 _STRING_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
 Edge = tuple[NodeId, NodeId]  # (node, what it depends on)
+Where = Span | Callable[[], Span]  # where an edge was written (computed only for errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ def sql_span(spec: SqlSpec, offset: int | None, width: int = 1) -> Span:
 def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:
     """Work out every dependency and build the graph. Raises ConfigError/SqlError/CycleError."""
     lower = {n.lower(): n for n in project.nodes}
-    spans: dict[Edge, Span] = {}
+    spans: dict[Edge, Where] = {}
     sql = _analyze_sql(project, cache, lower, spans)
     deps: dict[NodeId, tuple[NodeId, ...]] = {}
     python: dict[NodeId, PyFunction] = {}
@@ -109,9 +111,10 @@ def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:
     return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python)
 
 
-def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Span]) -> CycleError:
+def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Where]) -> CycleError:
     """Point at the reference that closes the loop: the first node reading the last."""
-    span = spans.get((NodeId(cycle[0]), NodeId(cycle[-2])))
+    where = spans.get((NodeId(cycle[0]), NodeId(cycle[-2])))
+    span = where() if callable(where) else where
     if len(cycle) == 2:
         err = CycleError(cycle, span=span)
         err.message = f"node '{cycle[0]}' reads itself (dependency cycle: {cycle[0]} → {cycle[0]})"
@@ -121,7 +124,7 @@ def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Span]) -> CycleE
 
 
 def _check_datasets(check: Check, project: Project, lower: Mapping[str, NodeId],
-                    spans: dict[Edge, Span]) -> tuple[NodeId, ...]:
+                    spans: dict[Edge, Where]) -> tuple[NodeId, ...]:
     """The datasets a check names: `row_count(x)` and `x.something`. Each must be a node."""
     text = check.rule.text
     masked = _STRING_RE.sub(lambda m: " " * len(m.group(0)), text)
@@ -147,7 +150,7 @@ def _check_datasets(check: Check, project: Project, lower: Mapping[str, NodeId],
 
 
 def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, NodeId],
-                 spans: dict[Edge, Span]) -> dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]]:
+                 spans: dict[Edge, Where]) -> dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]]:
     specs = {n: node.producer for n, node in project.nodes.items()
              if isinstance(node.producer, SqlSpec)}
     logic_text = {n: placeholder_text(s.template) for n, s in specs.items()}
@@ -162,8 +165,8 @@ def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, N
         tree = logic.tree if isinstance(logic, SqlInfo) else rendered.tree
         found: list[NodeId] = []
         for ref in rendered.tables:
-            span = sql_span(spec, ref.offset, len(ref.name))
             target = lower.get(ref.name.lower())
+            span = sql_span(spec, ref.offset, len(ref.name)) if target is None else None
             if target is None and any(c in ref.name for c in "./\\"):
                 raise SqlError(f"node '{name}': SQL reads the file '{ref.name}' directly",
                                span=span, node=name,
@@ -177,7 +180,7 @@ def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, N
                                span=span, node=name, hint=hint)
             if target not in found:
                 found.append(target)
-                spans[(name, target)] = span
+                spans[(name, target)] = partial(sql_span, spec, ref.offset, len(ref.name))
         out[name] = (SqlFacts(digest_text(spec.template), tree), tuple(sorted(found)))
     return out
 
@@ -240,7 +243,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _python_inputs(node: Node, fn: PyFunction, project: Project,
-                   spans: dict[Edge, Span]) -> tuple[NodeId, ...]:
+                   spans: dict[Edge, Where]) -> tuple[NodeId, ...]:
     spec = node.producer
     assert isinstance(spec, PythonSpec)
     inputs: list[NodeId] = []
