@@ -41,7 +41,16 @@ from odibi.fingerprint import (
 from odibi.hashing import digest_bytes, digest_parts
 from odibi.ids import Digest, NodeId
 from odibi.lockfile import read_entries, render, write_if_changed
-from odibi.planner import OutputCheck, Plan, PlanInputs, PlanOptions, Status, plan
+from odibi.planner import (
+    OutputCheck,
+    Plan,
+    PlanInputs,
+    PlannedStep,
+    PlanOptions,
+    Reason,
+    Status,
+    plan,
+)
 from odibi.resolve import Resolved, resolve
 from odibi.state import State, Trace
 
@@ -89,6 +98,7 @@ class Prepared:
     outputs: Mapping[NodeId, OutputCheck]
     warnings: tuple[str, ...]
     restamped: Mapping[NodeId, Trace] = field(default_factory=dict)  # exports touched, same bytes
+    stored: Mapping[tuple[NodeId, Digest], Trace] = field(default_factory=dict)
 
     @property
     def warehouse(self) -> Path:
@@ -142,14 +152,45 @@ def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> P
     traces = state.traces()
     warnings = list(state.warnings)
     restamped: dict[NodeId, Trace] = {}
-    outputs = _check_outputs(resolved, traces, state, engine, files, warnings, restamped)
+    tables: list[frozenset[str] | None] = [None]
+    outputs = _check_outputs(resolved, traces, state, engine, files, warnings, restamped, tables)
     failures = {n: f for n, (f, _) in state.failures().items()}
-    return Prepared(resolved, own, traces, failures, outputs, tuple(warnings), restamped)
+    return Prepared(resolved, own, traces, failures, outputs, tuple(warnings), restamped,
+                    StoredVersions(state, tables[0]))
+
+
+class StoredVersions(Mapping[tuple[NodeId, Digest], Trace]):
+    """Earlier outputs still in the warehouse, looked up one (node, fingerprint) at a time:
+    only nodes about to be rebuilt are asked about. When the warehouse was changed outside
+    odibi, only versions whose table its catalog still holds count."""
+
+    def __init__(self, state: State, tables: frozenset[str] | None) -> None:
+        self.state = state
+        self.tables = tables
+        self.cache: dict[tuple[NodeId, Digest], Trace | None] = {}
+
+    def __getitem__(self, key: tuple[NodeId, Digest]) -> Trace:
+        if key not in self.cache:
+            trace = self.state.version(*key) if self.state.available else None
+            if trace is not None and self.tables is not None and trace.table not in self.tables:
+                trace = None
+            self.cache[key] = trace
+        found = self.cache[key]
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(k for k, v in self.cache.items() if v is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for v in self.cache.values() if v is not None)
 
 
 def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State,
                    engine: Engine | None, files: FileDigests, warnings: list[str],
-                   restamped: dict[NodeId, Trace]) -> dict[NodeId, OutputCheck]:
+                   restamped: dict[NodeId, Trace], tables_out: list[frozenset[str] | None]
+                   ) -> dict[NodeId, OutputCheck]:
     project = resolved.project
     built = [n for n in project.nodes if n in traces]
     path = project.root / ".odibi" / WAREHOUSE
@@ -157,10 +198,12 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
     missing: set[NodeId] = set()
     if stamp is None:
         missing = set(built)
+        tables_out[0] = frozenset()
     elif stamp != state.meta("warehouse"):
         present = _catalog(path, project.python_path, engine, warnings)
         if present is not None:
             tables, views = present
+            tables_out[0] = tables
             missing = {n for n in built
                        if views.get(n) != traces[n].table or traces[n].table not in tables}
     out: dict[NodeId, OutputCheck] = {}
@@ -210,21 +253,28 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
+def source_display_names(prepared: Prepared) -> dict[str, str]:
+    """"raw:orders.csv" -> "data/orders.csv" (paths as the user sees them)."""
+    p = prepared.resolved.project
+    roots = {c.name: _shown(c.root, p.root) for c in p.connections.values()}
+    names = {}
+    for own in prepared.own.values():
+        for key in own.sources:
+            conn, _, rel = key.partition(":")
+            names[key] = f"{roots.get(conn, conn)}/{rel}"
+    return names
+
+
 def make_plan(prepared: Prepared, selection: frozenset[NodeId],
               forced: frozenset[NodeId] = frozenset()) -> Plan:
     p = prepared.resolved.project
     graph = prepared.resolved.graph
-    names = {f"{c.name}:": _shown(c.root, p.root) for c in p.connections.values()}
-    source_names = {}
-    for own in prepared.own.values():
-        for key in own.sources:
-            conn, _, rel = key.partition(":")
-            source_names[key] = f"{names.get(conn + ':', conn)}/{rel}"
+    source_names = source_display_names(prepared)
     inputs = PlanInputs(
         graph=graph, own=prepared.own, traces=prepared.traces,
         failures=prepared.failures, outputs=prepared.outputs,
         always_run=frozenset(n for n, node in p.nodes.items() if node.always_run),
-        source_names=source_names)
+        source_names=source_names, stored=prepared.stored)
     nodes = frozenset(n for n in selection if n in p.nodes)
     return plan(inputs, PlanOptions(nodes, forced & nodes))
 
@@ -239,11 +289,13 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
         if step.status is Status.REVALIDATE:
             continue  # rules are recorded by update_metadata until they are evaluated
         node = project.nodes[step.node]
-        old = prepared.traces.get(step.node)
         writes = tuple((w, export_path(resolved, w)) for w in node.writes)
         job = Job(step=step, table=engine.store_table(step.node, step.fingerprint),
-                  drop=old.table if old is not None else None, writes=writes,
-                  retry=node.retry, timeout=node.timeout)
+                  writes=writes, retry=node.retry, timeout=node.timeout,
+                  cutoff=_cutoff_candidate(prepared, step))
+        if step.status is Status.RESTORE:
+            jobs[step.node] = replace(job, stored=prepared.stored[(step.node, step.fingerprint)])
+            continue
         spec = node.producer
         if isinstance(spec, ReadSpec):
             files = list_sources(project.connections[spec.connection], spec, node)
@@ -258,6 +310,18 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
             job = replace(job, python=call)
         jobs[step.node] = job
     return jobs
+
+
+def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
+    """The trace a node may keep if its upstream outputs come out unchanged: only for a
+    node rebuilt for no reason of its own, whose outputs and exports are in order."""
+    old = prepared.traces.get(step.node)
+    if (step.status is not Status.REBUILD or old is None or not step.reasons
+            or any(r.reason is not Reason.UPSTREAM_REBUILT for r in step.reasons)
+            or old.write_key != step.own.write_key or step.node in prepared.outputs
+            or set(old.inputs) != set(prepared.resolved.graph.upstream(step.node))):
+        return None
+    return old
 
 
 def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Reporter,

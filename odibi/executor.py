@@ -36,8 +36,9 @@ from odibi.state import Export, State, Trace
 
 class Outcome(Enum):
     BUILT = "built"
+    RESTORED = "restored"  # an earlier output pointed at again, nothing computed
+    CUT_OFF = "cut off"  # its inputs came out identical: its output stands, not run
     EXPORTED = "exported"
-    UPDATED = "updated"  # state only (new validation key, reformatted SQL)
     FAILED = "failed"
 
 
@@ -56,7 +57,6 @@ class Job:
 
     step: PlannedStep
     table: str  # the store table this fingerprint's output goes to
-    drop: str | None = None  # the version it replaces, dropped once it is
     read: ReadSpec | None = None
     files: tuple[Path, ...] = ()
     sql: str | None = None
@@ -65,6 +65,8 @@ class Job:
     retry: Retry = Retry()
     timeout: float | None = None
     root: Path | None = None  # the project root, exports are recorded relative to it
+    stored: Trace | None = None  # RESTORE: the stored version to point at
+    cutoff: Trace | None = None  # the trace it can keep if its inputs come out unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,10 @@ def run_job(job: Job, session: Session, worker: int) -> StepResult:
                 exports = _export(job, session)
                 return StepResult(job.step.node, Outcome.EXPORTED, started, time.time(), worker,
                                   exports=exports, attempts=attempts)
+            if job.stored is not None:
+                exports = _restore(job, session)
+                return StepResult(job.step.node, Outcome.RESTORED, started, time.time(), worker,
+                                  exports=exports, attempts=attempts)
             info, exports = _build(job, session)
             return StepResult(job.step.node, Outcome.BUILT, started, time.time(), worker,
                               info=info, exports=exports, attempts=attempts)
@@ -153,12 +159,19 @@ def _build(job: Job, session: Session) -> tuple[TableInfo, tuple[Export, ...]]:
         fn = load_function(call.module, call.function, call.file, call.python_path)
         rows = session.run_python(job.table, fn, call.inputs)
     info = session.describe(job.table, rows)
-    session.publish(name, job.table)
-    if job.drop and job.drop != job.table:
-        session.drop(job.drop)
+    session.publish(name, job.table)  # earlier versions stay in the store, for restores
     exports = _export(job, session)
     session.commit()
     return info, exports
+
+
+def _restore(job: Job, session: Session) -> tuple[Export, ...]:
+    assert job.stored is not None
+    session.begin()
+    session.publish(job.step.node, job.stored.table)
+    exports = _export(job, session)
+    session.commit()
+    return exports
 
 
 def _export(job: Job, session: Session) -> tuple[Export, ...]:
@@ -206,8 +219,9 @@ class _Loop:
                        and self.jobs[u].step.status in (Status.REBUILD, Status.RESTORE)}
                    for n in runnable}
         ready: list[tuple[float, NodeId]] = []
-        for n, deps in waiting.items():
-            if not deps:
+        self._restore_batch(engine, waiting, ready)
+        for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
+            if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
                 heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
         todo: queue.Queue[tuple[Job, int] | None] = queue.Queue()
         done: queue.Queue[StepResult] = queue.Queue()
@@ -256,12 +270,84 @@ class _Loop:
                 self.stop = True
             return
         self.state.record(name, self._trace(job, result))
+        self._release(name, waiting, ready)
+
+    def _restore_batch(self, engine: Engine, waiting: dict[NodeId, set[NodeId]],
+                       ready: list[tuple[float, NodeId]]) -> None:
+        """Restores that wait on no computation are done together, up front: one warehouse
+        transaction repoints every view, then one state transaction records them (a revert
+        of a change with hundreds of dependants is a few hundred view swaps, not hundreds
+        of scheduled jobs). If anything in it fails, they run as ordinary jobs instead."""
+        batch: list[NodeId] = []
+        chosen: set[NodeId] = set()
+        for n in self.graph.names:
+            job = self.jobs.get(n)
+            if job is not None and job.stored is not None and waiting[n] <= chosen:
+                batch.append(n)
+                chosen.add(n)
+        if len(batch) < 2:
+            return
+        session = engine.session()
+        started = time.time()
+        for n in batch:
+            step = self.jobs[n].step
+            self.reporter.emit(NodeStarted(n, step.status.value, step.headline,
+                                           tuple(r.summary() for r in step.reasons), 0, started))
+        try:
+            session.begin()
+            for n in batch:
+                session.publish(n, self.jobs[n].stored.table)  # type: ignore[union-attr]
+            exports = {n: _export(self.jobs[n], session) for n in batch}
+            session.commit()
+        except (EngineError, OSError):
+            session.rollback()
+            return
+        finally:
+            session.close()
+        finished = time.time()
+        traces = []
+        for n in batch:
+            result = StepResult(n, Outcome.RESTORED, started, finished, 0, exports=exports[n])
+            self.results[n] = result
+            traces.append((n, self._trace(self.jobs[n], result)))
+        self.state.record_many(traces)
+        for n in batch:
+            self.reporter.emit(NodeFinished(n, Outcome.RESTORED.value, finished - started, 0))
+            waiting.pop(n, None)
+        for n in batch:
+            self._release(n, waiting, ready)
+
+    def _release(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
+                 ready: list[tuple[float, NodeId]]) -> None:
         for child in self.graph.downstream(name):
             deps = waiting.get(child)
             if deps is not None and name in deps:
                 deps.discard(name)
-                if not deps and child not in self.blocked:
+                if not deps and child not in self.blocked and \
+                        not self._cut_off(child, waiting, ready):
                     heapq.heappush(ready, (-self.priority.get(child, 0.0), child))
+
+    def _cut_off(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
+                 ready: list[tuple[float, NodeId]]) -> bool:
+        """Early cutoff: a node planned only because its upstream changed is not run when
+        every upstream output came out as it was when the node was last built. Its record
+        moves to the new fingerprint; its output (and its digest) stand."""
+        job = self.jobs[name]
+        old = job.cutoff
+        if old is None or any(self.outputs.get(u) != old.inputs.get(u)
+                              for u in self.graph.upstream(name)):
+            return False
+        step = job.step
+        trace = replace(old, fingerprint=step.fingerprint,
+                        parts=step.own.as_trace_parts(step.upstream),
+                        validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
+                        sql_text=step.own.sql_text, text_digest=step.own.text_digest)
+        self.state.record(name, trace)
+        now = time.time()
+        self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
+        self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF.value, 0.0, -1))
+        self._release(name, waiting, ready)
+        return True
 
     def _block(self, failed: NodeId, cause: NodeId, waiting: dict[NodeId, set[NodeId]]) -> None:
         stack = list(self.graph.downstream(failed))
@@ -274,9 +360,11 @@ class _Loop:
 
     def _trace(self, job: Job, result: StepResult) -> Trace:
         step = job.step
-        old = self.state_traces.get(step.node)
-        if result.outcome is Outcome.EXPORTED and old is not None:
-            return replace(old, exports=result.exports, write_key=step.own.write_key,
+        base = job.stored if result.outcome is Outcome.RESTORED else (
+            self.state_traces.get(step.node) if result.outcome is Outcome.EXPORTED else None)
+        if base is not None:
+            self.outputs[step.node] = base.output
+            return replace(base, exports=result.exports, write_key=step.own.write_key,
                            validate_key=step.own.validate_key,
                            contracts_key=step.own.contracts_key, sql_text=step.own.sql_text,
                            text_digest=step.own.text_digest)

@@ -61,6 +61,7 @@ class Reason(Enum):
     CONTRACTS_CHANGED = "contracts changed"
     SCHEME_CHANGED = "fingerprint scheme changed"
     CHECK_CHANGED = "rule changed"
+    STORED = "a stored version matches"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,9 @@ class PlanInputs:
     outputs: Mapping[NodeId, OutputCheck]  # for nodes with a trace
     always_run: frozenset[NodeId] = frozenset()
     source_names: Mapping[str, str] = field(default_factory=dict)  # "conn:path" -> display
+    # earlier outputs still in the warehouse, by (node, fingerprint): a node whose new
+    # fingerprint is one of them is restored, not recomputed (looked up lazily)
+    stored: Mapping[tuple[NodeId, Digest], Trace] = field(default_factory=dict)
 
 
 def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
@@ -198,10 +202,12 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
         lead.append(ReasonDetail(Reason.ALWAYS_RUN))
     if inputs.failures.get(name) == fp:
         lead.append(ReasonDetail(Reason.LAST_BUILD_FAILED))
-    if trace is None:
-        return step(Status.REBUILD, lead + [ReasonDetail(Reason.NEW)])
-    if trace.fingerprint != fp:
-        changes = _changes(own, upstream, trace, inputs, statuses)
+    if trace is None or trace.fingerprint != fp:
+        changes = (_changes(own, upstream, trace, inputs.source_names, statuses)
+                   if trace is not None else [ReasonDetail(Reason.NEW)])
+        stored = inputs.stored.get((name, fp)) if not lead else None
+        if stored is not None:
+            return step(Status.RESTORE, changes + [ReasonDetail(Reason.STORED, fp[:12])])
         return step(Status.REBUILD, lead + changes)
     check = inputs.outputs.get(name, OutputCheck())
     if check.table_missing:
@@ -248,8 +254,15 @@ def _diff(old: str | None, new: str | None) -> str:
     return "\n".join(lines)
 
 
+def explain_changes(own: OwnParts, upstream: Mapping[NodeId, Digest], then: Trace,
+                    source_names: Mapping[str, str]) -> list[ReasonDetail]:
+    """What differs between a node now and a recorded trace of it (a build, a saved plan)."""
+    return _changes(own, upstream, then, source_names, {})
+
+
 def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
-             inputs: PlanInputs, statuses: Mapping[NodeId, Status]) -> list[ReasonDetail]:
+             source_names: Mapping[str, str], statuses: Mapping[NodeId, Status]
+             ) -> list[ReasonDetail]:
     """Why the fingerprint differs from the last build: each differing part, with evidence."""
     parts = trace.parts
     out: list[ReasonDetail] = []
@@ -269,7 +282,7 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
                 pass  # format/options: the config keys below name them
     out += _dict_changes(Reason.CONFIG_CHANGED, parts.get("config", {}), own.config)
     out += _dict_changes(Reason.VAR_CHANGED, parts.get("vars", {}), own.vars)
-    out += _source_changes(parts.get("sources", {}), own.sources, inputs.source_names)
+    out += _source_changes(parts.get("sources", {}), own.sources, source_names)
     old_up = parts.get("upstream", {})
     changed = sorted(u for u, d in upstream.items() if old_up.get(u) != d)
     rebuilt = [u for u in changed if statuses.get(u, Status.UP_TO_DATE) is not Status.UP_TO_DATE]
@@ -308,7 +321,10 @@ def _source_changes(old: Mapping[str, list[object]], new: Mapping[str, tuple[Dig
             out.append(ReasonDetail(Reason.SOURCE_REMOVED, shown))
         elif old[key][0] != new[key][0]:
             before, after = int(old[key][1]), new[key][1]  # type: ignore[call-overload]
-            sizes = f"({_size(before)} -> {_size(after)})" if before != after else "(same size)"
+            a, b = _size(before), _size(after)
+            if a == b and before != after:
+                a, b = f"{before:,} B", f"{after:,} B"
+            sizes = f"({a} -> {b})" if before != after else "(same size)"
             out.append(ReasonDetail(Reason.SOURCE_CHANGED, f"{shown} {sizes}"))
     return out
 

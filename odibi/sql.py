@@ -22,6 +22,40 @@ from odibi.ids import Digest
 
 _LOCATION_RE = re.compile(r'"query_location(?:_length)?":\d+,?')
 
+# DuckDB's reserved keywords: never identifiers when unquoted, so their case never matters
+_RESERVED = frozenset("""
+all analyse analyze and any array as asc asymmetric both case cast check collate column
+constraint create default deferrable desc describe distinct do else end except false fetch
+for foreign from group having in initially intersect into lambda lateral leading limit not
+null offset on only or order pivot pivot_longer pivot_wider placing primary qualify
+references returning select show some summarize symmetric table then to trailing true union
+unique unpivot using variadic when where window with""".split())
+_TOKEN_RE = re.compile(r"""
+    (?P<skip>\s+|--[^\n]*|/\*.*?\*/)
+  | (?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
+  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+  | (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
+  | (?P<op>[<>=!|&+\-*/%^~:@]+)
+  | (?P<char>.)
+""", re.S | re.X)
+
+
+def normalized(text: str) -> str:
+    """The text's tokens without comments and layout, reserved keywords upper-cased. Two
+    texts that normalize alike are the same statement (the converse need not hold: a
+    difference here only costs a parse), so a parse can be reused across reformatting
+    without DuckDB."""
+    out = []
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup
+        if kind == "skip":
+            continue
+        token = m.group()
+        if kind == "word" and token.lower() in _RESERVED:
+            token = token.upper()
+        out.append(token)
+    return " ".join(out)
+
 
 @dataclass(frozen=True, slots=True)
 class TableRef:
@@ -74,7 +108,9 @@ def _serialize(texts: list[str]) -> list[str]:
 
 
 def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, SqlResult]:
-    """Analyse each distinct text; returns text -> result. Only successes are cached."""
+    """Analyse each distinct text; returns text -> result. Only successes are cached: by
+    the text's digest, and by the digest of its `normalized` form, so that a reformatted
+    or re-commented statement is recognised without parsing it."""
     by_key: dict[Digest, str] = {}
     for t in texts:
         by_key.setdefault(digest_text(t), t)
@@ -90,14 +126,39 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
     if not todo:
         return results
     fresh: dict[Digest, SqlInfo] = {}
-    for (key, text), raw in zip(todo, _serialize([t for _, t in todo])):
+    norm = {key: _norm_key(text) for key, text in todo}
+    if cache is not None:
+        same = cache.get_sql(list(norm.values()))
+        still: list[tuple[Digest, str]] = []
+        for key, text in todo:
+            hit = same.get(norm[key])
+            if hit is None:
+                still.append((key, text))
+            else:
+                results[text] = fresh[key] = _relocated(hit, text)
+        todo = still
+    for (key, text), raw in zip(todo, _serialize([t for _, t in todo]) if todo else []):
         result = _interpret(raw, text)
         results[text] = result
         if isinstance(result, SqlInfo):
             fresh[key] = result
+            fresh[norm[key]] = result
     if cache is not None and fresh:
         cache.put_sql(fresh)
     return results
+
+
+def _norm_key(text: str) -> Digest:
+    return digest_text("normalized:" + normalized(text))
+
+
+def _relocated(info: SqlInfo, text: str) -> SqlInfo:
+    """A parse reused for another layout of the same statement: find each table again."""
+    tables = []
+    for t in info.tables:
+        m = re.search(r'(?<![\w"])' + re.escape(t.name) + r'(?![\w"])', text, re.I)
+        tables.append(TableRef(t.name, m.start() if m else -1))
+    return SqlInfo(info.tree, tuple(tables))
 
 
 def _interpret(raw: str, text: str) -> SqlResult:

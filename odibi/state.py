@@ -4,7 +4,8 @@ A SQLite database (the standard library's `sqlite3`), so the planner reads it wi
 importing DuckDB. Tables:
 
     meta(key, value)                 schema version; warehouse file stamp
-    nodes(name, fingerprint, trace)  one Trace per node: the last successful build
+    nodes(name, fingerprint, trace)  one Trace per node: its current output
+    versions(name, fingerprint, trace, built)   every stored output version (until gc)
     failures(name, fingerprint, message)   the last failed attempt, per node
     sql_cache(key, tree, tables)     SQL analysis by text digest
     file_cache(path, size, mtime_ns, inode, digest)   source digests by stat
@@ -40,6 +41,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
                                   trace TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                                     trace TEXT NOT NULL, built REAL NOT NULL,
+                                     PRIMARY KEY (name, fingerprint));
 CREATE TABLE IF NOT EXISTS failures (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
                                      message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sql_cache (key TEXT PRIMARY KEY, tree TEXT NOT NULL,
@@ -230,13 +234,46 @@ class State:
         return {NodeId(n): Trace.from_json(t) for n, t in rows}
 
     def record(self, name: str, trace: Trace) -> None:
-        """Make a node's successful build durable (and forget its last failure)."""
+        """Make a node's successful build durable (and forget its last failure); the
+        version is remembered too, so reverting to it later restores it."""
         if self._con is None:
             return
+        text = trace.to_json()
         with self._con:
             self._con.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
-                              (name, trace.fingerprint, trace.to_json()))
+                              (name, trace.fingerprint, text))
+            self._con.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
+                              (name, trace.fingerprint, text, time.time()))
             self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
+
+    def record_many(self, items: list[tuple[str, Trace]]) -> None:
+        """`record` for many nodes in one transaction (restores done together)."""
+        if self._con is None:
+            return
+        now = time.time()
+        with self._con:
+            for name, trace in items:
+                text = trace.to_json()
+                self._con.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
+                                  (name, trace.fingerprint, text))
+                self._con.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
+                                  (name, trace.fingerprint, text, now))
+                self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
+
+    def version(self, name: str, fingerprint: str) -> Trace | None:
+        rows = self._q("SELECT trace FROM versions WHERE name = ? AND fingerprint = ?",
+                       (name, fingerprint))
+        return Trace.from_json(rows[0][0]) if rows else None
+
+    def versions(self) -> list[tuple[NodeId, Digest, str, float]]:
+        """(node, fingerprint, store table, built at) of every stored version."""
+        out = []
+        for n, f, t, b in self._q("SELECT name, fingerprint, trace, built FROM versions"):
+            out.append((NodeId(n), Digest(f), str(json.loads(t)["table"]), float(b)))
+        return out
+
+    def forget_versions(self, items: Iterable[tuple[str, str]]) -> None:
+        self._write("DELETE FROM versions WHERE name = ? AND fingerprint = ?", items)
 
     def record_failure(self, name: str, fingerprint: str, message: str) -> None:
         self._write("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",

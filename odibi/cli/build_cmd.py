@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odibi.builder import (
@@ -20,9 +21,9 @@ from odibi.builder import (
 )
 from odibi.cli.common import project_root, selected, state_hook
 from odibi.cli.render import Out
-from odibi.config.load import parse_var_overrides
+from odibi.config.load import VarOverride, parse_var_overrides
 from odibi.engines.base import EngineError
-from odibi.errors import UnknownNodeError, UsageError, did_you_mean
+from odibi.errors import Span, UnknownNodeError, UsageError, did_you_mean
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
 from odibi.ids import ExitCode, NodeId
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
@@ -52,6 +53,9 @@ class BuildReporter:
             case NodeFinished(node=node, outcome="failed", error=error, attempts=attempts):
                 tries = f" (after {attempts} attempts)" if attempts > 1 else ""
                 out.err_console.print(f"[bold red]failed[/] {node}{tries}: {_esc(error or '')}")
+            case NodeFinished(node=node, outcome="cut off"):
+                out.markup(f"[bold]{node:<{self.width}}[/]  cut off: its inputs came out "
+                           "unchanged")
             case NodeFinished(node=node, seconds=seconds, rows=rows) if out.verbose:
                 detail = f", {rows:,} rows" if rows is not None else ""
                 out.line(f"{'':<{self.width}}  done {node} in {seconds:.2f}s{detail}", style="dim")
@@ -70,6 +74,9 @@ def _esc(text: str) -> str:
 
 
 def _overrides(args: argparse.Namespace) -> list[Any]:
+    saved = getattr(args, "saved_vars", None)
+    if saved is not None:
+        return [VarOverride(k, v, Span("<plan>", 1, 1)) for k, v in saved.items()]
     return parse_var_overrides(getattr(args, "var", None) or [])
 
 
@@ -109,10 +116,14 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
     if jobs < 1:
         raise UsageError(f"-j must be at least 1, got {jobs}")
     t0 = time.perf_counter()
+    saved = _saved_plan(args)
     state, prepared = _open(args, out, writable=not args.dry_run)
     try:
-        names = _selection(prepared, args, out)
-        p = make_plan(prepared, frozenset(names), _forced(prepared, args, out))
+        if saved is not None:
+            p = _replan(saved, prepared, args.plan)
+        else:
+            names = _selection(prepared, args, out)
+            p = make_plan(prepared, frozenset(names), _forced(prepared, args, out))
         for n in p.stale_unselected:
             out.warning(f"{n} is out of date but not selected; its dependants are built from "
                         "its last output")
@@ -132,6 +143,67 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         return ExitCode.OK if result is None or result.ok else ExitCode.FAILED
     finally:
         state.close()
+
+
+def _saved_plan(args: argparse.Namespace) -> Any:
+    if not getattr(args, "plan", None):
+        return None
+    if args.select or args.exclude or args.force or args.var:
+        raise UsageError("--plan runs exactly the saved plan: give no selectors, --exclude, "
+                         "--force or --var with it")
+    from odibi import saved_plan
+
+    path = Path(args.plan)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {args.plan}: {e.strerror}") from None
+    saved = saved_plan.load(text, args.plan)
+    args.saved_vars = saved.vars
+    return saved
+
+
+def _replan(saved: Any, prepared: Prepared, source: str) -> Plan:
+    from odibi import saved_plan
+
+    project = prepared.resolved.project
+    if saved.project != project.name:
+        raise UsageError(f"{source} is a plan of project '{saved.project}', not '{project.name}'")
+    p = make_plan(prepared, saved.selection, saved.forced)
+    problems = saved_plan.drift(saved, p, _source_names(prepared))
+    if problems:
+        raise UsageError(f"{source} is out of date; the project changed since the plan was "
+                         "made:\n  " + "\n  ".join(problems),
+                         hint=f"review a new plan: odibi plan -o {source}")
+    return p
+
+
+def _source_names(prepared: Prepared) -> dict[str, str]:
+    from odibi.builder import source_display_names
+
+    return source_display_names(prepared)
+
+
+def cmd_plan(args: argparse.Namespace, out: Out) -> int:
+    from odibi import saved_plan
+
+    state, prepared = _open(args, out, writable=False)
+    try:
+        names = _selection(prepared, args, out)
+        forced = _forced(prepared, args, out)
+        p = make_plan(prepared, frozenset(names), forced)
+    finally:
+        state.close()
+    overrides = {o.name: o.value for o in _overrides(args)}
+    text = saved_plan.dump(prepared.resolved.project.name, p, forced & frozenset(names),
+                           overrides)
+    if not args.output:
+        out.raw(text)
+        return ExitCode.OK
+    Path(args.output).write_text(text, encoding="utf-8")
+    out.line(f"wrote {args.output}: {len(p.to_run())} to run, "
+             f"{p.count(Status.UP_TO_DATE)} up to date")
+    return ExitCode.OK
 
 
 def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
@@ -159,8 +231,8 @@ def _summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> Non
     counts["up to date"] = sum(1 for s in p.steps if s.status is Status.UP_TO_DATE)
     counts["rules updated"] = p.count(Status.REVALIDATE)
     counts["blocked"] += p.count(Status.BLOCKED)
-    order = ["built", "exported", "rules updated", "up to date", "failed", "blocked",
-             "not started"]
+    order = ["built", "restored", "cut off", "exported", "rules updated", "up to date",
+             "failed", "blocked", "not started"]
     if out.json_mode:
         out.json(_summary_json(p, result, seconds))
         return
@@ -230,10 +302,10 @@ def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, de
                + (f": {_esc(head)}" if head else ""))
     if not detail:
         return
-    pad = " " * (width + 4)
-    for r in list(s.reasons) + list(s.notes):
-        if r is not s.reasons[0] if s.reasons else r is not s.notes[0]:
-            out.line(f"{pad}{r.summary()}")
+    pad = "    "
+    for i, r in enumerate(list(s.reasons) + list(s.notes)):
+        if i:  # the first is on the headline
+            out.line(f"{pad}also: {r.summary()}")
         if r.diff:
             for line in r.diff.splitlines():
                 style_ = "green" if line.startswith("+") else "red" if line.startswith("-") else None

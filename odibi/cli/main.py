@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebuild even if up to date (all selected nodes, or SELECTOR)")
         p.add_argument("--var", action="append", default=[], metavar="K=V",
                        help="override a project variable")
+        p.add_argument("--plan", metavar="FILE",
+                       help="run exactly this saved plan (refused if anything drifted)")
+
+    p = sub.add_parser("plan", parents=[common], help="save what a build would do, to review "
+                                                      "and run later with build --plan")
+    _selector_args(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the plan here (default: stdout)")
+    p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR")
+    p.add_argument("--var", action="append", default=[], metavar="K=V")
+
+    p = sub.add_parser("gc", parents=[common], help="drop stored outputs nothing points at")
+    p.add_argument("--keep", type=int, default=0, metavar="N",
+                   help="also keep the N most recent earlier versions of each node")
+    p.add_argument("-n", "--dry-run", action="store_true", help="say what would be dropped")
 
     p = sub.add_parser("explain", parents=[common], help="why each node will (or won't) run")
     _selector_args(p)
@@ -106,6 +120,8 @@ _COMMANDS = {
     "run": "build_cmd:cmd_build",
     "explain": "build_cmd:cmd_explain",
     "show": "build_cmd:cmd_show",
+    "plan": "build_cmd:cmd_plan",
+    "gc": "gc_cmd:cmd_gc",
 }
 
 

@@ -215,6 +215,25 @@ class DuckDBEngine:
         for n in names:
             self.con.execute(f"DROP VIEW IF EXISTS main.{quote_ident(n)}")
 
+    def drop_tables(self, tables: Iterable[str], views: Iterable[NodeId]) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for v in views:
+                self.con.execute(f"DROP VIEW IF EXISTS main.{quote_ident(v)}")
+            for t in tables:
+                self.con.execute(f"DROP TABLE IF EXISTS {t}")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def used_bytes(self) -> int:
+        """Bytes of the warehouse in use (after a checkpoint)."""
+        self.con.execute("CHECKPOINT")
+        row = self.con.execute("SELECT used_blocks * block_size FROM pragma_database_size()"
+                               ).fetchone()
+        return int(row[0]) if row else 0
+
     def close(self) -> None:
         self.con.close()
 

@@ -21,9 +21,9 @@ LAYERS = {
     "odibi.config": 2, "odibi.sql": 2, "odibi.pysource": 2,
     "odibi.graph": 3, "odibi.select": 3.5, "odibi.resolve": 3.5,
     "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5,
-    "odibi.planner": 5,
+    "odibi.planner": 5, "odibi.saved_plan": 5.5,
     "odibi.engines": 6,
-    "odibi.executor": 7, "odibi.testing": 7, "odibi.builder": 7.5,
+    "odibi.executor": 7, "odibi.testing": 7, "odibi.collect": 7, "odibi.builder": 7.5,
     "odibi.cli": 8, "odibi.__main__": 9,
 }
 HEAVY = ("duckdb", "pandas", "numpy", "pyarrow")

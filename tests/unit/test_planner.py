@@ -574,6 +574,7 @@ def test_summaries() -> None:
         (R(Reason.VALIDATE_CHANGED), "validations changed"),
         (R(Reason.CONTRACTS_CHANGED), "contracts changed"),
         (R(Reason.SCHEME_CHANGED, old="0", new="1"), "fingerprint scheme changed 0 -> 1"),
+        (R(Reason.STORED, "0123456789ab"), "a stored version matches: 0123456789ab"),
         (R(Reason.CONFIG_CHANGED, "version", None, "'2'"),
          "config changed: version (unset) -> '2'"),
     ]

@@ -8,7 +8,8 @@ import pytest
 
 from odibi.ids import Digest
 from odibi.resolve import placeholder_text
-from odibi.sql import SqlInfo, SqlProblem, TableRef, analyze
+from odibi.hashing import digest_text
+from odibi.sql import SqlInfo, SqlProblem, TableRef, analyze, normalized
 
 
 def info(text: str) -> SqlInfo:
@@ -189,6 +190,29 @@ def test_analyze_many_texts_at_once() -> None:
     assert {t.name for t in results["SELECT * FROM b"].tables} == {"b"}  # type: ignore[union-attr]
 
 
+def test_a_reformatted_statement_reuses_the_parse_without_duckdb() -> None:
+    cache = DictCache()
+    analyze(["SELECT a FROM t WHERE x > 1"], cache)
+    norm = digest_text("normalized:" + normalized("SELECT a FROM t WHERE x > 1"))
+    planted = SqlInfo(Digest("planted"), (TableRef("t", 0),))
+    cache.items[norm] = planted
+    text = "select a\n  -- the filter\n  from t\n  where x>1"
+    got = analyze([text], cache)[text]
+    assert isinstance(got, SqlInfo) and got.tree == "planted"  # not parsed again
+    assert got.tables == (TableRef("t", text.index("t\n  where")),)  # found again in this text
+    # a real change is not taken for a reformatting
+    other = "SELECT a FROM t WHERE x > 2"
+    assert analyze([other], cache)[other].tree != "planted"  # type: ignore[union-attr]
+
+
+def test_normalized_keeps_what_matters() -> None:
+    assert normalized("select a -- x\n from t") == normalized("SELECT a FROM t")
+    assert normalized("SELECT Amount FROM t") != normalized("SELECT amount FROM t")
+    assert normalized("SELECT 'a  b'") != normalized("SELECT 'a b'")
+    assert normalized("SELECT x >= 1") != normalized("SELECT x > = 1")
+    assert normalized('SELECT "Select" FROM t') != normalized('SELECT "SELECT" FROM t')
+
+
 class DictCache:
     def __init__(self) -> None:
         self.items: dict[Digest, SqlInfo] = {}
@@ -205,9 +229,10 @@ class DictCache:
 def test_successes_are_cached_and_reused_problems_are_not() -> None:
     cache = DictCache()
     first = analyze(["SELECT * FROM a", "SELEC 1"], cache)
-    assert len(cache.items) == 1  # only the success
-    (key,) = cache.items
-    assert cache.items[key] == first["SELECT * FROM a"]
+    # only the success, under its text's digest and its normalized form's digest
+    key = digest_text("SELECT * FROM a")
+    assert set(cache.items) == {key, digest_text("normalized:" + normalized("SELECT * FROM a"))}
+    assert set(cache.items.values()) == {first["SELECT * FROM a"]}
     # a cached entry is used as is: nothing is parsed again
     planted = SqlInfo(Digest("planted"), (TableRef("zzz", 0),))
     cache.items[key] = planted

@@ -1,0 +1,61 @@
+"""`odibi gc`: drop stored output versions nothing points at."""
+
+from __future__ import annotations
+
+import argparse
+
+from odibi.builder import load, open_state, warehouse_stamp
+from odibi.cli.common import project_root
+from odibi.cli.render import Out
+from odibi.errors import UsageError
+from odibi.ids import ExitCode
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_gc(args: argparse.Namespace, out: Out) -> int:
+    if args.keep < 0:
+        raise UsageError(f"--keep must be 0 or more, got {args.keep}")
+    root = project_root(args)
+    path = root / ".odibi" / "warehouse.duckdb"
+    if not path.exists():
+        out.line("nothing to collect: no warehouse yet")
+        return ExitCode.OK
+    state = open_state(root, writable=not args.dry_run)
+    try:
+        resolved = load(root, [], state)
+        from odibi.collect import collect
+        from odibi.engines.duckdb_engine import DuckDBEngine
+        from odibi.engines.base import EngineError
+
+        try:
+            engine = DuckDBEngine(path, resolved.project.python_path, read_only=args.dry_run)
+        except EngineError as e:
+            raise UsageError(str(e), hint="is an odibi build running in this project?") from None
+        try:
+            result = collect(state, engine, resolved.project.nodes, args.keep, args.dry_run)
+        finally:
+            engine.close()
+        if not args.dry_run:
+            state.set_meta("warehouse", warehouse_stamp(path))
+    finally:
+        state.close()
+    if out.json_mode:
+        out.json({"dropped": list(result.tables), "views": list(result.views),
+                  "versions_forgotten": result.versions, "freed_bytes": result.freed_bytes,
+                  "kept": result.kept, "dry_run": args.dry_run})
+        return ExitCode.OK
+    verb = "would drop" if args.dry_run else "dropped"
+    line = f"{verb} {len(result.tables)} stored outputs, kept {result.kept}"
+    if result.views:
+        line += f"; removed nodes: {', '.join(result.views)}"
+    if not args.dry_run:
+        line += f"; freed {_size(result.freed_bytes)} in the warehouse"
+    out.line(line)
+    return ExitCode.OK

@@ -1,0 +1,62 @@
+"""Garbage collection of stored output versions (`odibi gc`).
+
+Every build keeps the outputs it replaces (content-addressed by fingerprint) so that a
+revert is a restore. `collect` drops what nothing points at any more: versions other than
+each node's current one (keeping the `keep` most recent per node), everything of nodes no
+longer in the project, and store tables no version record knows (left by a crash).
+
+Order, for crash safety: the version records are forgotten first, then the tables are
+dropped in one warehouse transaction. A crash in between leaves tables that no record
+points at (dropped by the next gc), never a record pointing at a missing table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from odibi.engines.base import Engine
+from odibi.ids import NodeId
+from odibi.state import State
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    tables: tuple[str, ...]  # store tables dropped
+    versions: int  # version records forgotten
+    views: tuple[NodeId, ...]  # views of nodes no longer in the project
+    freed_bytes: int  # warehouse blocks freed (reused by later builds)
+    kept: int  # store tables kept
+
+
+def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0,
+            dry_run: bool = False) -> Collected:
+    names = set(nodes)
+    traces = state.traces()
+    current = {t.table for n, t in traces.items() if n in names}
+    by_node: dict[NodeId, list[tuple[float, str, str]]] = defaultdict(list)
+    for node, fp, table, built in state.versions():
+        by_node[node].append((built, fp, table))
+    keep_tables = set(current)
+    forget: list[tuple[str, str]] = []
+    for node, versions in by_node.items():
+        versions.sort(reverse=True)  # newest first
+        if node in names:
+            now = traces[node].table if node in traces else None
+            older = list(dict.fromkeys(t for _, _, t in versions if t != now))
+            keep_tables |= set(older[:keep])
+        forget += [(node, fp) for _, fp, t in versions
+                   if node not in names or t not in keep_tables]
+    tables, views = engine.outputs()
+    drop = sorted(t for t in tables if t not in keep_tables)
+    gone_views = tuple(sorted(v for v in views if v not in names))
+    if dry_run:
+        return Collected(tuple(drop), len(forget), gone_views, 0, len(tables) - len(drop))
+    before = engine.used_bytes()
+    state.forget_versions(forget)
+    state.forget([n for n in traces if n not in names])
+    engine.drop_tables(drop, gone_views)
+    after = engine.used_bytes()
+    return Collected(tuple(drop), len(forget), gone_views, max(0, before - after),
+                     len(tables) - len(drop))

@@ -1,0 +1,276 @@
+"""Smarter rebuilds (DESIGN §2-§3): early cutoff, restore on revert, metadata-only
+changes, saved plans and gc, on real projects through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.e2e.test_incremental import (
+    GEN_ORDER,
+    GEN_PARENTS,
+    SHOP_ORDER,
+    SHOP_PARENTS,
+    SQL_NODE,
+    assert_noop,
+    build,
+    closure,
+    cutoff_closure,
+    edit_node,
+    executed,
+    explain,
+    make_gen,
+    odibi,
+    odibi_outputs,
+    outcomes,
+    write_later,
+    reference,
+    replace_text,
+    summaries,
+)
+
+
+@pytest.mark.parametrize("case", ["gen-version-middle", "gen-version-leaf",
+                                  "shop-version-stg_orders", "shop-payments-csv"])
+def test_early_cutoff(tmp_path: Path, shop: Path, case: str) -> None:
+    """DESIGN §2 'Early cutoff' and §3 status `cut off`: the plan (made before anything runs)
+    lists the whole closure, but while the build runs a rebuilt node whose output is
+    identical to its previous output does not re-execute the dependants that were waiting
+    only on it; and the next build finds them up to date."""
+    version = ["config changed: version (unset) -> '2'"]
+    if case.startswith("gen"):
+        root, order, parents = make_gen(tmp_path / "gen"), GEN_ORDER, GEN_PARENTS
+        node, own = SQL_NODE[case.rsplit("-", 1)[1]], version
+    else:
+        root, order, parents = shop, SHOP_ORDER, SHOP_PARENTS
+        node, own = ("stg_orders", version) if case == "shop-version-stg_orders" else \
+            ("raw_payments", ["source changed: data/payments.csv (same size)"])
+
+    def edit() -> None:
+        if own is version:
+            edit_node(root, node, f"- name: {node}\n", f"- name: {node}\n    version: 2\n")
+        else:  # a payment's amount: outstanding amounts change, which customer_segments drops
+            replace_text(root / "data" / "payments.csv", "5003,1004,paypal,50.44,",
+                         "5003,1004,paypal,40.44,")
+
+    build(root)
+    before = reference(root, order)
+    edit()
+    after = reference(root, order)
+    plan = explain(root)
+    assert {n for n, e in plan.items() if e["status"] == "rebuild"} == \
+        closure(parents, order, {node})
+    assert summaries(plan[node]) == own
+    want = cutoff_closure(parents, order, {node}, before, after)
+    report = build(root)
+    assert report["ok"] is True
+    assert executed(report) == want, (
+        f"expected only {sorted(want)} to execute; also ran "
+        f"{sorted(executed(report) - want)}, whose inputs' contents did not change")
+    assert odibi_outputs(root, order) == after
+    assert_noop(root)
+
+
+
+
+# -- restore on revert -------------------------------------------------------------------------
+COUNTING_SEGMENTS = """\
+import pathlib
+
+import pandas as pd
+
+CALLS = pathlib.Path(__file__).resolve().parent.parent / "calls.txt"
+
+
+def segment(customer_orders: pd.DataFrame) -> pd.DataFrame:
+    with CALLS.open("a") as f:
+        f.write("segment\\n")
+    df = customer_orders[["customer_id", "name", "country", "orders", "revenue"]].copy()
+    df["segment"] = "regular"
+    df.loc[df["revenue"] >= 500.0, "segment"] = "vip"
+    df.loc[df["orders"] == 0, "segment"] = "dormant"
+    return df.sort_values("customer_id").reset_index(drop=True)
+"""
+
+
+def calls(root: Path) -> int:
+    path = root / "calls.txt"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_revert_restores_without_running_anything(shop: Path) -> None:
+    """Edit a SQL, build, revert it, build: the revert runs nothing (the Python node that
+    counts its calls is not called) and every output equals the original build."""
+    write_later(shop / "transforms" / "segments.py", COUNTING_SEGMENTS)
+    build(shop)
+    original = odibi_outputs(shop, SHOP_ORDER)
+    exports = {p.name: p.read_bytes() for p in (shop / "output").iterdir()}
+    assert calls(shop) == 1
+    edit_node(shop, "stg_orders", "AND amount > ${vars.min_amount}", "AND amount > 100")
+    edited = build(shop)
+    assert "customer_segments" in executed(edited)
+    assert calls(shop) == 2
+    edit_node(shop, "stg_orders", "AND amount > 100", "AND amount > ${vars.min_amount}")
+    plan = explain(shop)
+    changed = {n for n, e in plan.items() if e["status"] != "up-to-date"}
+    assert changed == closure(SHOP_PARENTS, SHOP_ORDER, {"stg_orders"})
+    assert {plan[n]["status"] for n in changed} == {"restore"}
+    assert summaries(plan["stg_orders"])[0] == "sql changed"
+    report = build(shop)
+    assert executed(report) == set()
+    assert {n for n, o in outcomes(report).items() if o == "restored"} == changed
+    assert calls(shop) == 2, "the revert ran the Python node"
+    assert odibi_outputs(shop, SHOP_ORDER) == original
+    assert {p.name: p.read_bytes() for p in (shop / "output").iterdir()} == exports
+    assert_noop(shop)
+
+
+def test_equivalent_sql_rebuilds_that_node_only_and_cuts_off_its_dependants(shop: Path) -> None:
+    build(shop)
+    before = odibi_outputs(shop, SHOP_ORDER)
+    # the same rows, by another WHERE: payments are never negative, never exactly zero
+    edit_node(shop, "stg_payments", "WHERE amount > 0", "WHERE NOT (amount <= 0)")
+    report = build(shop)
+    assert executed(report) == {"stg_payments"}
+    downstream = closure(SHOP_PARENTS, SHOP_ORDER, {"stg_payments"}) - {"stg_payments"}
+    assert {n for n, o in outcomes(report).items() if o == "cut off"} == downstream
+    assert odibi_outputs(shop, SHOP_ORDER) == before
+    assert_noop(shop)
+
+
+# -- metadata-only changes ----------------------------------------------------------------------
+def test_description_and_tags_run_nothing(shop: Path) -> None:
+    build(shop)
+    edit_node(shop, "stg_orders", "description: Orders that count as sales",
+              "description: Sales orders")
+    edit_node(shop, "customer_orders", "tags: [daily]", "tags: [daily, finance]")
+    assert_noop(shop)
+
+
+def test_a_validation_change_revalidates_without_recomputing(shop: Path) -> None:
+    build(shop)
+    edit_node(shop, "stg_orders", "- all(amount > 0)", "- all(amount >= 0)")
+    plan = explain(shop)
+    assert {n: e["status"] for n, e in plan.items() if e["status"] != "up-to-date"} == \
+        {"stg_orders": "revalidate"}
+    assert summaries(plan["stg_orders"]) == ["validations changed"]
+    report = build(shop)
+    assert executed(report) == set()
+    assert report["nodes"]["stg_orders"]["status"] == "revalidate"
+    assert_noop(shop)
+
+
+def test_a_write_change_re_exports_only(shop: Path) -> None:
+    build(shop)
+    edit_node(shop, "daily_revenue", "path: daily_revenue.csv", "path: revenue_by_day.csv")
+    plan = explain(shop)
+    assert {n: e["status"] for n, e in plan.items() if e["status"] != "up-to-date"} == \
+        {"daily_revenue": "re-export"}
+    report = build(shop)
+    assert outcomes(report) == {"daily_revenue": "exported"}
+    assert (shop / "output" / "revenue_by_day.csv").read_bytes() == \
+        (shop / "output" / "daily_revenue.csv").read_bytes()
+    assert_noop(shop)
+
+
+# -- saved plans --------------------------------------------------------------------------------
+def test_a_saved_plan_runs_exactly_what_it_says(shop: Path, tmp_path: Path) -> None:
+    build(shop)
+    edit_node(shop, "stg_customers", "lower(trim(email))", "lower(email)")
+    saved = tmp_path / "plan.json"
+    r = odibi(shop, "plan", "-o", str(saved), "stg_customers+")
+    assert r.code == 0, r.text
+    doc = json.loads(saved.read_text())
+    assert {n["node"]: n["status"] for n in doc["nodes"]} == {
+        "stg_customers": "rebuild", "customer_orders": "rebuild",
+        "customer_segments": "rebuild", "export_segments": "rebuild"}
+    # something outside the plan's selection changes: still exactly the plan
+    edit_node(shop, "stg_payments", "WHERE amount > 0", "WHERE amount > 10")
+    report = build(shop, "--plan", str(saved))
+    ran = {n for n, o in outcomes(report).items() if o in ("built", "cut off")}
+    assert ran == {"stg_customers", "customer_orders", "customer_segments", "export_segments"}
+    assert "stg_payments" not in report["nodes"]
+
+
+def test_a_drifted_saved_plan_is_refused_naming_the_node(shop: Path, tmp_path: Path) -> None:
+    build(shop)
+    edit_node(shop, "stg_customers", "lower(trim(email))", "lower(email)")
+    saved = tmp_path / "plan.json"
+    assert odibi(shop, "plan", "-o", str(saved)).code == 0
+    lock = (shop / "odibi.lock").read_bytes()
+    write_later(shop / "data" / "customers.csv",
+                (shop / "data" / "customers.csv").read_text() + "19,Alan Kay,a@k.org,US,2024-05-01\n")
+    r = odibi(shop, "build", "--plan", str(saved))
+    assert r.code == 2
+    assert "Traceback" not in r.text
+    assert "raw_customers: source changed: data/customers.csv" in r.err
+    assert "is out of date" in r.err
+    assert (shop / "odibi.lock").read_bytes() == lock  # nothing ran
+    bad = odibi(shop, "build", "--plan", str(saved), "stg_orders")
+    assert bad.code == 2 and "--plan runs exactly the saved plan" in bad.err
+
+
+# -- gc -----------------------------------------------------------------------------------------
+def store_tables(root: Path) -> set[str]:
+    import duckdb
+
+    con = duckdb.connect(str(root / ".odibi" / "warehouse.duckdb"), read_only=True)
+    try:
+        return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
+                                          "WHERE schema_name = 'odibi_store'").fetchall()}
+    finally:
+        con.close()
+
+
+def test_gc_keeps_what_is_pointed_at_and_a_restore_after_gc_recomputes(shop: Path) -> None:
+    build(shop)
+    first = store_tables(shop)
+    assert len(first) == len(SHOP_ORDER)
+    edit_node(shop, "stg_orders", "AND amount > ${vars.min_amount}", "AND amount > 100")
+    report = build(shop)
+    rebuilt = executed(report)
+    both = store_tables(shop)
+    assert both - first == {t for t in both if t.split("__")[0] in rebuilt} - first
+    assert first <= both  # the old versions are kept, for restores
+    r = odibi(shop, "gc", "--json")
+    assert r.code == 0, r.text
+    gc = json.loads(r.out)
+    assert gc["freed_bytes"] > 0
+    now = store_tables(shop)
+    assert len(now) == len(SHOP_ORDER)  # exactly one version per node: the current one
+    dropped = {t.split(".", 1)[1].strip('"') for t in gc["dropped"]}
+    assert dropped == both - now
+    assert {t.split("__")[0] for t in dropped} == rebuilt  # the replaced versions, only
+    assert_noop(shop)  # gc removed nothing in use
+    edit_node(shop, "stg_orders", "AND amount > 100", "AND amount > ${vars.min_amount}")
+    plan = explain(shop)
+    assert plan["stg_orders"]["status"] == "rebuild"  # its old version is gone: recompute
+    report = build(shop)
+    assert "stg_orders" in executed(report)
+    assert odibi_outputs(shop, SHOP_ORDER) == reference(shop, SHOP_ORDER)
+
+
+def test_gc_keep_n_keeps_earlier_versions_restorable(shop: Path) -> None:
+    build(shop)
+    edit_node(shop, "stg_payments", "WHERE amount > 0", "WHERE amount > 100")
+    build(shop)
+    assert odibi(shop, "gc", "--keep", "1").code == 0
+    edit_node(shop, "stg_payments", "WHERE amount > 100", "WHERE amount > 0")
+    assert explain(shop)["stg_payments"]["status"] == "restore"
+    assert executed(build(shop)) == set()
+
+
+def test_gc_drops_nodes_removed_from_the_project(shop: Path) -> None:
+    build(shop)
+    text = (shop / "pipelines" / "marts.yaml").read_text()
+    start = text.index("  - name: export_segments")
+    end = text.index("checks:")
+    write_later(shop / "pipelines" / "marts.yaml", text[:start] + text[end:])
+    build(shop)
+    r = run_cli("-C", str(shop), "gc")
+    assert r.code == 0, r.text
+    assert "removed nodes: export_segments" in r.out
+    assert not any(t.startswith("export_segments__") for t in store_tables(shop))
