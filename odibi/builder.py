@@ -32,9 +32,9 @@ from odibi.fingerprint import (
     FileDigests,
     OwnParts,
     chain,
-    check_sources,
     export_changed,
     export_path,
+    exported_paths,
     list_sources,
     own_parts,
 )
@@ -120,10 +120,11 @@ def warehouse_stamp(path: Path) -> str | None:
 
 def fingerprint_all(resolved: Resolved, state: State) -> tuple[dict[NodeId, OwnParts],
                                                                  FileDigests]:
-    """Every node's own fingerprint parts (source files hashed only when their stat changed)."""
-    check_sources(resolved)
+    """Every node's own fingerprint parts (source files hashed only when their stat changed).
+    Callers that need every source to exist call `check_sources` first."""
     files = FileDigests(state.file_stamps())
-    own = {n: own_parts(resolved, n, files) for n in resolved.graph.names
+    exported = exported_paths(resolved)
+    own = {n: own_parts(resolved, n, files, exported) for n in resolved.graph.names
            if n in resolved.project.nodes}
     if files.changed:
         state.put_file_stamps(files.changed)
@@ -196,6 +197,7 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
     path = project.root / ".odibi" / WAREHOUSE
     stamp = warehouse_stamp(path)
     missing: set[NodeId] = set()
+    unviewed: set[NodeId] = set()
     if stamp is None:
         missing = set(built)
         tables_out[0] = frozenset()
@@ -204,8 +206,8 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
         if present is not None:
             tables, views = present
             tables_out[0] = tables
-            missing = {n for n in built
-                       if views.get(n) != traces[n].table or traces[n].table not in tables}
+            missing = {n for n in built if traces[n].table not in tables}
+            unviewed = {n for n in built if n not in missing and views.get(n) != traces[n].table}
     out: dict[NodeId, OutputCheck] = {}
     for n in built:
         gone, changed = [], []
@@ -223,8 +225,8 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
             stamps.append(e)
         if tuple(stamps) != traces[n].exports:
             restamped[n] = replace(traces[n], exports=tuple(stamps))
-        if n in missing or gone or changed:
-            out[n] = OutputCheck(n in missing, tuple(gone), tuple(changed))
+        if n in missing or n in unviewed or gone or changed:
+            out[n] = OutputCheck(n in missing, n in unviewed, tuple(gone), tuple(changed))
     return out
 
 
@@ -298,8 +300,8 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
             continue
         spec = node.producer
         if isinstance(spec, ReadSpec):
-            files = list_sources(project.connections[spec.connection], spec, node)
-            job = replace(job, read=spec, files=files)
+            job = replace(job, read=spec, connection=project.connections[spec.connection],
+                          node=node)
         elif isinstance(spec, SqlSpec):
             job = replace(job, sql=spec.rendered)
         elif isinstance(spec, PythonSpec):
@@ -312,12 +314,15 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
     return jobs
 
 
+_UPSTREAM_ONLY = (Reason.UPSTREAM_REBUILT, Reason.UPSTREAM_RERUN)
+
+
 def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
     """The trace a node may keep if its upstream outputs come out unchanged: only for a
     node rebuilt for no reason of its own, whose outputs and exports are in order."""
     old = prepared.traces.get(step.node)
     if (step.status is not Status.REBUILD or old is None or not step.reasons
-            or any(r.reason is not Reason.UPSTREAM_REBUILT for r in step.reasons)
+            or any(r.reason not in _UPSTREAM_ONLY for r in step.reasons)
             or old.write_key != step.own.write_key or step.node in prepared.outputs
             or set(old.inputs) != set(prepared.resolved.graph.upstream(step.node))):
         return None

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from odibi.config.model import ReadSpec, Retry, WriteSpec
+from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
 from odibi.engines.base import Engine, EngineError, Session, TableInfo
 from odibi.engines.duckdb_engine import load_function
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
-from odibi.fingerprint import RealFileSystem
+from odibi.errors import ConfigError
+from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.graph import Graph
 from odibi.ids import Digest, NodeId
 from odibi.planner import Plan, PlannedStep, Status
@@ -58,7 +59,8 @@ class Job:
     step: PlannedStep
     table: str  # the store table this fingerprint's output goes to
     read: ReadSpec | None = None
-    files: tuple[Path, ...] = ()
+    connection: Connection | None = None  # read: its files are listed when the job runs,
+    node: Node | None = None  # after any upstream that writes them
     sql: str | None = None
     python: PythonCall | None = None
     writes: tuple[tuple[WriteSpec, Path], ...] = ()
@@ -150,7 +152,12 @@ def _build(job: Job, session: Session) -> tuple[TableInfo, tuple[Export, ...]]:
     name = job.step.node
     session.begin()
     if job.read is not None:
-        rows = session.read(job.table, job.files, job.read)
+        assert job.connection is not None and job.node is not None
+        try:
+            files = list_sources(job.connection, job.read, job.node)
+        except ConfigError as e:
+            raise EngineError(e.message) from None
+        rows = session.read(job.table, files, job.read)
     elif job.sql is not None:
         rows = session.run_sql(job.table, job.sql)
     else:
@@ -216,8 +223,7 @@ class _Loop:
         started = time.time()
         runnable = {n for n in self.jobs}
         waiting = {n: {u for u in self.graph.upstream(n) if u in runnable
-                       and self.jobs[u].step.status in (Status.REBUILD, Status.RESTORE)}
-                   for n in runnable}
+                       and _must_wait(self.jobs[n], self.jobs[u])} for n in runnable}
         ready: list[tuple[float, NodeId]] = []
         self._restore_batch(engine, waiting, ready)
         for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
@@ -379,6 +385,14 @@ class _Loop:
             exports=result.exports, write_key=step.own.write_key,
             validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
             sql_text=step.own.sql_text, text_digest=step.own.text_digest)
+
+
+def _must_wait(job: Job, upstream: Job) -> bool:
+    """A node waits for upstream nodes whose output changes; a read node also for one
+    that re-exports, since it may read that very file."""
+    status = upstream.step.status
+    return status in (Status.REBUILD, Status.RESTORE) or (
+        status is Status.REEXPORT and job.read is not None)
 
 
 def _worker(engine: Engine, todo: queue.Queue[tuple[Job, int] | None],

@@ -29,7 +29,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,11 +41,13 @@ from odibi.hashing import DIGEST_CHARS, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, NodeKind
 from odibi.resolve import Resolved
 
-SCHEME = 1
+SCHEME = 2
 RULES = "text"  # how contracts/validations are evaluated; part of their keys, so a new
 #                 evaluator re-checks every rule once
 
 Stamp = tuple[int, int, int, Digest]  # size, mtime_ns, inode, digest
+_NO_RULES = digest_parts(RULES, "[]")
+_NO_WRITES = digest_text("[]")
 RACY_NS = 3_000_000_000
 
 
@@ -111,20 +113,24 @@ class OwnParts:
     config: Mapping[str, str]
     vars: Mapping[str, str]
     sources: Mapping[str, tuple[Digest, int]]
-    digest: Digest  # all of the above and SCHEME
+    digest: Digest  # all of the above (and env) and SCHEME
     contracts_key: Digest
     validate_key: Digest
     write_key: Digest
     sql_text: str | None = None
     text_digest: Digest | None = None
     python_file: str | None = None  # project-relative, for explanations
+    env: Mapping[str, str] = field(default_factory=dict)  # env var -> digest of its value
 
     def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> dict[str, Any]:
-        return {
+        parts = {
             "logic": self.logic, "config": dict(self.config), "vars": dict(self.vars),
             "sources": {k: [d, s] for k, (d, s) in self.sources.items()},
             "upstream": dict(upstream), "scheme": SCHEME,
         }
+        if self.env:
+            parts["env"] = dict(self.env)
+        return parts
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
@@ -149,12 +155,36 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 
 def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
-    conns = resolved.project.connections
-    return digest_text(_canon([[w.connection, conns[w.connection].base_path, w.path,
-                                w.format.value, dict(w.options)] for w in writes]))
+    """What the exports are: where each goes and how (rendered: variables and environment
+    included, as a digest), so a change to any of it re-exports."""
+    if not writes:
+        return _NO_WRITES
+    root = resolved.project.root
+    return digest_text(_canon([[_relative(export_path(resolved, w), root), w.format.value,
+                                w.rendered_options] for w in writes]))
 
 
-def own_parts(resolved: Resolved, name: NodeId, files: FileDigests) -> OwnParts:
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def exported_paths(resolved: Resolved) -> frozenset[Path]:
+    """Every file some node writes."""
+    return frozenset(export_path(resolved, w) for n in resolved.project.nodes.values()
+                     for w in n.writes)
+
+
+def _rules_key(rules: tuple[Any, ...]) -> Digest:
+    return _NO_RULES if not rules else digest_parts(RULES, _canon([r.text for r in rules]))
+
+
+def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
+              exported: frozenset[Path] = frozenset()) -> OwnParts:
+    """`exported`: files written by nodes; a read of one is not fingerprinted by its bytes
+    but by its writer's fingerprint (an upstream), since odibi itself writes it."""
     project = resolved.project
     target = project.target(name)
     variables = {v: _canon(project.vars[v]) for v in sorted(target.vars_used)}
@@ -165,26 +195,29 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests) -> OwnParts:
         kind = NodeKind.CHECK
         logic = digest_text(target.rule.text)
         config["on_fail"] = _canon(target.on_fail.value)
-        keys = (digest_text(""), digest_text(""), digest_text(""))
+        keys = (_NO_RULES, _NO_RULES, _NO_WRITES)
+        env = {}
     else:
         kind = target.kind
-        logic, python_file = _logic(resolved, target, files, config, sources)
+        env = dict(target.env_used)
+        logic, python_file = _logic(resolved, target, files, config, sources, exported)
         if isinstance(target.producer, SqlSpec):
             sql_text = target.producer.template
             text_digest = resolved.sql[name].text
         if target.version is not None:
             config["version"] = _canon(target.version)
-        keys = (digest_parts(RULES, _canon([r.text for r in target.contracts])),
-                digest_parts(RULES, _canon([r.text for r in target.validate])),
+        keys = (_rules_key(target.contracts), _rules_key(target.validate),
                 write_key(resolved, target.writes))
     digest = digest_parts(str(SCHEME), kind.value, logic, _canon(config), _canon(variables),
-                          _canon(sorted((k, d) for k, (d, _) in sources.items())))
+                          _canon(sorted((k, d) for k, (d, _) in sources.items())),
+                          _canon(env))
     return OwnParts(kind, logic, config, variables, sources, digest, *keys,
-                    sql_text=sql_text, text_digest=text_digest, python_file=python_file)
+                    sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env)
 
 
 def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str, str],
-           sources: dict[str, tuple[Digest, int]]) -> tuple[Digest, str | None]:
+           sources: dict[str, tuple[Digest, int]], exported: frozenset[Path]
+           ) -> tuple[Digest, str | None]:
     spec = node.producer
     project = resolved.project
     if isinstance(spec, SqlSpec):
@@ -194,6 +227,8 @@ def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str,
                           "format": spec.format.value, "options": dict(spec.options)}, config)
         conn = project.connections[spec.connection]
         for path in list_sources(conn, spec, node):
+            if path in exported:
+                continue
             found = files.digest(str(path))
             if found is not None:
                 sources[f"{conn.name}:{path.relative_to(conn.root).as_posix()}"] = found
@@ -211,7 +246,10 @@ def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str,
 
 def chain(own: Digest, upstream: Mapping[NodeId, Digest]) -> Digest:
     """The fingerprint: own parts chained with the upstream fingerprints, by name."""
-    return digest_parts(own, _canon(sorted(upstream.items())))
+    parts: list[str] = [own]
+    for name in sorted(upstream):
+        parts += (name, upstream[name])
+    return digest_parts(*parts)
 
 
 def list_sources(conn: Connection, spec: ReadSpec, node: Node) -> tuple[Path, ...]:

@@ -12,6 +12,7 @@ Format (valid TOML, written by hand here so the bytes are exactly ours):
     logic = "<hex>"                      # parse tree / module source / read format+options
     config."read.options.delim" = ";"    # each semantic config key and its value
     vars.min_amount = 0                  # each variable the node uses, and its value
+    env.REGION = "<hex>"                 # each environment variable it uses: a digest only
     sources."raw:orders.csv" = "<hex>"   # each source file's bytes
     upstream.raw_orders = "<hex>"        # each upstream fingerprint
     output = "<hex>"                     # order-insensitive digest of the output
@@ -92,7 +93,7 @@ def render(project: str, traces: Mapping[NodeId, Trace], names: Iterable[NodeId]
         parts = trace.parts
         lines = [f"\n[nodes.{_key(name)}]", f"kind = {_str(trace.kind)}",
                  f"fingerprint = {_str(trace.fingerprint)}", f"logic = {_str(parts['logic'])}"]
-        for section in ("config", "vars"):
+        for section in ("config", "vars", "env"):
             for k, v in sorted(parts.get(section, {}).items()):
                 lines.append(f"{section}.{_key(k)} = {_value(v)}")
         for k, (digest, _size) in sorted(parts.get("sources", {}).items()):
@@ -170,5 +171,10 @@ def read_entries(root: Path) -> tuple[dict[str, LockedNode], str | None]:
     if problem:
         return {}, problem
     nodes = tomllib.loads(text).get("nodes", {})
-    return {n: LockedNode(str(t.get("fingerprint", "")), dict(t.get("upstream", {})))
-            for n, t in nodes.items() if isinstance(t, dict)}, None
+    entries = {}
+    for n, t in nodes.items():
+        up = t.get("upstream", {}) if isinstance(t, dict) else None
+        if not isinstance(up, dict) or not isinstance(t.get("fingerprint", ""), str):
+            return {}, f"its entry for '{n}' is malformed"
+        entries[n] = LockedNode(str(t.get("fingerprint", "")), {str(k): str(v) for k, v in up.items()})
+    return entries, None

@@ -46,10 +46,15 @@ class Reason(Enum):
     READ_CHANGED = "read changed"
     CONFIG_CHANGED = "config changed"
     VAR_CHANGED = "var changed"
+    ENV_CHANGED = "environment variable changed"
     SOURCE_CHANGED = "source changed"
     SOURCE_ADDED = "source added"
     SOURCE_REMOVED = "source removed"
     UPSTREAM_REBUILT = "upstream rebuilt"
+    UPSTREAM_RERUN = "upstream reruns"  # same fingerprint, its output may still change
+    UPSTREAM_OUTPUT_CHANGED = "upstream output changed"
+    INPUT_ADDED = "input added"
+    INPUT_REMOVED = "input removed"
     UPSTREAM_NOT_BUILT = "upstream not built"
     OUTPUT_MISSING = "output missing"
     OUTPUT_MODIFIED = "output modified outside odibi"
@@ -90,6 +95,7 @@ class OutputCheck:
     """What the orchestrator found of a built node's outputs (I/O done before planning)."""
 
     table_missing: bool = False
+    view_missing: bool = False  # the table is there, only the node's name no longer points at it
     exports_missing: tuple[str, ...] = ()
     exports_modified: tuple[str, ...] = ()
 
@@ -168,7 +174,7 @@ def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
             current = (trace is not None and trace.fingerprint == fp and not missing
                        and not inputs.outputs.get(name, OutputCheck()).table_missing)
             effective[name] = fp if current else (trace.fingerprint if trace else None)
-            if not current and _feeds(graph, name, options.selection):
+            if not current and trace is not None and _feeds(graph, name, options.selection):
                 stale.append(name)
             continue
         if missing:
@@ -212,9 +218,15 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
     check = inputs.outputs.get(name, OutputCheck())
     if check.table_missing:
         return step(Status.REBUILD, lead + [ReasonDetail(Reason.OUTPUT_MISSING, "table")])
+    if check.view_missing and not lead and (name, fp) in inputs.stored:
+        return step(Status.RESTORE, [ReasonDetail(Reason.OUTPUT_MISSING, "view"),
+                                     ReasonDetail(Reason.STORED, fp[:12])])
     if lead:
         return step(Status.REBUILD, lead)
     notes = _reformatted(own, trace)
+    moved = _upstream_outputs(name, upstream, trace, inputs, statuses)
+    if moved:
+        return step(Status.REBUILD, moved, notes)
     export = [ReasonDetail(Reason.OUTPUT_MISSING, p) for p in check.exports_missing]
     export += [ReasonDetail(Reason.OUTPUT_MODIFIED, p) for p in check.exports_modified]
     if trace.write_key != own.write_key:
@@ -229,6 +241,26 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
     if recheck:
         return step(Status.REVALIDATE, recheck, notes)
     return step(Status.UP_TO_DATE, [], notes)
+
+
+def _upstream_outputs(name: NodeId, upstream: Mapping[NodeId, Digest], trace: Trace,
+                      inputs: PlanInputs, statuses: Mapping[NodeId, Status]
+                      ) -> list[ReasonDetail]:
+    """A node whose fingerprint is unchanged still runs when an upstream output it read is
+    not the one there now (an `always_run` node rebuilt since, say), or may not be after
+    this build: an upstream that reruns with the same fingerprint (forced, always_run,
+    output missing). Such a run is cut off at once if the upstream output comes out as
+    it was."""
+    out = []
+    old_up = trace.parts.get("upstream", {})
+    for u in upstream:
+        then = trace.inputs.get(u)
+        now = inputs.traces[u].output if u in inputs.traces else None
+        if then is not None and now is not None and then != now:
+            out.append(ReasonDetail(Reason.UPSTREAM_OUTPUT_CHANGED, u))
+        elif statuses.get(u) is Status.REBUILD and old_up.get(u) == upstream[u]:
+            out.append(ReasonDetail(Reason.UPSTREAM_RERUN, u))
+    return out
 
 
 def _reformatted(own: OwnParts, trace: Trace) -> tuple[ReasonDetail, ...]:
@@ -282,9 +314,15 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
                 pass  # format/options: the config keys below name them
     out += _dict_changes(Reason.CONFIG_CHANGED, parts.get("config", {}), own.config)
     out += _dict_changes(Reason.VAR_CHANGED, parts.get("vars", {}), own.vars)
+    old_env = parts.get("env", {})
+    out += [ReasonDetail(Reason.ENV_CHANGED, k) for k in sorted(set(old_env) | set(own.env))
+            if old_env.get(k) != own.env.get(k)]  # values are never stored: names only
     out += _source_changes(parts.get("sources", {}), own.sources, source_names)
     old_up = parts.get("upstream", {})
-    changed = sorted(u for u, d in upstream.items() if old_up.get(u) != d)
+    added = sorted(u for u in upstream if u not in old_up)
+    if added:
+        out.append(ReasonDetail(Reason.INPUT_ADDED, ", ".join(added)))
+    changed = sorted(u for u, d in upstream.items() if u in old_up and old_up[u] != d)
     rebuilt = [u for u in changed if statuses.get(u, Status.UP_TO_DATE) is not Status.UP_TO_DATE]
     other = [u for u in changed if u not in rebuilt]
     if rebuilt:
@@ -293,7 +331,7 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
         out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(other) + " (earlier)"))
     gone = sorted(set(old_up) - set(upstream))
     if gone:
-        out.append(ReasonDetail(Reason.CONFIG_CHANGED, "inputs", ", ".join(gone), None))
+        out.append(ReasonDetail(Reason.INPUT_REMOVED, ", ".join(gone)))
     return out or [ReasonDetail(Reason.CONFIG_CHANGED, "fingerprint")]
 
 

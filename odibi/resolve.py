@@ -13,6 +13,7 @@ reported at the reference that closes it.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -271,10 +272,17 @@ def _python_inputs(node: Node, fn: PyFunction, project: Project,
 
 
 def _writers(project: Project) -> dict[Path, NodeId]:
+    """Which node writes each exported file; two nodes writing one file is an error."""
     out: dict[Path, NodeId] = {}
     for name, node in project.nodes.items():
         for w in node.writes:
-            out[project.connections[w.connection].root / w.rendered_path] = name
+            path = Path(os.path.normpath(project.connections[w.connection].root / w.rendered_path))
+            other = out.get(path)
+            if other is not None and other != name:
+                raise ConfigError(f"nodes '{other}' and '{name}' both write {w.rendered_path} "
+                                  f"(connection '{w.connection}')", span=w.span, node=name,
+                                  hint="each file is written by one node")
+            out[path] = name
     return out
 
 
@@ -282,7 +290,7 @@ def _read_writers(project: Project, node: Node, writers: Mapping[Path, NodeId]) 
     spec = node.producer
     if not writers or not isinstance(spec, ReadSpec):
         return ()
-    target = project.connections[spec.connection].root / spec.rendered_path
+    target = Path(os.path.normpath(project.connections[spec.connection].root / spec.rendered_path))
     if not spec.is_glob:
         writer = writers.get(target)
         return (writer,) if writer is not None and writer != node.name else ()

@@ -63,6 +63,13 @@ class TableRef:
     offset: int  # character offset of the reference in the text, -1 if unknown
 
 
+# table functions that read files (or other databases) behind odibi's back
+FILE_READERS = frozenset("""
+read_csv read_csv_auto read_parquet parquet_scan read_json read_json_auto read_ndjson
+read_ndjson_auto read_json_objects read_text read_blob glob sniff_csv read_xlsx
+iceberg_scan delta_scan sqlite_scan postgres_scan mysql_scan read_avro""".split())
+
+
 @dataclass(frozen=True, slots=True)
 class SqlInfo:
     """A text that is one SELECT: its canonical tree digest and the tables it reads."""
@@ -177,7 +184,12 @@ def _interpret(raw: str, text: str) -> SqlResult:
         return SqlProblem(f"holds {len(statements)} statements; a node is one SELECT",
                           second_statement(text))
     tables: dict[str, TableRef] = {}
-    _walk(statements[0], frozenset(), tables)
+    readers: list[TableRef] = []
+    _walk(statements[0], frozenset(), tables, readers)
+    if readers:
+        first = min(readers, key=lambda r: r.offset)
+        return SqlProblem(f"reads files directly with {first.name}(); add a read node for them "
+                          "so odibi can fingerprint them", first.offset)
     canonical = _LOCATION_RE.sub("", raw)
     ordered = sorted(tables.values(), key=lambda t: (t.offset < 0, t.offset, t.name.lower()))
     return SqlInfo(digest_text(canonical), tuple(ordered))
@@ -210,7 +222,8 @@ def second_statement(text: str) -> int | None:
     return None
 
 
-def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
+def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef],
+          readers: list[TableRef]) -> None:
     """Collect base-table references, honouring CTE scopes: a CTE shadows a table in the
     main query and in the bodies of the CTEs after it (in its own body too when recursive),
     but not in its own non-recursive body or in those before it."""
@@ -232,6 +245,12 @@ def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef]) -> None:
                 stack.append((body, inner | {name} if recursive else inner))
                 inner = inner | {name}
             scope = inner
+        if item.get("type") == "TABLE_FUNCTION":
+            fn = item.get("function") or {}
+            name = str(fn.get("function_name", "")).lower()
+            if name in FILE_READERS:
+                loc = item.get("query_location", -1)
+                readers.append(TableRef(name, loc if isinstance(loc, int) and loc < 2**62 else -1))
         if item.get("type") == "BASE_TABLE":
             name = item.get("table_name", "")
             schema = item.get("schema_name", "")

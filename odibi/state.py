@@ -136,6 +136,11 @@ class State:
         self.writable = create
         self._con: sqlite3.Connection | None = None
         if create:
+            if self.dir.exists() and not self.dir.is_dir():
+                from odibi.errors import UsageError
+
+                raise UsageError(f"{self.dir} is a file; odibi keeps its build state in a "
+                                 f"directory of that name", hint=f"move {self.dir} away")
             self.dir.mkdir(exist_ok=True)
         if self.path.exists() or create:
             self._open()
@@ -231,7 +236,14 @@ class State:
                 chunk = wanted[i:i + 500]
                 rows += self._q(f"SELECT name, trace FROM nodes WHERE name IN "
                                 f"({','.join('?' * len(chunk))})", chunk)
-        return {NodeId(n): Trace.from_json(t) for n, t in rows}
+        out: dict[NodeId, Trace] = {}
+        for n, t in rows:
+            try:
+                out[NodeId(n)] = Trace.from_json(t)
+            except (ValueError, KeyError, TypeError):
+                self.warnings.append(f"the build record of '{n}' is unreadable; it will be "
+                                     "rebuilt")
+        return out
 
     def record(self, name: str, trace: Trace) -> None:
         """Make a node's successful build durable (and forget its last failure); the
@@ -263,7 +275,10 @@ class State:
     def version(self, name: str, fingerprint: str) -> Trace | None:
         rows = self._q("SELECT trace FROM versions WHERE name = ? AND fingerprint = ?",
                        (name, fingerprint))
-        return Trace.from_json(rows[0][0]) if rows else None
+        try:
+            return Trace.from_json(rows[0][0]) if rows else None
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable version is one we cannot restore: rebuild
 
     def versions(self) -> list[tuple[NodeId, Digest, str, float]]:
         """(node, fingerprint, store table, built at) of every stored version."""

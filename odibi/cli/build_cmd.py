@@ -27,7 +27,8 @@ from odibi.errors import Span, UnknownNodeError, UsageError, did_you_mean
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
 from odibi.ids import ExitCode, NodeId
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
-from odibi.state import State
+from odibi.fingerprint import check_sources
+from odibi.state import STATE_DIR, State
 
 if TYPE_CHECKING:
     from odibi.executor import RunResult
@@ -102,9 +103,20 @@ def _forced(prepared: Prepared, args: argparse.Namespace, out: Out) -> frozenset
 
 
 def _open(args: argparse.Namespace, out: Out, *, writable: bool) -> tuple[State, Prepared]:
+    """Load, check and fingerprint the project. A build creates `.odibi/` only once the
+    project has been found valid: a mistake writes nothing."""
     root = project_root(args)
-    state = open_state(root, writable=writable)
-    resolved = load(root, _overrides(args), state)
+    fresh = writable and not (root / STATE_DIR).exists()
+    state = open_state(root, writable=writable and not fresh)
+    try:
+        resolved = load(root, _overrides(args), state)
+        check_sources(resolved)
+    except BaseException:
+        state.close()
+        raise
+    if fresh:
+        state.close()
+        state = open_state(root, writable=True)
     prepared = prepare(resolved, state)
     for w in prepared.warnings:
         out.warning(w)
@@ -140,7 +152,13 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         finish(prepared, state, reporter, changed=bool(result or updated),
                engine_closed=result is not None)
         _summary(out, p, result, time.perf_counter() - t0)
-        return ExitCode.OK if result is None or result.ok else ExitCode.FAILED
+        blocked = [s for s in p.steps if s.status is Status.BLOCKED]
+        for s in blocked:
+            missing = ", ".join(r.subject for r in s.reasons)
+            out.err_console.print(f"[yellow]blocked[/] {s.node}: {missing} never built and not "
+                                  f"selected; select +{s.node} to build them too")
+        ok = (result is None or result.ok) and not blocked
+        return ExitCode.OK if ok else ExitCode.FAILED
     finally:
         state.close()
 
@@ -238,8 +256,8 @@ def _summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> Non
         return
     parts = [f"{counts[k]} {k}" for k in order if counts[k]]
     if result is None:
-        out.markup(f"[green]nothing to do[/]: {', '.join(parts) or '0 nodes selected'} "
-                   f"({seconds:.2f}s)")
+        head = "[green]nothing to do[/]" if not counts["blocked"] else "[bold red]not built[/]"
+        out.markup(f"{head}: {', '.join(parts) or '0 nodes selected'} ({seconds:.2f}s)")
         return
     style = "green" if result.ok else "bold red"
     out.markup(f"[{style}]{'done' if result.ok else 'failed'}[/]: {', '.join(parts)} "
@@ -261,7 +279,8 @@ def _summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str
             nodes[n].update(outcome="blocked", because=cause)
         for n in result.not_started:
             nodes[n].update(outcome="not started")
-    return {"ok": result is None or result.ok, "seconds": round(seconds, 3), "nodes": nodes}
+    ok = (result is None or result.ok) and not p.count(Status.BLOCKED)
+    return {"ok": ok, "seconds": round(seconds, 3), "nodes": nodes}
 
 
 # -- explain ---------------------------------------------------------------------------------
@@ -342,6 +361,8 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
     finally:
         state.close()
     name = NodeId(args.node)
+    if args.limit < 0:
+        raise UsageError(f"--limit must be 0 or more, got {args.limit}")
     if name not in resolved.project.nodes:
         raise UnknownNodeError(f"no node named '{name}'",
                                hint=did_you_mean(name, resolved.project.nodes))
@@ -359,10 +380,7 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
         _, views = engine.outputs()
         if name not in views:
             raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
-        cur = engine.con.execute(f"SELECT * FROM main.{quote_ident(name)} LIMIT {int(args.limit)}")
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-        total = engine.con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()[0]
+        columns, rows, total = engine.preview(name, int(args.limit))
     finally:
         engine.close()
     if out.json_mode:

@@ -123,8 +123,10 @@ class Substituter:
         self.vars = variables
         self.env = env
         self.used: set[str] = set()
+        self.env_used: set[str] = set()
 
-    def render(self, template: str, origin: TextOrigin, what: str) -> str:
+    def render(self, template: str, origin: TextOrigin, what: str, *, track_env: bool = True
+               ) -> str:
         if "$" not in template:
             return template
 
@@ -146,6 +148,8 @@ class Substituter:
                 if name not in self.env:
                     raise ConfigError(f"{what}: environment variable {name} is not set "
                                       f"(${{{inner}}})", span=span)
+                if track_env:
+                    self.env_used.add(name)
                 return self.env[name]
             raise ConfigError(f"{what}: unknown substitution ${{{inner}}}", span=span,
                               hint="use ${vars.NAME} or ${env:NAME}; write $${ for a literal ${")
@@ -164,6 +168,14 @@ class Substituter:
 
     def take_used(self) -> frozenset[str]:
         used, self.used = frozenset(self.used), set()
+        return used
+
+    def take_env(self) -> Mapping[str, str]:
+        """Digests of the environment variables used since the last call (never values)."""
+        from odibi.hashing import digest_parts
+
+        used = {n: digest_parts("env", n, self.env[n]) for n in sorted(self.env_used)}
+        self.env_used = set()
         return used
 
 
@@ -297,7 +309,11 @@ class _Loader:
             base = _req_str(body, "base_path", f, what)
             rendered = self.sub.render(base, f.origin(body, "base_path"), what)
             self.sub.take_used()
-            root = Path(rendered).expanduser()
+            try:
+                root = Path(rendered).expanduser()
+            except RuntimeError:
+                raise ConfigError(f"{what}: cannot expand '{rendered}' (no such user)",
+                                  span=f.value(body, "base_path")) from None
             root = (root if root.is_absolute() else self.root / root).resolve()
             self.connections[name] = Connection(name, ctype, base, root, span)
 
@@ -385,6 +401,7 @@ class _Loader:
                               span=f.key(item, given[1]), node=name,
                               hint="a node has exactly one of: read, sql, python")
         self.sub.take_used()
+        self.sub.take_env()
         producer: Producer
         kind = NodeKind(given[0])
         if kind is NodeKind.READ:
@@ -393,7 +410,11 @@ class _Loader:
             producer = self._sql(item, f, what)
         else:
             producer = self._python(item, f, what)
+        vars_used, env_used = self.sub.take_used(), self.sub.take_env()
+        # what a write uses counts towards its write key (re-export), not the node's data
         writes = self._writes(item, f, what)
+        self.sub.take_used()
+        self.sub.take_env()
         deps = item.get("depends_on")
         depends_on = None
         if deps is not None:
@@ -403,7 +424,6 @@ class _Loader:
                     raise ConfigError(f"{what}: depends_on: invalid name '{d}'",
                                       span=f.value(item, "depends_on"), node=name)
             depends_on = tuple(NodeId(d) for d in dict.fromkeys(names))
-        vars_used = self.sub.take_used()
         self.nodes[name] = Node(
             name=name, kind=kind, pipeline=pipeline, file=f.rel, span=f.value(item, "name"),
             producer=producer, writes=writes, depends_on=depends_on,
@@ -414,6 +434,7 @@ class _Loader:
             always_run=_opt_bool(item, "always_run", f, what),
             version=_version(item, f, what), tags=ptags | _tags(item, f, what),
             description=_opt_str(item, "description", f, what), vars_used=vars_used,
+            env_used=env_used,
         )
 
     def _check(self, item: YMap, f: _File, pipeline: str, ptags: frozenset[str]) -> None:
@@ -421,6 +442,7 @@ class _Loader:
         name = self._claim_name(item, f, "check")
         what = f"check '{name}'"
         self.sub.take_used()
+        self.sub.take_env()
         text = _req_str(item, "assert", f, what)
         origin = f.origin(item, "assert")
         self.sub.render(text, origin, what)  # validates substitutions; the rule keeps the template
@@ -449,8 +471,10 @@ class _Loader:
                               span=f.value(body, "connection"),
                               hint=did_you_mean(conn_name, self.connections)
                               or f"connections: {known}")
-        # the connection's variables count as this node's: they decide what it reads
-        self.sub.render(conn.base_path, TextOrigin(conn.span.file, conn.span.line, 1), what)
+        # the connection's variables count as this node's: they decide what it reads (its
+        # environment variables count through the files they lead to)
+        self.sub.render(conn.base_path, TextOrigin(conn.span.file, conn.span.line, 1), what,
+                        track_env=False)
         path = _req_str(body, "path", f, f"{what}: {section}")
         path_span = f.value(body, "path")
         if f.origin(body, "path").style in ("'", '"'):

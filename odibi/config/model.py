@@ -118,6 +118,7 @@ class Node:
     tags: frozenset[str] = frozenset()
     description: str | None = None
     vars_used: frozenset[str] = frozenset()
+    env_used: Mapping[str, str] = field(default_factory=dict)  # name -> digest of its value
 
 
 @dataclass(frozen=True, slots=True)

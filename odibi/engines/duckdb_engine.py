@@ -211,6 +211,19 @@ class DuckDBEngine:
                 views[NodeId(name)] = f"{STORE}.{quote_ident(target.replace(chr(34) * 2, chr(34)))}"
         return tables, views
 
+    def preview(self, name: NodeId, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]:
+        """(columns, the first `limit` rows, the row count) of a node's output."""
+        import duckdb
+
+        try:
+            cur = self.con.execute(f"SELECT * FROM main.{quote_ident(name)} LIMIT {limit}")
+            columns = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+            total = self.con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()
+        except duckdb.Error as e:
+            raise EngineError(f"cannot read {name}: {_error(e)}") from None
+        return columns, rows, int(total[0]) if total else 0
+
     def drop_views(self, names: Iterable[NodeId]) -> None:
         for n in names:
             self.con.execute(f"DROP VIEW IF EXISTS main.{quote_ident(n)}")

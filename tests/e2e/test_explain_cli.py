@@ -170,7 +170,9 @@ def test_force_one_node_rebuilds_only_that_node(shop: Path) -> None:
     r = build(shop, "--force=stg_orders")
     assert squeeze(r.out)[0] == "stg_orders rebuild: forced"
     assert started(r) == ["stg_orders"]
-    assert re.fullmatch(r"done: 1 built, 10 up to date \(\d+\.\d\ds\)", lines(r.out)[-1])
+    # its dependants wait to see whether its output changes: it does not, so they are cut off
+    assert re.fullmatch(r"done: 1 built, 5 cut off, 5 up to date \(\d+\.\d\ds\)",
+                        lines(r.out)[-1])
     assert lines(odibi(shop, "explain").out) == ["0 to run, 11 up to date"]
 
 

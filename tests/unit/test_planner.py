@@ -360,17 +360,19 @@ def test_an_input_dropped_from_a_node_is_a_config_change() -> None:
     after = g({"a": [], "b": [], "c": ["a"]})
     own = {"a": parts(logic="a"), "b": parts(logic="b"), "c": parts(logic="c")}
     p = make_plan(after, own, built(before, own))
-    assert p.by_name[NodeId("c")].reasons == (R(Reason.CONFIG_CHANGED, "inputs", "b", None),)
-    assert p.by_name[NodeId("c")].headline == "config changed: inputs b -> (unset)"
+    assert p.by_name[NodeId("c")].reasons == (R(Reason.INPUT_REMOVED, "b"),)
+    assert p.by_name[NodeId("c")].headline == "input removed: b"
 
 
 # -- outputs ------------------------------------------------------------------------------------
 def test_missing_output_table_rebuilds_only_that_node() -> None:
     p = make_plan(CHAIN, BASE, BASE_TRACES,
                   outputs={"stg_orders": OutputCheck(table_missing=True)})
+    # its dependants run only if its recomputed output differs (cut off at run time if not)
     assert rows(p) == [("raw_orders", UP, ()),
                        ("stg_orders", REBUILD, (R(Reason.OUTPUT_MISSING, "table"),)),
-                       ("order_totals", UP, ()), ("report", UP, ())]
+                       ("order_totals", REBUILD, (R(Reason.UPSTREAM_RERUN, "stg_orders"),)),
+                       ("report", REBUILD, (R(Reason.UPSTREAM_RERUN, "order_totals"),))]
 
 
 def test_missing_and_modified_exports_are_re_exported_with_their_paths() -> None:
@@ -422,10 +424,11 @@ def test_contracts_changed_rechecks_without_rebuilding_anything() -> None:
 
 
 # -- forced, always_run, failures, scheme -----------------------------------------------------
-def test_forced_rebuilds_the_node_but_not_its_dependants() -> None:
+def test_forced_rebuilds_the_node_and_its_dependants_only_if_its_output_changes() -> None:
     p = make_plan(CHAIN, BASE, BASE_TRACES, forced={"stg_orders"})
     assert rows(p) == [("raw_orders", UP, ()), ("stg_orders", REBUILD, (R(Reason.FORCED),)),
-                       ("order_totals", UP, ()), ("report", UP, ())]
+                       ("order_totals", REBUILD, (R(Reason.UPSTREAM_RERUN, "stg_orders"),)),
+                       ("report", REBUILD, (R(Reason.UPSTREAM_RERUN, "order_totals"),))]
     assert p.steps[1].headline == "forced"
 
 
@@ -438,7 +441,9 @@ def test_forced_comes_first_among_the_reasons() -> None:
 def test_always_run_rebuilds_every_time() -> None:
     p = make_plan(CHAIN, BASE, BASE_TRACES, always_run={"raw_orders"})
     assert rows(p) == [("raw_orders", REBUILD, (R(Reason.ALWAYS_RUN),)),
-                       ("stg_orders", UP, ()), ("order_totals", UP, ()), ("report", UP, ())]
+                       ("stg_orders", REBUILD, (R(Reason.UPSTREAM_RERUN, "raw_orders"),)),
+                       ("order_totals", REBUILD, (R(Reason.UPSTREAM_RERUN, "stg_orders"),)),
+                       ("report", REBUILD, (R(Reason.UPSTREAM_RERUN, "order_totals"),))]
     assert p.steps[0].headline == "always_run"
     new = make_plan(CHAIN, BASE, {}, always_run={"raw_orders"})
     assert new.steps[0].reasons == (R(Reason.ALWAYS_RUN), R(Reason.NEW))
@@ -524,7 +529,7 @@ def test_stale_unselected_upstream_with_a_selected_node_that_changed_itself() ->
 def test_unselected_never_built_upstream_blocks_the_selected_node() -> None:
     p = make_plan(CHAIN, BASE, {}, select={"order_totals"})
     assert rows(p) == [("order_totals", BLOCKED, (R(Reason.UPSTREAM_NOT_BUILT, "stg_orders"),))]
-    assert p.stale_unselected == ("stg_orders",)
+    assert p.stale_unselected == ()  # nothing to warn about: it has no last output to use
     assert p.to_run() == ()
     assert p.steps[0].headline == "upstream not built: stg_orders"
     # and what depends on a blocked node is blocked too
@@ -575,6 +580,11 @@ def test_summaries() -> None:
         (R(Reason.CONTRACTS_CHANGED), "contracts changed"),
         (R(Reason.SCHEME_CHANGED, old="0", new="1"), "fingerprint scheme changed 0 -> 1"),
         (R(Reason.STORED, "0123456789ab"), "a stored version matches: 0123456789ab"),
+        (R(Reason.UPSTREAM_RERUN, "raw_orders"), "upstream reruns: raw_orders"),
+        (R(Reason.UPSTREAM_OUTPUT_CHANGED, "raw_orders"), "upstream output changed: raw_orders"),
+        (R(Reason.INPUT_ADDED, "raw_orders"), "input added: raw_orders"),
+        (R(Reason.INPUT_REMOVED, "raw_orders"), "input removed: raw_orders"),
+        (R(Reason.ENV_CHANGED, "REGION"), "environment variable changed: REGION"),
         (R(Reason.CONFIG_CHANGED, "version", None, "'2'"),
          "config changed: version (unset) -> '2'"),
     ]

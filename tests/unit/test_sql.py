@@ -65,8 +65,6 @@ TABLE_CASES: list[tuple[str, set[str]]] = [
     ("SELECT * FROM memory.main.t", set()),
     ("SELECT * FROM other.t JOIN main.u USING (id)", {"u"}),
     # table functions are not tables
-    ("SELECT * FROM read_csv('x.csv')", set()),
-    ("SELECT * FROM read_parquet('x/*.parquet') r JOIN a USING (id)", {"a"}),
     ("SELECT * FROM range(10)", set()),
     ("SELECT * FROM generate_series(1, 3) g(i) JOIN a ON a.id = g.i", {"a"}),
 ]
@@ -211,6 +209,24 @@ def test_normalized_keeps_what_matters() -> None:
     assert normalized("SELECT 'a  b'") != normalized("SELECT 'a b'")
     assert normalized("SELECT x >= 1") != normalized("SELECT x > = 1")
     assert normalized('SELECT "Select" FROM t') != normalized('SELECT "SELECT" FROM t')
+
+
+@pytest.mark.parametrize("text,reader", [
+    ("SELECT * FROM read_csv('x.csv')", "read_csv"),
+    ("SELECT * FROM read_parquet('x/*.parquet') r JOIN a USING (id)", "read_parquet"),
+    ("SELECT * FROM a WHERE id IN (SELECT id FROM read_json_auto('j.json'))", "read_json_auto"),
+])
+def test_table_functions_that_read_files_are_refused(text: str, reader: str) -> None:
+    got = analyze([text])[text]
+    assert isinstance(got, SqlProblem)
+    assert f"reads files directly with {reader}()" in got.message
+    assert got.offset == text.index(reader)
+
+
+def test_other_table_functions_are_fine() -> None:
+    text = "SELECT * FROM range(3) r JOIN a USING (range)"
+    got = analyze([text])[text]
+    assert isinstance(got, SqlInfo) and [t.name for t in got.tables] == ["a"]
 
 
 class DictCache:
