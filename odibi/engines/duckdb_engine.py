@@ -260,6 +260,13 @@ def _add_python_path(paths: Sequence[Path]) -> None:
         sys.path.insert(0, str(p))
 
 
+def _inside(mod: Any, python_path: Sequence[Path]) -> bool:
+    places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", []) or [])]
+    roots = [p.resolve() for p in python_path]
+    return any(p is not None and any(Path(p).resolve().is_relative_to(r) for r in roots)
+               for p in places)
+
+
 def _purge(module: str) -> None:
     top = module.split(".")[0]
     for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
@@ -290,6 +297,9 @@ def _load_function(module: str, function: str, file: Path,
         _purge(module)
         mod = None
     if mod is None:
+        top = sys.modules.get(module.split(".")[0])
+        if top is not None and not _inside(top, python_path):
+            _purge(module)  # a package of the same name from another project (tests, notebooks)
         _add_python_path(python_path)
         importlib.invalidate_caches()
         mod = importlib.import_module(module)
