@@ -35,12 +35,12 @@ from odibi.fingerprint import (
     export_changed,
     export_path,
     exported_paths,
-    list_sources,
     own_parts,
 )
 from odibi.hashing import digest_bytes, digest_parts
 from odibi.ids import Digest, NodeId
 from odibi.lockfile import read_entries, render, write_if_changed
+from odibi.paths import shown
 from odibi.planner import (
     OutputCheck,
     Plan,
@@ -64,23 +64,82 @@ def open_state(root: Path, *, writable: bool) -> State:
     return State(root, create=writable)
 
 
+@dataclass(frozen=True, slots=True)
+class _LoadedFrom:
+    """What a cached project was loaded from; it is reused only if all of it is the same."""
+
+    version: str
+    overrides: str
+    patterns: tuple[str, ...]
+    files: Mapping[str, Digest]  # project-relative YAML file -> content digest
+    modules: Mapping[str, Digest]  # Python transform module file -> content digest
+
+
 def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resolved:
-    """Load and resolve the project; parses of unchanged YAML files and SQL texts come
-    from the state's caches."""
+    """Load and resolve the project. When nothing it was made from changed (YAML files,
+    the files the pipeline globs match, Python transform modules, --var overrides), the
+    last resolved project is reused from the state; otherwise unchanged YAML files and SQL
+    texts still come from the state's parse caches. A project that uses `${env:...}` is
+    never cached whole: its values would be written to disk."""
+    usable = state is not None and state.available
+    root = root.resolve()
+    wanted = _overrides_key(overrides)
+    if usable:
+        hit = _cached_project(root, wanted, state)  # type: ignore[arg-type]
+        if hit is not None:
+            return hit
+    digests: dict[str, Digest] = {}
+    uses_env = [False]
+
     def read(path: Path) -> tuple[Any, bytes]:
         data = read_bytes(path)
-        if state is None or not state.available:
+        digests[path.relative_to(root).as_posix()] = digest_bytes(data)
+        uses_env[0] = uses_env[0] or b"${env:" in data or b"${ env:" in data
+        if not usable:
             return _parse(data, path), data
         key = digest_parts(CACHE_VERSION, digest_bytes(data))
-        value = state.get_yaml(str(path), key)
+        value = state.get_yaml(str(path), key)  # type: ignore[union-attr]
         if value is None:
             value = _parse(data, path)
-            state.put_yaml(str(path), key, value)
+            state.put_yaml(str(path), key, value)  # type: ignore[union-attr]
         return value, data
 
     project = load_project(root, overrides, read_file=read)
-    resolved = resolve(project, state if state is not None and state.available else None)
+    resolved = resolve(project, state if usable else None)
+    if usable and state.writable and not uses_env[0]:  # type: ignore[union-attr]
+        modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
+                   for fn in resolved.python.values()}
+        made = _LoadedFrom(CACHE_VERSION, wanted, project.pipeline_patterns, digests, modules)
+        state.put_project(str(root), (made, resolved))  # type: ignore[union-attr]
     return resolved
+
+
+def _overrides_key(overrides: list[VarOverride]) -> str:
+    return json.dumps(sorted((o.name, repr(o.value)) for o in overrides))
+
+
+def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None:
+    entry = state.get_project(str(root))
+    if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], _LoadedFrom):
+        return None
+    made, resolved = entry
+    if made.version != CACHE_VERSION or made.overrides != overrides:
+        return None
+    from odibi.config.load import PROJECT_FILE, pipeline_files
+
+    files = [PROJECT_FILE, *pipeline_files(root, made.patterns)]
+    if files != list(made.files):
+        return None
+    try:
+        for rel in files:
+            if digest_bytes((root / rel).read_bytes()) != made.files[rel]:
+                return None
+        for path, digest in made.modules.items():
+            if digest_bytes(Path(path).read_bytes()) != digest:
+                return None
+    except OSError:
+        return None
+    return resolved  # type: ignore[no-any-return]
 
 
 def _parse(data: bytes, path: Path) -> Any:
@@ -215,11 +274,11 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
         for e in traces[n].exports:
             path = project.root / e.path  # relative to the root (absolute if outside it)
             status = export_changed(str(path), e.size, e.mtime_ns, e.digest, files)
-            shown = _shown(path, project.root)
+            where = shown(path, project.root)
             if status == "missing":
-                gone.append(shown)
+                gone.append(where)
             elif status == "modified":
-                changed.append(shown)
+                changed.append(where)
             elif isinstance(status, tuple):
                 e = replace(e, size=status[0], mtime_ns=status[1])
             stamps.append(e)
@@ -248,17 +307,11 @@ def _catalog(path: Path, python_path: tuple[Path, ...], engine: Engine | None,
         ro.close()
 
 
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
 
 def source_display_names(prepared: Prepared) -> dict[str, str]:
     """"raw:orders.csv" -> "data/orders.csv" (paths as the user sees them)."""
     p = prepared.resolved.project
-    roots = {c.name: _shown(c.root, p.root) for c in p.connections.values()}
+    roots = {c.name: shown(c.root, p.root) for c in p.connections.values()}
     names = {}
     for own in prepared.own.values():
         for key in own.sources:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from odibi.errors import Span
+from odibi.ids import Outcome, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class NodeStarted:
     `reason` the one-line headline, `evidence` the full reasons (shown with -v)."""
 
     node: str
-    action: str
+    action: Status
     reason: str
     evidence: tuple[str, ...]
     worker: int
@@ -53,7 +54,7 @@ class NodeStarted:
 @dataclass(frozen=True, slots=True)
 class NodeFinished:
     node: str
-    outcome: str  # 'built', 'exported', 'updated', 'failed'
+    outcome: Outcome
     seconds: float
     worker: int
     rows: int | None = None

@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 
 from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
@@ -30,17 +29,10 @@ from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.errors import ConfigError
 from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.graph import Graph
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, Outcome
+from odibi.paths import shown
 from odibi.planner import Plan, PlannedStep, Status
 from odibi.state import Export, State, Trace
-
-
-class Outcome(Enum):
-    BUILT = "built"
-    RESTORED = "restored"  # an earlier output pointed at again, nothing computed
-    CUT_OFF = "cut off"  # its inputs came out identical: its output stands, not run
-    EXPORTED = "exported"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,19 +180,9 @@ def _export(job: Job, session: Session) -> tuple[Export, ...]:
         session.export(job.step.node, write, dest)
         st = fs.stat(str(dest))
         assert st is not None
-        out.append(Export(_relative(dest, job.root), st[0], st[1], fs.hash(str(dest))))
+        out.append(Export(shown(dest, job.root) if job.root else str(dest), st[0], st[1], fs.hash(str(dest))))
     return tuple(out)
 
-
-def _relative(path: Path, root: Path | None) -> str:
-    """Exports are recorded relative to the project root, so a moved project still finds
-    them (absolute when they live outside it)."""
-    if root is not None:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return str(path)
 
 
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
@@ -245,7 +227,7 @@ class _Loop:
                     slot = free.pop()
                     running.add(n)
                     self.reporter.emit(NodeStarted(
-                        n, job.step.status.value, job.step.headline,
+                        n, job.step.status, job.step.headline,
                         tuple(r.summary() for r in job.step.reasons), slot, time.time()))
                     todo.put((job, slot))
                 if not running:
@@ -266,7 +248,7 @@ class _Loop:
         name = result.node
         job = self.jobs[name]
         self.results[name] = result
-        self.reporter.emit(NodeFinished(name, result.outcome.value, result.seconds, result.worker,
+        self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None, result.error,
                                         result.attempts))
         if result.outcome is Outcome.FAILED:
@@ -297,7 +279,7 @@ class _Loop:
         started = time.time()
         for n in batch:
             step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status.value, step.headline,
+            self.reporter.emit(NodeStarted(n, step.status, step.headline,
                                            tuple(r.summary() for r in step.reasons), 0, started))
         try:
             session.begin()
@@ -318,7 +300,7 @@ class _Loop:
             traces.append((n, self._trace(self.jobs[n], result)))
         self.state.record_many(traces)
         for n in batch:
-            self.reporter.emit(NodeFinished(n, Outcome.RESTORED.value, finished - started, 0))
+            self.reporter.emit(NodeFinished(n, Outcome.RESTORED, finished - started, 0))
             waiting.pop(n, None)
         for n in batch:
             self._release(n, waiting, ready)
@@ -351,7 +333,7 @@ class _Loop:
         self.state.record(name, trace)
         now = time.time()
         self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
-        self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF.value, 0.0, -1))
+        self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF, 0.0, -1))
         self._release(name, waiting, ready)
         return True
 

@@ -39,7 +39,9 @@ from odibi.config.model import Check, Connection, Node, ReadSpec, SqlSpec, Write
 from odibi.errors import ConfigError, did_you_mean
 from odibi.hashing import DIGEST_CHARS, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, NodeKind
+from odibi.paths import shown
 from odibi.resolve import Resolved
+from odibi.trace import TraceParts
 
 SCHEME = 2
 RULES = "text"  # how contracts/validations are evaluated; part of their keys, so a new
@@ -122,15 +124,9 @@ class OwnParts:
     python_file: str | None = None  # project-relative, for explanations
     env: Mapping[str, str] = field(default_factory=dict)  # env var -> digest of its value
 
-    def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> dict[str, Any]:
-        parts = {
-            "logic": self.logic, "config": dict(self.config), "vars": dict(self.vars),
-            "sources": {k: [d, s] for k, (d, s) in self.sources.items()},
-            "upstream": dict(upstream), "scheme": SCHEME,
-        }
-        if self.env:
-            parts["env"] = dict(self.env)
-        return parts
+    def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> TraceParts:
+        return TraceParts(self.logic, self.config, self.vars, self.sources, dict(upstream),
+                          SCHEME, self.env)
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
@@ -160,15 +156,9 @@ def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
     if not writes:
         return _NO_WRITES
     root = resolved.project.root
-    return digest_text(_canon([[_relative(export_path(resolved, w), root), w.format.value,
+    return digest_text(_canon([[shown(export_path(resolved, w), root), w.format.value,
                                 w.rendered_options] for w in writes]))
 
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def exported_paths(resolved: Resolved) -> frozenset[Path]:
@@ -237,11 +227,7 @@ def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str,
     config["python"] = _canon(f"{fn.module}:{fn.function}")
     found = files.digest(str(fn.file))
     module_digest = found[0] if found else Digest("missing")
-    try:
-        rel = fn.file.relative_to(project.root).as_posix()
-    except ValueError:
-        rel = str(fn.file)
-    return digest_parts("python", module_digest, fn.function), rel
+    return digest_parts("python", module_digest, fn.function), shown(fn.file, project.root)
 
 
 def chain(own: Digest, upstream: Mapping[NodeId, Digest]) -> Digest:
@@ -287,14 +273,11 @@ def check_sources(resolved: Resolved) -> None:
         if list_sources(conn, spec, node):
             continue
         target = conn.root / spec.rendered_path
-        try:
-            shown = target.relative_to(project.root).as_posix()
-        except ValueError:
-            shown = str(target)
+        where = shown(target, project.root)
         parent = target.parent
         siblings = sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []
         hint = did_you_mean(target.name, siblings) if not spec.is_glob else None
-        raise ConfigError(f"node '{name}': source file not found: {shown}", span=spec.path_span,
+        raise ConfigError(f"node '{name}': source file not found: {where}", span=spec.path_span,
                           node=name, hint=hint or f"check the path and connection "
                           f"'{conn.name}' (base_path: {conn.base_path})")
 

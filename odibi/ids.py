@@ -50,3 +50,25 @@ class ExitCode(IntEnum):
     USER_ERROR = 2
     INTERNAL_ERROR = 3
     INTERRUPTED = 130
+
+
+class Status(Enum):
+    UP_TO_DATE = "up-to-date"
+    REBUILD = "rebuild"
+    RESTORE = "restore"
+    REVALIDATE = "revalidate"
+    REEXPORT = "re-export"
+    BLOCKED = "blocked"
+    CUT_OFF = "cut off"
+
+    @property
+    def runs(self) -> bool:
+        return self in (Status.REBUILD, Status.RESTORE, Status.REVALIDATE, Status.REEXPORT)
+
+
+class Outcome(Enum):
+    BUILT = "built"
+    RESTORED = "restored"  # an earlier output pointed at again, nothing computed
+    CUT_OFF = "cut off"  # its inputs came out identical: its output stands, not run
+    EXPORTED = "exported"
+    FAILED = "failed"

@@ -92,13 +92,14 @@ def render(project: str, traces: Mapping[NodeId, Trace], names: Iterable[NodeId]
             continue
         parts = trace.parts
         lines = [f"\n[nodes.{_key(name)}]", f"kind = {_str(trace.kind)}",
-                 f"fingerprint = {_str(trace.fingerprint)}", f"logic = {_str(parts['logic'])}"]
-        for section in ("config", "vars", "env"):
-            for k, v in sorted(parts.get(section, {}).items()):
+                 f"fingerprint = {_str(trace.fingerprint)}", f"logic = {_str(parts.logic)}"]
+        for section, values in (("config", parts.config), ("vars", parts.vars),
+                                ("env", parts.env)):
+            for k, v in sorted(values.items()):
                 lines.append(f"{section}.{_key(k)} = {_value(v)}")
-        for k, (digest, _size) in sorted(parts.get("sources", {}).items()):
+        for k, (digest, _size) in sorted(parts.sources.items()):
             lines.append(f"sources.{_key(k)} = {_str(digest)}")
-        for k, v in sorted(parts.get("upstream", {}).items()):
+        for k, v in sorted(parts.upstream.items()):
             lines.append(f"upstream.{_key(k)} = {_str(v)}")
         if trace.output is not None:
             lines.append(f"output = {_str(trace.output)}")
@@ -138,7 +139,9 @@ def write_if_changed(root: Path, text: str) -> tuple[bool, str | None]:
         old = ""
     if old == text:
         return False, None
-    problem = check(old) if old else ("it is unreadable" if old == "" else None)
+    ours = HEADER + f"version = {LOCK_VERSION}\n"
+    problem = None if old is None or old.startswith(ours) else (
+        check(old) if old else "it is unreadable")
     fd, tmp = tempfile.mkstemp(prefix=".odibi.lock.", dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:

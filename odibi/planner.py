@@ -20,22 +20,8 @@ from enum import Enum
 
 from odibi.fingerprint import SCHEME, OwnParts, chain
 from odibi.graph import Graph
-from odibi.ids import Digest, NodeId, NodeKind
+from odibi.ids import Digest, NodeId, NodeKind, Status
 from odibi.state import Trace
-
-
-class Status(Enum):
-    UP_TO_DATE = "up-to-date"
-    REBUILD = "rebuild"
-    RESTORE = "restore"
-    REVALIDATE = "revalidate"
-    REEXPORT = "re-export"
-    BLOCKED = "blocked"
-    CUT_OFF = "cut off"
-
-    @property
-    def runs(self) -> bool:
-        return self in (Status.REBUILD, Status.RESTORE, Status.REVALIDATE, Status.REEXPORT)
 
 
 class Reason(Enum):
@@ -79,6 +65,9 @@ class ReasonDetail:
     old: str | None = None
     new: str | None = None
     diff: str | None = None
+    # the upstream nodes it is about, for root-cause tracing (implied by the subject: not
+    # part of equality)
+    nodes: tuple[NodeId, ...] = field(default=(), compare=False)
 
     def summary(self) -> str:
         text = self.reason.value
@@ -252,14 +241,14 @@ def _upstream_outputs(name: NodeId, upstream: Mapping[NodeId, Digest], trace: Tr
     output missing). Such a run is cut off at once if the upstream output comes out as
     it was."""
     out = []
-    old_up = trace.parts.get("upstream", {})
+    old_up = trace.parts.upstream
     for u in upstream:
         then = trace.inputs.get(u)
         now = inputs.traces[u].output if u in inputs.traces else None
         if then is not None and now is not None and then != now:
-            out.append(ReasonDetail(Reason.UPSTREAM_OUTPUT_CHANGED, u))
+            out.append(ReasonDetail(Reason.UPSTREAM_OUTPUT_CHANGED, u, nodes=(u,)))
         elif statuses.get(u) is Status.REBUILD and old_up.get(u) == upstream[u]:
-            out.append(ReasonDetail(Reason.UPSTREAM_RERUN, u))
+            out.append(ReasonDetail(Reason.UPSTREAM_RERUN, u, nodes=(u,)))
     return out
 
 
@@ -298,11 +287,11 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
     """Why the fingerprint differs from the last build: each differing part, with evidence."""
     parts = trace.parts
     out: list[ReasonDetail] = []
-    if parts.get("scheme") != SCHEME:
-        return [ReasonDetail(Reason.SCHEME_CHANGED, old=str(parts.get("scheme")), new=str(SCHEME))]
+    if parts.scheme != SCHEME:
+        return [ReasonDetail(Reason.SCHEME_CHANGED, old=str(parts.scheme), new=str(SCHEME))]
     if trace.kind != own.kind.value:
         out.append(ReasonDetail(Reason.CONFIG_CHANGED, "kind", trace.kind, own.kind.value))
-    elif parts.get("logic") != own.logic:
+    elif parts.logic != own.logic:
         match own.kind:
             case NodeKind.SQL:
                 out.append(ReasonDetail(Reason.SQL_CHANGED, diff=_diff(trace.sql_text, own.sql_text)))
@@ -312,13 +301,13 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
                 out.append(ReasonDetail(Reason.CHECK_CHANGED))
             case NodeKind.READ:
                 pass  # format/options: the config keys below name them
-    out += _dict_changes(Reason.CONFIG_CHANGED, parts.get("config", {}), own.config)
-    out += _dict_changes(Reason.VAR_CHANGED, parts.get("vars", {}), own.vars)
-    old_env = parts.get("env", {})
+    out += _dict_changes(Reason.CONFIG_CHANGED, parts.config, own.config)
+    out += _dict_changes(Reason.VAR_CHANGED, parts.vars, own.vars)
+    old_env = parts.env
     out += [ReasonDetail(Reason.ENV_CHANGED, k) for k in sorted(set(old_env) | set(own.env))
             if old_env.get(k) != own.env.get(k)]  # values are never stored: names only
-    out += _source_changes(parts.get("sources", {}), own.sources, source_names)
-    old_up = parts.get("upstream", {})
+    out += _source_changes(parts.sources, own.sources, source_names)
+    old_up = parts.upstream
     added = sorted(u for u in upstream if u not in old_up)
     if added:
         out.append(ReasonDetail(Reason.INPUT_ADDED, ", ".join(added)))
@@ -326,9 +315,11 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
     rebuilt = [u for u in changed if statuses.get(u, Status.UP_TO_DATE) is not Status.UP_TO_DATE]
     other = [u for u in changed if u not in rebuilt]
     if rebuilt:
-        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(rebuilt)))
+        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(rebuilt),
+                                nodes=tuple(rebuilt)))
     if other:  # changed since this node was built, by a build that did not include it
-        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(other) + " (earlier)"))
+        out.append(ReasonDetail(Reason.UPSTREAM_REBUILT, ", ".join(other) + " (earlier)",
+                                nodes=tuple(other)))
     gone = sorted(set(old_up) - set(upstream))
     if gone:
         out.append(ReasonDetail(Reason.INPUT_REMOVED, ", ".join(gone)))
@@ -348,7 +339,7 @@ def _size(n: int) -> str:
     return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
 
 
-def _source_changes(old: Mapping[str, list[object]], new: Mapping[str, tuple[Digest, int]],
+def _source_changes(old: Mapping[str, tuple[Digest, int]], new: Mapping[str, tuple[Digest, int]],
                     names: Mapping[str, str]) -> list[ReasonDetail]:
     out = []
     for key in sorted(set(old) | set(new)):
@@ -358,7 +349,7 @@ def _source_changes(old: Mapping[str, list[object]], new: Mapping[str, tuple[Dig
         elif key not in new:
             out.append(ReasonDetail(Reason.SOURCE_REMOVED, shown))
         elif old[key][0] != new[key][0]:
-            before, after = int(old[key][1]), new[key][1]  # type: ignore[call-overload]
+            before, after = old[key][1], new[key][1]
             a, b = _size(before), _size(after)
             if a == b and before != after:
                 a, b = f"{before:,} B", f"{after:,} B"
@@ -368,8 +359,9 @@ def _source_changes(old: Mapping[str, list[object]], new: Mapping[str, tuple[Dig
 
 
 def root_cause(p: Plan, name: NodeId, graph: Graph) -> list[tuple[NodeId, ReasonDetail]]:
-    """Follow 'upstream rebuilt' back to the first node rebuilt for its own reasons:
-    [(clean_orders, upstream rebuilt), (raw_orders, source changed: ...)]."""
+    """Follow upstream reasons back to the first node that runs for its own reasons:
+    [(clean_orders, upstream rebuilt: raw_orders), (raw_orders, source changed: ...)]."""
+    del graph  # the reasons name their upstream nodes
     chain_: list[tuple[NodeId, ReasonDetail]] = []
     seen: set[NodeId] = set()
     current: NodeId | None = name
@@ -378,11 +370,11 @@ def root_cause(p: Plan, name: NodeId, graph: Graph) -> list[tuple[NodeId, Reason
         step = p.by_name.get(current)
         if step is None or not step.reasons:
             break
-        own = [r for r in step.reasons if r.reason is not Reason.UPSTREAM_REBUILT]
-        if own or step.reasons[0].reason is not Reason.UPSTREAM_REBUILT:
-            chain_.append((current, (own or list(step.reasons))[0]))
+        own = [r for r in step.reasons if not r.nodes]
+        if own:
+            chain_.append((current, own[0]))
             break
-        chain_.append((current, step.reasons[0]))
-        nxt = step.reasons[0].subject.split(", ")[0].split(" ")[0]
-        current = NodeId(nxt) if nxt in graph.index else None
+        first = step.reasons[0]
+        chain_.append((current, first))
+        current = first.nodes[0] if first.nodes else None
     return chain_

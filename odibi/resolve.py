@@ -25,6 +25,7 @@ from odibi.errors import ConfigError, CycleError, Span, SqlError, did_you_mean
 from odibi.graph import Graph, build_graph
 from odibi.hashing import digest_text
 from odibi.ids import Digest, NodeId, NodeKind
+from odibi.paths import shown
 from odibi.pysource import (
     FunctionMissing,
     ModuleMissing,
@@ -231,16 +232,10 @@ def _python_function(project: Project, node: Node) -> PyFunction:
         case FunctionMissing(path, names):
             raise ConfigError(
                 f"node '{node.name}': no function '{spec.function}' in {spec.module} "
-                f"({_rel(path, project.root)})", span=spec.function_span, node=node.name,
+                f"({shown(path, project.root)})", span=spec.function_span, node=node.name,
                 hint=did_you_mean(spec.function, names))
     raise AssertionError(fn)  # pragma: no cover
 
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _python_inputs(node: Node, fn: PyFunction, project: Project,

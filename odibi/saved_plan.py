@@ -21,7 +21,7 @@ from typing import Any
 from odibi.errors import UsageError
 from odibi.ids import Digest, NodeId
 from odibi.planner import Plan, Reason, explain_changes
-from odibi.state import Trace
+from odibi.trace import Trace, TraceParts
 
 PLAN_VERSION = 1
 
@@ -39,7 +39,7 @@ def dump(project: str, plan: Plan, forced: frozenset[NodeId], overrides: Mapping
     nodes = [{
         "node": s.node, "kind": s.kind.value, "status": s.status.value,
         "fingerprint": s.fingerprint, "reasons": [r.summary() for r in s.reasons],
-        "parts": s.own.as_trace_parts(s.upstream), "sql": s.own.sql_text,
+        "parts": s.own.as_trace_parts(s.upstream).to_dict(), "sql": s.own.sql_text,
     } for s in plan.steps]
     doc = {"odibi_plan": PLAN_VERSION, "project": project,
            "selection": sorted(s.node for s in plan.steps), "forced": sorted(forced),
@@ -80,8 +80,13 @@ def drift(saved: SavedPlan, now: Plan, source_names: Mapping[str, str]) -> list[
                 problems.append(f"{name}: was '{entry['status']}', now '{step.status.value}'"
                                 + (f" ({step.headline})" if step.headline else ""))
             continue
+        try:
+            parts = TraceParts.from_dict(entry["parts"])
+        except (KeyError, TypeError, ValueError, IndexError):
+            problems.append(f"{name}: its entry in the plan is malformed")
+            continue
         then = Trace(fingerprint=Digest(entry["fingerprint"]), kind=str(entry["kind"]),
-                     parts=entry["parts"], table="", output=None, rows=None, schema=(),
+                     parts=parts, table="", output=None, rows=None, schema=(),
                      sql_text=entry.get("sql"))
         changes = explain_changes(step.own, step.upstream, then, source_names)
         own = [r for r in changes if r.reason is not Reason.UPSTREAM_REBUILT]

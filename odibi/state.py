@@ -10,6 +10,8 @@ importing DuckDB. Tables:
     sql_cache(key, tree, tables)     SQL analysis by text digest
     file_cache(path, size, mtime_ns, inode, digest)   source digests by stat
     yaml_cache(path, key, data)      each YAML file's last parse, keyed by its content digest
+    project_cache(root, data)        the last loaded and resolved project, and what it was
+                                     loaded from (file and module digests, overrides)
     durations(name, seconds)         how long each node took last time
     runs(id, ...)                    build history
 
@@ -27,12 +29,14 @@ import pickle
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from odibi.ids import Digest, NodeId
 from odibi.sql import SqlInfo, TableRef
+from odibi.trace import Export, Trace, TraceParts
+
+__all__ = ["Export", "State", "StateCorrupt", "Trace", "TraceParts"]
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".odibi"
@@ -53,69 +57,12 @@ CREATE TABLE IF NOT EXISTS file_cache (path TEXT PRIMARY KEY, size INTEGER NOT N
                                        digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS yaml_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL,
                                        data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS project_cache (root TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS durations (name TEXT PRIMARY KEY, seconds REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL,
                                  finished REAL, command TEXT NOT NULL, status TEXT,
                                  summary TEXT);
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    """An exported file as odibi last wrote it (to notice changes made outside odibi)."""
-
-    path: str  # relative to the project root (absolute when outside it)
-    size: int
-    mtime_ns: int
-    digest: Digest
-
-
-@dataclass(frozen=True, slots=True)
-class Trace:
-    """What one successful build of a node recorded (a verifying trace).
-
-    `parts` are the fingerprint's parts, each kept apart so explanations can name what
-    changed; `inputs` are the output digests of the upstream nodes it was built from."""
-
-    fingerprint: Digest
-    kind: str
-    parts: Mapping[str, Any]  # logic, config{}, vars{}, sources{}, upstream{}, scheme
-    table: str  # where its output lives in the warehouse ('' for checks)
-    output: Digest | None  # order-insensitive content digest of the output
-    rows: int | None
-    schema: tuple[str, ...]  # "column TYPE"
-    inputs: Mapping[str, str] = field(default_factory=dict)
-    exports: tuple[Export, ...] = ()
-    write_key: Digest | None = None
-    validate_key: Digest | None = None
-    contracts_key: Digest | None = None
-    sql_text: str | None = None  # the SQL as last built, to diff against
-    text_digest: Digest | None = None
-
-    def to_json(self) -> str:
-        d = {
-            "fingerprint": self.fingerprint, "kind": self.kind, "parts": self.parts,
-            "table": self.table, "output": self.output, "rows": self.rows,
-            "schema": list(self.schema), "inputs": dict(self.inputs),
-            "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
-            "write_key": self.write_key, "validate_key": self.validate_key,
-            "contracts_key": self.contracts_key,
-            "sql_text": self.sql_text, "text_digest": self.text_digest,
-        }
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
-
-    @staticmethod
-    def from_json(text: str) -> Trace:
-        d = json.loads(text)
-        return Trace(
-            fingerprint=Digest(d["fingerprint"]), kind=d["kind"], parts=d["parts"],
-            table=d["table"], output=d["output"], rows=d["rows"], schema=tuple(d["schema"]),
-            inputs=d.get("inputs", {}),
-            exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
-            write_key=d.get("write_key"), validate_key=d.get("validate_key"),
-            contracts_key=d.get("contracts_key"),
-            sql_text=d.get("sql_text"), text_digest=d.get("text_digest"),
-        )
 
 
 class StateCorrupt(Exception):
@@ -345,6 +292,19 @@ class State:
     def put_yaml(self, path: str, key: str, value: Any) -> None:
         self._write("INSERT OR REPLACE INTO yaml_cache VALUES (?, ?, ?)",
                     [(path, key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
+
+    def get_project(self, root: str) -> Any | None:
+        rows = self._q("SELECT data FROM project_cache WHERE root = ?", (root,))
+        if not rows:
+            return None
+        try:
+            return pickle.loads(rows[0][0])
+        except Exception:  # noqa: BLE001 - a stale or foreign entry is a miss
+            return None
+
+    def put_project(self, root: str, value: Any) -> None:
+        self._write("INSERT OR REPLACE INTO project_cache VALUES (?, ?)",
+                    [(root, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
 
     # -- timings and history ------------------------------------------------------------
     def durations(self) -> dict[NodeId, float]:

@@ -25,13 +25,13 @@ from odibi.config.load import VarOverride, parse_var_overrides
 from odibi.engines.base import EngineError
 from odibi.errors import Span, UnknownNodeError, UsageError, did_you_mean
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
-from odibi.ids import ExitCode, NodeId
+from odibi.ids import ExitCode, NodeId, Outcome
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
 from odibi.fingerprint import check_sources
 from odibi.state import STATE_DIR, State
 
 if TYPE_CHECKING:
-    from odibi.executor import RunResult
+    from odibi.executor import RunOptions, RunResult
 
 
 class BuildReporter:
@@ -47,14 +47,15 @@ class BuildReporter:
         out = self.out
         match event:
             case NodeStarted(node=node, action=action, reason=reason, evidence=evidence):
-                out.markup(f"[bold]{node:<{self.width}}[/]  {action}: {_esc(reason)}")
+                out.markup(f"[bold]{node:<{self.width}}[/]  {action.value}: {_esc(reason)}")
                 if out.verbose:
                     for line in evidence[1:]:
-                        out.line(f"{'':<{self.width}}  {'':<{len(action)}}  {line}", style="dim")
-            case NodeFinished(node=node, outcome="failed", error=error, attempts=attempts):
+                        out.line(f"{'':<{self.width}}  {'':<{len(action.value)}}  {line}",
+                                 style="dim")
+            case NodeFinished(node=node, outcome=Outcome.FAILED, error=error, attempts=attempts):
                 tries = f" (after {attempts} attempts)" if attempts > 1 else ""
                 out.err_console.print(f"[bold red]failed[/] {node}{tries}: {_esc(error or '')}")
-            case NodeFinished(node=node, outcome="cut off"):
+            case NodeFinished(node=node, outcome=Outcome.CUT_OFF):
                 out.markup(f"[bold]{node:<{self.width}}[/]  cut off: its inputs came out "
                            "unchanged")
             case NodeFinished(node=node, seconds=seconds, rows=rows) if out.verbose:
@@ -369,7 +370,7 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
     path = root / ".odibi" / "warehouse.duckdb"
     if not path.exists():
         raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
-    from odibi.engines.duckdb_engine import DuckDBEngine, quote_ident
+    from odibi.engines.duckdb_engine import DuckDBEngine
 
     try:
         engine = DuckDBEngine(path, resolved.project.python_path, read_only=True)

@@ -149,6 +149,7 @@ class Project:
     files: tuple[str, ...]  # project-relative YAML files that make up the project
     python_path: tuple[Path, ...]
     python_path_text: tuple[str, ...] = (".",)
+    pipeline_patterns: tuple[str, ...] = ()  # the `pipelines:` globs, as written
     description: str | None = None
     var_spans: Mapping[str, Span] = field(default_factory=dict)
 

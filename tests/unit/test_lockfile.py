@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from odibi.lockfile import HEADER, LOCK_FILE, check, read_entries, render, write_if_changed
 from odibi.ids import Digest, NodeId
-from odibi.state import Export, Trace
+from odibi.state import Export, Trace, TraceParts
 
 
 def trace(fp: str, kind: str = "sql", *, config: dict[str, str] | None = None,
@@ -23,7 +23,8 @@ def trace(fp: str, kind: str = "sql", *, config: dict[str, str] | None = None,
           rows: int | None = 3, schema: tuple[str, ...] = ("id BIGINT",)) -> Trace:
     parts = {"logic": f"logic-{fp}", "config": config or {}, "vars": vars or {},
              "sources": sources or {}, "upstream": upstream or {}, "scheme": 1}
-    return Trace(fingerprint=Digest(fp), kind=kind, parts=parts, table=f"t_{fp}",
+    return Trace(fingerprint=Digest(fp), kind=kind, parts=TraceParts.from_dict(parts),
+                 table=f"t_{fp}",
                  output=Digest(output) if output else None, rows=rows, schema=schema,
                  exports=(Export("/home/me/shop/output/x.csv", 10, 123456789, Digest("e")),),
                  write_key=Digest("w"), validate_key=Digest("v"), sql_text="SELECT 1",

@@ -473,7 +473,7 @@ def test_scheme_changed_is_the_only_reason_given() -> None:
     traces = dict(BASE_TRACES)
     old = traces[NodeId("raw_orders")]
     traces[NodeId("raw_orders")] = replace(old, fingerprint=Digest("0" * 32),
-                                           parts={**old.parts, "scheme": SCHEME - 1})
+                                           parts=replace(old.parts, scheme=SCHEME - 1))
     p = make_plan(CHAIN, BASE, traces)
     detail = R(Reason.SCHEME_CHANGED, old=str(SCHEME - 1), new=str(SCHEME))
     assert rows(p)[0] == ("raw_orders", REBUILD, (detail,))

@@ -9,15 +9,16 @@ from pathlib import Path
 
 from odibi.ids import Digest, NodeId
 from odibi.sql import SqlInfo, TableRef
-from odibi.state import SCHEMA_VERSION, Export, State, Trace
+from odibi.state import SCHEMA_VERSION, Export, State, Trace, TraceParts
 
 
 def trace(fp: str = "fp1", **changes: object) -> Trace:
     t = Trace(
         fingerprint=Digest(fp), kind="sql",
-        parts={"logic": "l", "config": {"read.options.delim": '";"'}, "vars": {"min_amount": "0"},
-               "sources": {"raw:orders.csv": ["d1", 12100]}, "upstream": {"raw_orders": "fpr"},
-               "scheme": 1},
+        parts=TraceParts.from_dict(
+            {"logic": "l", "config": {"read.options.delim": '";"'}, "vars": {"min_amount": "0"},
+             "sources": {"raw:orders.csv": ["d1", 12100]}, "upstream": {"raw_orders": "fpr"},
+             "scheme": 1}),
         table=f"stg_orders__{fp}", output=Digest("out1"), rows=62,
         schema=("order_id BIGINT", "amount DOUBLE"), inputs={"raw_orders": "outr"},
         exports=(Export("/p/output/a.csv", 120, 1_700_000_000_123_456_789, Digest("e1")),
@@ -37,14 +38,14 @@ def test_trace_json_round_trip() -> None:
 
 
 def test_trace_json_round_trip_of_a_bare_trace() -> None:
-    t = Trace(fingerprint=Digest("f"), kind="check", parts={}, table="", output=None, rows=None,
-              schema=())
+    t = Trace(fingerprint=Digest("f"), kind="check", parts=TraceParts.from_dict({"logic": ""}),
+              table="", output=None, rows=None, schema=())
     assert Trace.from_json(t.to_json()) == t
 
 
 def test_trace_json_is_deterministic() -> None:
     a = trace()
-    b = trace(parts=dict(reversed(list(a.parts.items()))))
+    b = trace(parts=TraceParts.from_dict(dict(reversed(list(a.parts.to_dict().items())))))
     assert a.to_json() == b.to_json()
 
 

@@ -1,0 +1,108 @@
+"""Traces: what a build of a node recorded, as plain frozen values (and their JSON).
+
+A `Trace` is a verifying trace (Build Systems a la Carte): the fingerprint a node was
+built with and each of its parts (`TraceParts`), the upstream output digests it read, and
+what it produced. The planner compares a node with its trace; the lock is rendered from
+traces; `.odibi/state.db` stores them as JSON (the only place that format is known).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from odibi.ids import Digest, NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class TraceParts:
+    """A fingerprint's parts, each kept apart so an explanation can name what changed."""
+
+    logic: Digest
+    config: Mapping[str, str]  # key path -> canonical JSON value
+    vars: Mapping[str, str]  # variable -> canonical JSON value
+    sources: Mapping[str, tuple[Digest, int]]  # "connection:path" -> (digest, size)
+    upstream: Mapping[NodeId, Digest]  # upstream node -> its fingerprint
+    scheme: int
+    env: Mapping[str, str] = field(default_factory=dict)  # env var -> digest of its value
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "logic": self.logic, "config": dict(self.config), "vars": dict(self.vars),
+            "sources": {k: [dg, sz] for k, (dg, sz) in self.sources.items()},
+            "upstream": dict(self.upstream), "scheme": self.scheme}
+        if self.env:
+            d["env"] = dict(self.env)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> TraceParts:
+        return TraceParts(
+            logic=Digest(d["logic"]), config=dict(d.get("config", {})),
+            vars=dict(d.get("vars", {})),
+            sources={k: (Digest(v[0]), int(v[1])) for k, v in d.get("sources", {}).items()},
+            upstream={NodeId(k): Digest(v) for k, v in d.get("upstream", {}).items()},
+            scheme=int(d.get("scheme", 0)), env=dict(d.get("env", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """An exported file as odibi last wrote it (to notice changes made outside odibi)."""
+
+    path: str  # relative to the project root (absolute when outside it)
+    size: int
+    mtime_ns: int
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """What one successful build of a node recorded (a verifying trace).
+
+    `parts` are the fingerprint's parts, each kept apart so explanations can name what
+    changed; `inputs` are the output digests of the upstream nodes it was built from."""
+
+    fingerprint: Digest
+    kind: str
+    parts: TraceParts
+    table: str  # where its output lives in the warehouse ('' for checks)
+    output: Digest | None  # order-insensitive content digest of the output
+    rows: int | None
+    schema: tuple[str, ...]  # "column TYPE"
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    exports: tuple[Export, ...] = ()
+    write_key: Digest | None = None
+    validate_key: Digest | None = None
+    contracts_key: Digest | None = None
+    sql_text: str | None = None  # the SQL as last built, to diff against
+    text_digest: Digest | None = None
+
+    def to_json(self) -> str:
+        d = {
+            "fingerprint": self.fingerprint, "kind": self.kind, "parts": self.parts.to_dict(),
+            "table": self.table, "output": self.output, "rows": self.rows,
+            "schema": list(self.schema), "inputs": dict(self.inputs),
+            "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
+            "write_key": self.write_key, "validate_key": self.validate_key,
+            "contracts_key": self.contracts_key,
+            "sql_text": self.sql_text, "text_digest": self.text_digest,
+        }
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> Trace:
+        d = json.loads(text)
+        return Trace(
+            fingerprint=Digest(d["fingerprint"]), kind=d["kind"],
+            parts=TraceParts.from_dict(d["parts"]),
+            table=d["table"], output=d["output"], rows=d["rows"], schema=tuple(d["schema"]),
+            inputs=d.get("inputs", {}),
+            exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
+            write_key=d.get("write_key"), validate_key=d.get("validate_key"),
+            contracts_key=d.get("contracts_key"),
+            sql_text=d.get("sql_text"), text_digest=d.get("text_digest"),
+        )
+
+
