@@ -307,10 +307,14 @@ def _print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,
     width = max((len(s.node) for s in shown), default=0)
     for s in shown:
         _print_step(out, s, p, graph, width, detail=not dry_run or out.verbose > 0)
-    run_count = len(p.to_run())
+    maybe = sum(1 for s in p.to_run() if s.reasons and all(
+        r.reason is Reason.UPSTREAM_RERUN for r in s.reasons))
+    run_count = len(p.to_run()) - maybe
     quiet = p.count(Status.UP_TO_DATE)
     verb = "would run" if dry_run else "to run"
-    out.line(f"{run_count} {verb}, {quiet} up to date"
+    out.line(f"{run_count} {verb}"
+             + (f", {maybe} more if their upstream output changes" if maybe else "")
+             + f", {quiet} up to date"
              + (f", {p.count(Status.BLOCKED)} blocked" if p.count(Status.BLOCKED) else ""))
     return ExitCode.OK
 
