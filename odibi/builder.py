@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,19 +76,37 @@ class _LoadedFrom:
     modules: Mapping[str, Digest]  # Python transform module file -> content digest
 
 
+CachedProject = tuple[_LoadedFrom, Resolved]
+
+
 def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resolved:
+    """Load and resolve the project (see `load_fresh`), remembering it in a writable
+    state for the next command."""
+    resolved, entry = load_fresh(root, overrides, state)
+    if entry is not None and state is not None and state.writable:
+        remember(state, entry)
+    return resolved
+
+
+def remember(state: State, entry: CachedProject) -> None:
+    state.put_project(str(entry[1].project.root), entry)
+
+
+def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
+               ) -> tuple[Resolved, CachedProject | None]:
     """Load and resolve the project. When nothing it was made from changed (YAML files,
     the files the pipeline globs match, Python transform modules, --var overrides), the
     last resolved project is reused from the state; otherwise unchanged YAML files and SQL
-    texts still come from the state's parse caches. A project that uses `${env:...}` is
-    never cached whole: its values would be written to disk."""
+    texts still come from the state's parse caches, and the result is returned with what
+    to cache. A project that uses `${env:...}` is never cached whole: its values would be
+    written to disk."""
     usable = state is not None and state.available
     root = root.resolve()
     wanted = _overrides_key(overrides)
     if usable:
         hit = _cached_project(root, wanted, state)  # type: ignore[arg-type]
         if hit is not None:
-            return hit
+            return hit, None
     digests: dict[str, Digest] = {}
     uses_env = [False]
 
@@ -106,12 +125,12 @@ def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resol
 
     project = load_project(root, overrides, read_file=read)
     resolved = resolve(project, state if usable else None)
-    if usable and state.writable and not uses_env[0]:  # type: ignore[union-attr]
-        modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
-                   for fn in resolved.python.values()}
-        made = _LoadedFrom(CACHE_VERSION, wanted, project.pipeline_patterns, digests, modules)
-        state.put_project(str(root), (made, resolved))  # type: ignore[union-attr]
-    return resolved
+    if uses_env[0]:
+        return resolved, None
+    modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
+               for fn in resolved.python.values()}
+    made = _LoadedFrom(CACHE_VERSION, wanted, project.pipeline_patterns, digests, modules)
+    return resolved, (made, resolved)
 
 
 def _overrides_key(overrides: list[VarOverride]) -> str:
@@ -383,12 +402,12 @@ def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
 
 
 def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Reporter,
-        options: RunOptions) -> RunResult:
+        options: RunOptions, cancel: threading.Event | None = None) -> RunResult:
     from odibi.executor import execute
 
     jobs = make_jobs(prepared, p, engine)
     return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
-                   options, state.durations(), prepared.resolved.project.root)
+                   options, state.durations(), prepared.resolved.project.root, cancel)
 
 
 def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:

@@ -4,11 +4,13 @@ As in ninja, one thread (the caller's) owns all state: it fills free worker slot
 the ready queue (longest remaining path first, from remembered durations), waits for one
 result, records it, releases the node's dependants, and repeats. Workers only run
 `run_job(job, session)` on their own engine session and send back a `StepResult` value.
+
 A node's outcome is committed in order: its output (the engine's transaction, exports
-included), then its durable state record; a node counts as built only once that record
-is written. A failure is a value, not an exception: its dependants are reported
-`blocked` and independent branches go on (`--keep-going`), or nothing new starts
-(`--fail-fast`).
+included), then its state record; a node counts as built only once that record is
+written. A failure is a value, not an exception: its dependants are `blocked` and
+independent branches go on (`--keep-going`), or nothing new starts and running queries
+are interrupted (`--fail-fast`, a halting check, or `cancel` being set, as Ctrl-C does).
+A bug in odibi itself is kept apart from the user's failures (`StepResult.internal`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
-from odibi.engines.base import Engine, EngineError, Session, TableInfo
-from odibi.engines.duckdb_engine import load_function
-from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
+from odibi.engines.base import Engine, EngineError, EngineInterrupted, Session, TableInfo
+from odibi.engines.transforms import TimedOut, call, load_function
 from odibi.errors import ConfigError
+from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.graph import Graph
 from odibi.ids import Digest, NodeId, Outcome
@@ -69,11 +71,13 @@ class StepResult:
     outcome: Outcome
     started: float
     finished: float
-    worker: int
+    worker: int  # the worker that ran it (-1: decided by the scheduler, nothing ran)
     info: TableInfo | None = None
     exports: tuple[Export, ...] = ()
     error: str | None = None
     attempts: int = 1
+    internal: str | None = None  # a traceback: odibi, not the node, failed
+    halt: bool = False  # stop the whole build (a halting check failed)
 
     @property
     def seconds(self) -> float:
@@ -92,40 +96,49 @@ class RunResult:
     blocked: Mapping[NodeId, NodeId]  # node -> the failed node that blocked it
     started: float
     finished: float
-    not_started: tuple[NodeId, ...] = ()  # left out by --fail-fast
+    not_started: tuple[NodeId, ...] = ()  # left out: --fail-fast, a halt, an interrupt
+    cancelled: bool = False  # stopped by `cancel` (Ctrl-C)
 
     @property
     def failed(self) -> list[NodeId]:
         return [n for n, r in self.results.items() if r.outcome is Outcome.FAILED]
 
     @property
+    def internal(self) -> list[StepResult]:
+        return [r for r in self.results.values() if r.internal]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked and not self.not_started
+        return (not self.failed and not self.blocked and not self.not_started
+                and not self.cancelled and not any(r.outcome is Outcome.INTERRUPTED
+                                                   for r in self.results.values()))
 
 
 # -- running one job (in a worker thread) ---------------------------------------------------
 def run_job(job: Job, session: Session, worker: int) -> StepResult:
+    """Run one node, with its retries and timeout. Never raises."""
     started = time.time()
     attempts = 0
     while True:
         attempts += 1
+        timer = _Timer(job.timeout, session)
         try:
-            if job.step.status is Status.REEXPORT:
-                exports = _export(job, session)
-                return StepResult(job.step.node, Outcome.EXPORTED, started, time.time(), worker,
-                                  exports=exports, attempts=attempts)
-            if job.stored is not None:
-                exports = _restore(job, session)
-                return StepResult(job.step.node, Outcome.RESTORED, started, time.time(), worker,
-                                  exports=exports, attempts=attempts)
-            info, exports = _build(job, session)
-            return StepResult(job.step.node, Outcome.BUILT, started, time.time(), worker,
-                              info=info, exports=exports, attempts=attempts)
-        except EngineError as e:
+            outcome, info, exports = _attempt(job, session, timer)
+            return StepResult(job.step.node, outcome, started, time.time(), worker, info=info,
+                              exports=exports, attempts=attempts)
+        except EngineInterrupted:
+            if not timer.fired:
+                return StepResult(job.step.node, Outcome.INTERRUPTED, started, time.time(),
+                                  worker, error="interrupted", attempts=attempts)
+            error = f"timed out after {job.timeout:g}s"
+        except EngineError as e:  # the node's work failed: SQL, data, the user's Python
             error = str(e)
-        except Exception as e:  # noqa: BLE001 - the user's Python code failed: report it
-            error = _python_error(e)
+        except Exception as e:  # noqa: BLE001 - a bug in odibi: kept apart, with its traceback
+            return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
+                              error=f"internal error: {e!r}", attempts=attempts,
+                              internal="".join(traceback.format_exception(e)))
         finally:
+            timer.cancel()
             session.rollback()
         if attempts >= job.retry.attempts:
             return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
@@ -133,14 +146,38 @@ def run_job(job: Job, session: Session, worker: int) -> StepResult:
         time.sleep(job.retry.backoff * (2 ** (attempts - 1)))
 
 
-def _python_error(e: BaseException) -> str:
-    frames = traceback.extract_tb(e.__traceback__)
-    user = [f for f in frames if "/odibi/" not in f.filename.replace("\\", "/")]
-    where = f" ({Path(user[-1].filename).name}:{user[-1].lineno})" if user else ""
-    return f"{type(e).__name__}: {e}{where}"
+class _Timer:
+    """Interrupts the session's running query when a node's timeout passes."""
+
+    def __init__(self, seconds: float | None, session: Session) -> None:
+        self.fired = False
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+        if seconds is not None:
+            self._timer = threading.Timer(seconds, self._fire, args=(session,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, session: Session) -> None:
+        self.fired = True
+        session.interrupt()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
-def _build(job: Job, session: Session) -> tuple[TableInfo, tuple[Export, ...]]:
+def _attempt(job: Job, session: Session, timer: _Timer
+             ) -> tuple[Outcome, TableInfo | None, tuple[Export, ...]]:
+    if job.step.status is Status.REEXPORT:
+        return Outcome.EXPORTED, None, _export(job, session)
+    if job.stored is not None:
+        return Outcome.RESTORED, None, _restore(job, session)
+    info, exports = _build(job, session, timer)
+    return Outcome.BUILT, info, exports
+
+
+def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[Export, ...]]:
     name = job.step.node
     session.begin()
     if job.read is not None:
@@ -154,9 +191,15 @@ def _build(job: Job, session: Session) -> tuple[TableInfo, tuple[Export, ...]]:
         rows = session.run_sql(job.table, job.sql)
     else:
         assert job.python is not None
-        call = job.python
-        fn = load_function(call.module, call.function, call.file, call.python_path)
-        rows = session.run_python(job.table, fn, call.inputs)
+        c = job.python
+        fn = load_function(c.module, c.function, c.file, c.python_path)
+        frames = session.frames(c.inputs)
+        try:
+            frame = call(fn, frames, timer.seconds)
+        except TimedOut:
+            timer.fired = True
+            raise EngineInterrupted("timed out") from None
+        rows = session.create_from_frame(job.table, frame)
     info = session.describe(job.table, rows)
     session.publish(name, job.table)  # earlier versions stay in the store, for restores
     exports = _export(job, session)
@@ -179,10 +222,60 @@ def _export(job: Job, session: Session) -> tuple[Export, ...]:
     for write, dest in job.writes:
         session.export(job.step.node, write, dest)
         st = fs.stat(str(dest))
-        assert st is not None
-        out.append(Export(shown(dest, job.root) if job.root else str(dest), st[0], st[1], fs.hash(str(dest))))
+        if st is None:
+            raise EngineError(f"{dest} vanished right after it was written")
+        out.append(Export(shown(dest, job.root) if job.root else str(dest), st[0], st[1],
+                          fs.hash(str(dest))))
     return tuple(out)
 
+
+# -- the workers -----------------------------------------------------------------------------
+class _Pool:
+    """N worker threads, each with its own engine session (created here, in the scheduling
+    thread, so that the scheduler can interrupt whatever a worker is running). Joined on
+    exit, whatever happened."""
+
+    def __init__(self, engine: Engine, size: int) -> None:
+        self.todo: queue.Queue[Job | None] = queue.Queue()
+        self.done: queue.Queue[StepResult] = queue.Queue()
+        self.sessions = [engine.session() for _ in range(size)]
+        self.running: dict[NodeId, int] = {}  # node -> worker running it (written by workers)
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True,
+                                         name=f"odibi-worker-{i}") for i in range(size)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, index: int) -> None:
+        session = self.sessions[index]
+        while True:
+            job = self.todo.get()
+            if job is None:
+                return
+            self.running[job.step.node] = index
+            try:
+                result = run_job(job, session, index)
+            except BaseException as e:  # noqa: BLE001 - never lose a result
+                result = StepResult(job.step.node, Outcome.FAILED, time.time(), time.time(),
+                                    index, error=f"internal error: {e!r}",
+                                    internal="".join(traceback.format_exception(e)))
+            self.running.pop(job.step.node, None)
+            self.done.put(result)
+
+    def interrupt(self) -> None:
+        for index in list(self.running.values()):
+            self.sessions[index].interrupt()
+
+    def close(self, grace: float = 30.0) -> None:
+        for _ in self.threads:
+            self.todo.put(None)
+        deadline = time.time() + grace
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.time()))
+        for s in self.sessions:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - a session still busy in an abandoned call
+                pass
 
 
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
@@ -197,65 +290,79 @@ class _Loop:
     outputs: dict[NodeId, Digest | None]  # current output digest per node (for traces)
     priority: Mapping[NodeId, float]
     state_traces: Mapping[NodeId, Trace]
+    cancel: threading.Event
     results: dict[NodeId, StepResult] = field(default_factory=dict)
     blocked: dict[NodeId, NodeId] = field(default_factory=dict)
     stop: bool = False
 
     def run(self, engine: Engine) -> RunResult:
         started = time.time()
-        runnable = {n for n in self.jobs}
-        waiting = {n: {u for u in self.graph.upstream(n) if u in runnable
-                       and _must_wait(self.jobs[n], self.jobs[u])} for n in runnable}
+        waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
+                       and _must_wait(self.jobs[n], self.jobs[u])} for n in self.jobs}
         ready: list[tuple[float, NodeId]] = []
         self._restore_batch(engine, waiting, ready)
         for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
             if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
                 heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
-        todo: queue.Queue[tuple[Job, int] | None] = queue.Queue()
-        done: queue.Queue[StepResult] = queue.Queue()
-        workers = [threading.Thread(target=_worker, args=(engine, todo, done, i), daemon=True)
-                   for i in range(max(1, min(self.options.jobs, len(runnable) or 1)))]
-        for w in workers:
-            w.start()
-        free = list(range(len(workers)))
+        if any(j.python is not None for j in self.jobs.values()):
+            engine.prepare_python()
+        size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
+        pool = _Pool(engine, size)
         running: set[NodeId] = set()
         try:
             while (ready and not self.stop) or running:
-                while ready and free and not self.stop:
+                while ready and len(running) < size and not self.stop:
                     _, n = heapq.heappop(ready)
                     job = self.jobs[n]
-                    slot = free.pop()
                     running.add(n)
                     self.reporter.emit(NodeStarted(
                         n, job.step.status, job.step.headline,
-                        tuple(r.summary() for r in job.step.reasons), slot, time.time()))
-                    todo.put((job, slot))
+                        tuple(r.summary() for r in job.step.reasons), len(running) - 1,
+                        time.time()))
+                    pool.todo.put(job)
                 if not running:
                     break
-                result = done.get()
+                result = self._next(pool)
+                if result is None:
+                    continue
                 running.discard(result.node)
-                free.append(result.worker)
-                self._finish(result, waiting, ready)
+                self._finish(result, waiting, ready, pool)
         finally:
-            for _ in workers:
-                todo.put(None)
-        not_started = tuple(n for n in runnable if n not in self.results
+            pool.close()
+        not_started = tuple(n for n in self.jobs if n not in self.results
                             and n not in self.blocked)
-        return RunResult(self.results, self.blocked, started, time.time(), not_started)
+        return RunResult(self.results, self.blocked, started, time.time(), not_started,
+                         self.cancel.is_set())
+
+    def _next(self, pool: _Pool) -> StepResult | None:
+        """The next result; on the way, notice a cancel (Ctrl-C): stop starting nodes and
+        interrupt the running ones (their results still come back, and finished ones
+        are recorded)."""
+        try:
+            return pool.done.get(timeout=0.1)
+        except queue.Empty:
+            if self.cancel.is_set() and not self.stop:
+                self.stop = True
+                pool.interrupt()
+            return None
 
     def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
-                ready: list[tuple[float, NodeId]]) -> None:
+                ready: list[tuple[float, NodeId]], pool: _Pool) -> None:
         name = result.node
         job = self.jobs[name]
         self.results[name] = result
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None, result.error,
                                         result.attempts))
+        if result.outcome is Outcome.INTERRUPTED:
+            return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
-            self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
+            if result.internal is None:
+                self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
             self._block(name, name, waiting)
-            if self.options.fail_fast:
+            if self.options.fail_fast or result.halt:
                 self.stop = True
+                pool.interrupt()
             return
         self.state.record(name, self._trace(job, result))
         self._release(name, waiting, ready)
@@ -377,47 +484,32 @@ def _must_wait(job: Job, upstream: Job) -> bool:
         status is Status.REEXPORT and job.read is not None)
 
 
-def _worker(engine: Engine, todo: queue.Queue[tuple[Job, int] | None],
-            done: queue.Queue[StepResult], index: int) -> None:
-    session = engine.session()
-    try:
-        while True:
-            item = todo.get()
-            if item is None:
-                return
-            job, slot = item
-            try:
-                result = run_job(job, session, slot)
-            except BaseException as e:  # noqa: BLE001 - never lose a result: report it
-                result = StepResult(job.step.node, Outcome.FAILED, time.time(), time.time(),
-                                    slot, error=f"internal error: {e!r}")
-            done.put(result)
-    finally:
-        session.close()
-
-
 def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
             traces: Mapping[NodeId, Trace], reporter: Reporter, options: RunOptions,
-            durations: Mapping[NodeId, float] | None = None,
-            root: Path | None = None) -> RunResult:
-    """Run `jobs` (the plan's steps that run) with `options.jobs` workers."""
+            durations: Mapping[NodeId, float] | None = None, root: Path | None = None,
+            cancel: threading.Event | None = None) -> RunResult:
+    """Run `jobs` (the plan's steps that run) with `options.jobs` workers. Setting
+    `cancel` (Ctrl-C) stops scheduling and interrupts the running nodes."""
     outputs: dict[NodeId, Digest | None] = {n: t.output for n, t in traces.items()}
     if root is not None:
         jobs = {n: replace(j, root=root) for n, j in jobs.items()}
     loop = _Loop(plan, jobs, graph, state, reporter, options, outputs,
-                 critical_path(graph, jobs, durations or {}), traces)
+                 critical_path(graph, jobs, durations or {}), traces,
+                 cancel or threading.Event())
     return loop.run(engine)
 
 
 def critical_path(graph: Graph, jobs: Mapping[NodeId, Job],
                   durations: Mapping[NodeId, float]) -> dict[NodeId, float]:
-    """Longest remaining path (in remembered seconds; 1 for unknown) from each job to the
-    end of the build: the scheduler starts the longest first."""
+    """Longest remaining path (in remembered seconds; the median of known ones, or 1, for
+    a node never timed) from each job to the end of the build: the scheduler starts the
+    longest first."""
+    known = sorted(durations.values())
+    default = known[len(known) // 2] if known else 1.0
     longest: dict[NodeId, float] = {}
     for name in reversed(graph.names):
         if name not in jobs:
             continue
         tail = max((longest[c] for c in graph.downstream(name) if c in longest), default=0.0)
-        longest[name] = durations.get(name, 1.0) + tail
+        longest[name] = durations.get(name, default) + tail
     return longest
-

@@ -72,3 +72,4 @@ class Outcome(Enum):
     CUT_OFF = "cut off"  # its inputs came out identical: its output stands, not run
     EXPORTED = "exported"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C, --fail-fast or a halting check

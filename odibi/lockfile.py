@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +141,8 @@ def write_if_changed(root: Path, text: str) -> tuple[bool, str | None]:
     ours = HEADER + f"version = {LOCK_VERSION}\n"
     problem = None if old is None or old.startswith(ours) else (
         check(old) if old else "it is unreadable")
+    import tempfile  # only when the lock changes
+
     fd, tmp = tempfile.mkstemp(prefix=".odibi.lock.", dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:

@@ -12,7 +12,6 @@ warehouse, so the node is recorded as built from what it really read.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -270,6 +269,8 @@ def _show(canonical: str | None) -> str | None:
 
 
 def _diff(old: str | None, new: str | None) -> str:
+    import difflib  # only when some SQL changed
+
     lines = difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
                                  "last build", "now", lineterm="", n=2)
     return "\n".join(lines)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from odibi.builder import load, open_state, warehouse_stamp
+from odibi.buildlock import BuildLock
 from odibi.cli.common import project_root
 from odibi.cli.render import Out
 from odibi.errors import UsageError
 from odibi.ids import ExitCode
+from odibi.state import STATE_DIR
 
 
 def _size(n: int) -> str:
@@ -27,6 +29,11 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
     if not path.exists():
         out.line("nothing to collect: no warehouse yet")
         return ExitCode.OK
+    lock = None
+    if not args.dry_run:
+        lock = BuildLock(root / STATE_DIR, "gc")
+        lock.acquire(wait=not args.no_wait,
+                     on_wait=lambda who: out.warning(f"waiting for a build ({who})"))
     state = open_state(root, writable=not args.dry_run)
     try:
         resolved = load(root, [], state)
@@ -46,6 +53,8 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
             state.set_meta("warehouse", warehouse_stamp(path))
     finally:
         state.close()
+        if lock is not None:
+            lock.release()
     if out.json_mode:
         out.json({"dropped": list(result.tables), "views": list(result.views),
                   "versions_forgotten": result.versions, "freed_bytes": result.freed_bytes,

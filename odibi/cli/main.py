@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a project variable")
         p.add_argument("--plan", metavar="FILE",
                        help="run exactly this saved plan (refused if anything drifted)")
+        p.add_argument("--profile", metavar="FILE",
+                       help="write a Chrome trace-event timeline (Perfetto, chrome://tracing)")
+        p.add_argument("--no-wait", action="store_true",
+                       help="fail (exit 2) instead of waiting when another build is running")
 
     p = sub.add_parser("plan", parents=[common], help="save what a build would do, to review "
                                                       "and run later with build --plan")
@@ -96,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=0, metavar="N",
                    help="also keep the N most recent earlier versions of each node")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would be dropped")
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail instead of waiting when a build is running")
+
+    p = sub.add_parser("history", parents=[common], help="recent builds")
+    p.add_argument("-n", "--limit", type=int, default=20, metavar="N")
 
     p = sub.add_parser("explain", parents=[common], help="why each node will (or won't) run")
     _selector_args(p)
@@ -118,8 +127,9 @@ _COMMANDS = {
     "init": "init_cmd:cmd_init",
     "build": "build_cmd:cmd_build",
     "run": "build_cmd:cmd_build",
-    "explain": "build_cmd:cmd_explain",
-    "show": "build_cmd:cmd_show",
+    "explain": "explain_cmd:cmd_explain",
+    "show": "explain_cmd:cmd_show",
+    "history": "history_cmd:cmd_history",
     "plan": "build_cmd:cmd_plan",
     "gc": "gc_cmd:cmd_gc",
 }
@@ -160,7 +170,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
         out.error(e)
         return ExitCode.USER_ERROR
     except KeyboardInterrupt:
-        out.err_console.print("interrupted")
+        out.err("interrupted")
         return ExitCode.INTERRUPTED
     except Exception as e:  # noqa: BLE001 - anything else is a bug: show it in full
         out.internal_error(e)

@@ -1,57 +1,114 @@
 """Everything odibi shows on a terminal. The only importer of rich.
 
-One `Out` per command invocation wraps two rich Consoles (stdout, stderr). Colour follows
-the terminal: off when piped, with NO_COLOR set, or with --no-color.
+One `Out` per command invocation. Styled output (colour, bold) goes through rich, created
+only when it is needed: on a terminal without NO_COLOR/--no-color. Otherwise (piped, in
+tests, in CI) lines are written as plain text and rich is not even imported, which keeps
+start-up fast.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
-from typing import IO, Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Any
 
 from odibi.errors import Span, UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+_TAG = re.compile(r"(?<!\\)\[(?:/|[a-z][a-z #0-9_.-]*)?\]")
+
+
+def escape(text: str) -> str:
+    """Text safe to embed in rich markup."""
+    return text.replace("[", "\\[")
+
+
+def plain(markup: str) -> str:
+    """Markup without its style tags (what a plain terminal shows)."""
+    return _TAG.sub("", markup).replace("\\[", "[")
+
+
+def _terminal(stream: IO[str]) -> bool:
+    if os.environ.get("FORCE_COLOR"):  # as rich does: pretend to be a terminal
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class Out:
     def __init__(self, *, color: bool = True, quiet: bool = False, verbose: int = 0,
                  json_mode: bool = False, stdout: IO[str] | None = None,
                  stderr: IO[str] | None = None) -> None:
-        no_color = not color or bool(os.environ.get("NO_COLOR"))  # no-color.org: set, non-empty
+        self.no_color = not color or bool(os.environ.get("NO_COLOR"))  # no-color.org: non-empty
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        system = None if no_color else "auto"  # None: no colour *and* no bold/dim codes
-        self.console = Console(file=self.stdout, color_system=system, highlight=False,
-                               soft_wrap=True, emoji=False)
-        if not self.console.is_terminal:
-            self.console.width = 160  # piped: wide enough that tables do not wrap
-        self.err_console = Console(file=self.stderr, color_system=system, highlight=False,
-                                   soft_wrap=True, emoji=False)
+        self.terminal = _terminal(self.stdout)
+        self.styled = self.terminal and not self.no_color
+        self.err_styled = _terminal(self.stderr) and not self.no_color
+        self._console: Console | None = None
+        self._err_console: Console | None = None
         self.quiet = quiet
         self.verbose = verbose
         self.json_mode = json_mode
 
+    def _make(self, stream: IO[str]) -> Console:
+        from rich.console import Console
+
+        system = "auto" if (self.styled if stream is self.stdout else self.err_styled) else None
+        console = Console(file=stream, color_system=system, highlight=False, soft_wrap=True,
+                          emoji=False)
+        if not _terminal(stream):
+            console.width = 160  # piped: wide enough that tables do not wrap
+        return console
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = self._make(self.stdout)
+        return self._console
+
+    @property
+    def err_console(self) -> Console:
+        if self._err_console is None:
+            self._err_console = self._make(self.stderr)
+        return self._err_console
+
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal and not self.json_mode
+        return self.terminal and not self.json_mode
 
     # -- plain output ------------------------------------------------------------------
     def line(self, text: str = "", style: str | None = None) -> None:
         """A line of normal output (suppressed by -q and --json)."""
         if self.quiet or self.json_mode:
             return
-        self.console.print(escape(text), style=style)
+        if self.styled:
+            self.console.print(escape(text), style=style)
+        else:
+            self.stdout.write(text + "\n")
 
     def markup(self, text: str) -> None:
         if self.quiet or self.json_mode:
             return
-        self.console.print(text)
+        if self.styled:
+            self.console.print(text)
+        else:
+            self.stdout.write(plain(text) + "\n")
+
+    def err(self, text: str) -> None:
+        """A line of markup on stderr (never suppressed: failures, interruptions)."""
+        if self.err_styled:
+            self.err_console.print(text)
+        else:
+            self.stderr.write(plain(text) + "\n")
 
     def raw(self, text: str) -> None:
         """Machine output (graph formats, ls): always printed, never styled."""
@@ -63,6 +120,8 @@ class Out:
     def table(self, columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
         if self.quiet or self.json_mode:
             return
+        from rich.table import Table
+
         t = Table(title=title, show_edge=False, box=None, pad_edge=False, header_style="bold")
         for c in columns:
             t.add_column(c)
@@ -92,16 +151,15 @@ class Out:
 
     def _diagnostic(self, level: str, style: str, message: str, span: Span | None,
                     hint: str | None) -> None:
-        c = self.err_console
         where = ""
         if span is not None and not span.file.startswith("<"):
             where = f"{_display_path(span.file)}:{span.line}:{span.col}: "
-        c.print(f"{escape(where)}[{style}]{level}:[/] {escape(message)}")
+        self.err(f"{escape(where)}[{style}]{level}:[/] {escape(message)}")
         if span is not None:
             for line in _excerpt(span):
-                c.print(escape(line), style="dim" if "|" in line[:8] and "^" not in line else None)
+                self.err(escape(line))
         if hint:
-            c.print(f"[cyan]hint:[/] {escape(hint)}")
+            self.err(f"[cyan]hint:[/] {escape(hint)}")
 
     def internal_error(self, exc: BaseException) -> None:
         import traceback
@@ -137,8 +195,83 @@ def _excerpt(span: Span) -> list[str]:
     gutter = f"{span.line:>5} | " if not span.file.startswith("<") else "    "
     pad = " " * (len(gutter) - 2) + "| " if not span.file.startswith("<") else "    "
     col = max(1, min(span.col, len(text) + 1))
-    return [gutter + text, pad + " " * (col - 1) + "^" * max(1, span.width)]
+    # tabs shown as spaces, and the caret placed under the character it means
+    shown = text.expandtabs(8)
+    lead = len(text[:col - 1].expandtabs(8))
+    return [gutter + shown, pad + " " * lead + "^" * max(1, span.width)]
 
 
 def path_for_display(path: Path) -> str:
     return _display_path(str(path))
+
+
+class LiveBoard:
+    """The live part of a build on a terminal: done / running (with elapsed times) /
+    queued, and an ETA from the durations of earlier builds. Lines printed meanwhile go
+    above it; it disappears when the build ends."""
+
+    def __init__(self, out: Out, planned: list[str], durations: dict[str, float],
+                 jobs: int) -> None:
+        from rich.live import Live
+
+        self.out = out
+        self.planned = planned
+        self.jobs = max(1, jobs)
+        known = sorted(durations.values())
+        self.default = known[len(known) // 2] if known else 1.0
+        self.durations = durations
+        self.running: dict[str, tuple[float, str]] = {}
+        self.finished: set[str] = set()
+        self.live = Live(self, console=out.console, refresh_per_second=8, transient=True)
+
+    def start(self) -> None:
+        self.live.start()
+
+    def stop(self) -> None:
+        self.live.stop()
+
+    def update(self, event: object) -> None:
+        import time
+
+        name = getattr(event, "node", None)
+        kind = type(event).__name__
+        if name is None:
+            return
+        if kind == "NodeStarted":
+            self.running[name] = (time.time(), getattr(event, "reason", ""))
+        elif kind in ("NodeFinished", "NodeBlocked"):
+            self.running.pop(name, None)
+            self.finished.add(name)
+
+    def _eta(self) -> str:
+        import time
+
+        now = time.time()
+        left = 0.0
+        for n in self.planned:
+            if n in self.finished:
+                continue
+            d = self.durations.get(n, self.default)
+            left += max(0.0, d - (now - self.running[n][0])) if n in self.running else d
+        seconds = int(left / self.jobs)
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
+    def __rich__(self) -> Table:
+        import time
+
+        from rich.table import Table
+
+        now = time.time()
+        queued = len(self.planned) - len(self.finished) - len(self.running)
+        t = Table(show_header=False, box=None, pad_edge=False)
+        t.add_column(style="bold")
+        t.add_column(justify="right", style="cyan")
+        t.add_column(style="dim")
+        t.add_row(f"{len(self.finished)}/{len(self.planned)} done",
+                  f"{len(self.running)} running", f"{max(0, queued)} queued, ETA {self._eta()}")
+        longest = sorted(self.running.items(), key=lambda kv: kv[1][0])[:8]
+        for name, (since, reason) in longest:
+            t.add_row(f"  {name}", f"{now - since:.1f}s", escape(reason))
+        if len(self.running) > len(longest):
+            t.add_row(f"  ... {len(self.running) - len(longest)} more", "", "")
+        return t

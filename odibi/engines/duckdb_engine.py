@@ -10,19 +10,17 @@ a Python node needs it as a DataFrame.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
-import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from odibi.config.model import ReadSpec, WriteSpec
-from odibi.engines.base import EngineError, TableInfo
-from odibi.hashing import digest_bytes, digest_parts
+from odibi.engines.base import EngineError, EngineInterrupted, TableInfo
+from odibi.hashing import digest_parts
 from odibi.ids import Digest, Format, NodeId
 
 STORE = "odibi_store"
@@ -71,9 +69,8 @@ class DuckDBSession:
     """One worker's connection (a cursor of the engine's database). Not thread-safe; one
     thread uses it at a time, another may call `interrupt`."""
 
-    def __init__(self, cursor: Any, python_path: Sequence[Path]) -> None:
+    def __init__(self, cursor: Any) -> None:
         self.cur = cursor
-        self.python_path = python_path
         self.in_txn = False
 
     def _run(self, sql: str, params: Sequence[Any] | None = None) -> Any:
@@ -82,7 +79,7 @@ class DuckDBSession:
         try:
             return self.cur.execute(sql, params) if params is not None else self.cur.execute(sql)
         except duckdb.InterruptException:
-            raise
+            raise EngineInterrupted("interrupted") from None
         except duckdb.Error as e:
             raise _error(e) from None
 
@@ -118,22 +115,22 @@ class DuckDBSession:
         row = self._run(f"CREATE OR REPLACE TABLE {table} AS {select}").fetchone()
         return int(row[0]) if row else -1
 
-    def run_python(self, table: str, fn: Callable[..., Any], inputs: Mapping[str, NodeId]) -> int:
-        kwargs = {param: self._frame(node) for param, node in inputs.items()}
-        result = fn(**kwargs)
+    def frames(self, inputs: Mapping[str, NodeId]) -> dict[str, Any]:
+        """Each input node's output as a pandas DataFrame, by parameter name."""
+        return {param: self._run(f"SELECT * FROM main.{quote_ident(node)}").df()
+                for param, node in inputs.items()}
+
+    def create_from_frame(self, table: str, frame: Any) -> int:
         import pandas as pd
 
-        if not isinstance(result, pd.DataFrame):
-            raise EngineError(f"must return a pandas DataFrame, returned {type(result).__name__}")
+        if not isinstance(frame, pd.DataFrame):
+            raise EngineError(f"must return a pandas DataFrame, returned {type(frame).__name__}")
         view = f"__odibi_result_{threading.get_ident()}"
-        self.cur.register(view, result)
+        self.cur.register(view, frame)
         try:
             return self._create(table, f"SELECT * FROM {quote_ident(view)}")
         finally:
             self.cur.unregister(view)
-
-    def _frame(self, node: NodeId) -> Any:
-        return self._run(f"SELECT * FROM main.{quote_ident(node)}").df()
 
     def describe(self, table: str, rows: int) -> TableInfo:
         """Schema and an order-insensitive content digest: the sum of DuckDB's 64-bit row
@@ -175,8 +172,8 @@ class DuckDBSession:
 class DuckDBEngine:
     """The warehouse `.odibi/warehouse.duckdb`, opened once per build."""
 
-    def __init__(self, path: Path, python_path: Sequence[Path], *, threads: int | None = None,
-                 read_only: bool = False) -> None:
+    def __init__(self, path: Path, python_path: Sequence[Path] = (), *,
+                 threads: int | None = None, read_only: bool = False) -> None:
         import duckdb  # deferred: only commands that touch data pay for it
 
         self.path = path
@@ -188,10 +185,13 @@ class DuckDBEngine:
             raise EngineError(f"cannot open the warehouse {path}: {e}") from None
         if not read_only:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {STORE}")
-        _add_python_path(python_path)
 
     def session(self) -> DuckDBSession:
-        return DuckDBSession(self.con.cursor(), self.python_path)
+        return DuckDBSession(self.con.cursor())
+
+    def prepare_python(self) -> None:
+        """Import pandas once, up front, rather than inside the first Python node."""
+        import pandas  # noqa: F401
 
     def store_table(self, name: NodeId, fingerprint: Digest) -> str:
         return f"{STORE}.{quote_ident(f'{name}__{fingerprint[:16]}')}"
@@ -251,60 +251,3 @@ class DuckDBEngine:
         self.con.close()
 
 
-def _add_python_path(paths: Sequence[Path]) -> None:
-    """Put the project's python_path first on sys.path (a later project in the same
-    process, as in tests, takes precedence)."""
-    for p in reversed(paths):
-        if str(p) in sys.path:
-            sys.path.remove(str(p))
-        sys.path.insert(0, str(p))
-
-
-def _inside(mod: Any, python_path: Sequence[Path]) -> bool:
-    places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", []) or [])]
-    roots = [p.resolve() for p in python_path]
-    return any(p is not None and any(Path(p).resolve().is_relative_to(r) for r in roots)
-               for p in places)
-
-
-def _purge(module: str) -> None:
-    top = module.split(".")[0]
-    for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-        del sys.modules[name]
-
-
-_import_lock = threading.Lock()
-
-
-def load_function(module: str, function: str, file: Path,
-                  python_path: Sequence[Path]) -> Callable[..., Any]:
-    """Import a transform's module from this project (re-importing it if its file changed
-    since, or if a module of the same name came from elsewhere). Workers import one at a
-    time: sys.modules and sys.path are process-wide."""
-    with _import_lock:
-        return _load_function(module, function, file, python_path)
-
-
-def _load_function(module: str, function: str, file: Path,
-                   python_path: Sequence[Path]) -> Callable[..., Any]:
-    mtime = digest_bytes(file.read_bytes())  # content, not mtime: same-second edits count
-    mod = sys.modules.get(module)
-    loaded_from = getattr(mod, "__file__", None) if mod is not None else None
-    if mod is not None and (loaded_from is None or Path(loaded_from).resolve() != file.resolve()):
-        _purge(module)
-        mod = None
-    if mod is not None and getattr(mod, "__odibi_mtime__", None) != mtime:
-        _purge(module)
-        mod = None
-    if mod is None:
-        top = sys.modules.get(module.split(".")[0])
-        if top is not None and not _inside(top, python_path):
-            _purge(module)  # a package of the same name from another project (tests, notebooks)
-        _add_python_path(python_path)
-        importlib.invalidate_caches()
-        mod = importlib.import_module(module)
-    mod.__odibi_mtime__ = mtime  # type: ignore[attr-defined]
-    fn = getattr(mod, function, None)
-    if not callable(fn):
-        raise EngineError(f"{module} has no function {function}")
-    return fn  # type: ignore[no-any-return]

@@ -1,0 +1,75 @@
+"""Opening a project for the commands that plan: load, check, fingerprint, select."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from odibi.builder import Prepared, load, open_state, prepare
+from odibi.buildlock import BuildLock
+from odibi.cli.common import project_root, selected, state_hook
+from odibi.cli.render import Out
+from odibi.config.load import VarOverride, parse_var_overrides
+from odibi.errors import Span
+from odibi.fingerprint import check_sources
+from odibi.ids import NodeId
+from odibi.state import STATE_DIR, State
+
+
+def overrides(args: argparse.Namespace) -> list[Any]:
+    saved = getattr(args, "saved_vars", None)
+    if saved is not None:
+        return [VarOverride(k, v, Span("<plan>", 1, 1)) for k, v in saved.items()]
+    return parse_var_overrides(getattr(args, "var", None) or [])
+
+
+def _state_hook(prepared: Prepared, out: Out) -> Any:
+    return state_hook(prepared.resolved, out, own=prepared.own)
+
+
+def selection(prepared: Prepared, args: argparse.Namespace, out: Out) -> list[NodeId]:
+    return selected(prepared.resolved, args, out, state=_state_hook(prepared, out))
+
+
+def forced(prepared: Prepared, args: argparse.Namespace, out: Out) -> frozenset[NodeId]:
+    force = getattr(args, "force", None)
+    if force is None:
+        return frozenset()
+    if force == "*":
+        return frozenset(prepared.resolved.project.nodes)
+    from odibi.cli.common import select_index
+    from odibi.select import parse_selector, select
+
+    s = select(parse_selector(force), select_index(prepared.resolved, _state_hook(prepared, out)))
+    return s.nodes
+
+
+def open_prepared(args: argparse.Namespace, out: Out, *, writable: bool,
+                  command: str = "build") -> tuple[State, Prepared, BuildLock | None]:
+    """Load, check and fingerprint the project. A build (writable) creates `.odibi/` only
+    once the project has been found valid, so a mistake writes nothing; it then takes the
+    project's build lock (waiting for another build, or failing with --no-wait) before it
+    reads the state it will change. Read-only commands never wait."""
+    root = project_root(args)
+    fresh = writable and not (root / STATE_DIR).is_dir()
+    state = open_state(root, writable=writable and not fresh)
+    lock = None
+    try:
+        resolved = load(root, overrides(args), state)
+        check_sources(resolved)
+        if writable:
+            lock = BuildLock(root / STATE_DIR, command)
+            lock.acquire(wait=not getattr(args, "no_wait", False),
+                         on_wait=lambda who: out.warning(f"waiting for another build ({who})"))
+        if fresh:
+            state.close()
+            state = open_state(root, writable=True)
+        prepared = prepare(resolved, state)
+    except BaseException:
+        state.close()
+        if lock is not None:
+            lock.release()
+        raise
+    for w in prepared.warnings:
+        out.warning(w)
+    return state, prepared, lock

@@ -1,0 +1,143 @@
+"""What a build prints: a line per node as it starts (why it runs), failures as they
+happen, and a summary naming root causes. On a terminal a live board shows what is
+running; when piped, plain lines only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from odibi.cli.render import Out, escape
+from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
+from odibi.ids import Outcome
+from odibi.planner import Plan, Status
+
+if TYPE_CHECKING:
+    from odibi.executor import RunResult
+
+
+class BuildReporter:
+    """Prints build events: each node that runs says why, in one line, as it starts (with
+    -v, the rest of its evidence); failures as they happen. On a terminal, a live board
+    below the lines shows what is running (with elapsed times), what is queued, and an
+    ETA from remembered durations."""
+
+    def __init__(self, out: Out, width: int, board: Any = None) -> None:
+        self.out = out
+        self.width = width
+        self.board = board
+        self.events: list[object] = []
+
+    def emit(self, event: object) -> None:
+        self.events.append(event)
+        out = self.out
+        if self.board is not None:
+            self.board.update(event)
+        match event:
+            case NodeStarted(node=node, action=action, reason=reason, evidence=evidence):
+                out.markup(f"[bold]{node:<{self.width}}[/]  {action.value}: {escape(reason)}")
+                if out.verbose:
+                    for line in evidence[1:]:
+                        out.line(f"{'':<{self.width}}  {'':<{len(action.value)}}  {line}",
+                                 style="dim")
+            case NodeFinished(node=node, outcome=Outcome.FAILED, error=error, attempts=attempts):
+                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                out.err(f"[bold red]failed[/] {node}{tries}: {escape(error or '')}")
+            case NodeFinished(node=node, outcome=Outcome.INTERRUPTED):
+                out.err(f"[yellow]interrupted[/] {node}")
+            case NodeFinished(node=node, outcome=Outcome.CUT_OFF):
+                out.markup(f"[bold]{node:<{self.width}}[/]  cut off: its inputs came out "
+                           "unchanged")
+            case NodeFinished(node=node, seconds=seconds, rows=rows) if out.verbose:
+                detail = f", {rows:,} rows" if rows is not None else ""
+                out.line(f"{'':<{self.width}}  done {node} in {seconds:.2f}s{detail}", style="dim")
+            case NodeBlocked(node=node, because=because) if out.verbose:
+                out.line(f"{node:<{self.width}}  blocked: {because} failed", style="yellow")
+            case Warning_(message=message, span=span, hint=hint):
+                out.warning(message, span, hint)
+            case Notice(message=message):
+                out.line(message)
+
+
+def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None:
+    counts: Counter[str] = Counter()
+    if result is not None:
+        for r in result.results.values():
+            counts[r.outcome.value] += 1
+        counts["blocked"] = len(result.blocked)
+        counts["not started"] = len(result.not_started)
+    counts["up to date"] = sum(1 for s in p.steps if s.status is Status.UP_TO_DATE)
+    counts["rules updated"] = p.count(Status.REVALIDATE)
+    counts["blocked"] += p.count(Status.BLOCKED)
+    order = ["built", "restored", "cut off", "exported", "rules updated", "up to date",
+             "failed", "interrupted", "blocked", "not started"]
+    if out.json_mode:
+        out.json(summary_json(p, result, seconds))
+        return
+    parts = [f"{counts[k]} {k}" for k in order if counts[k]]
+    if result is None:
+        head = "[green]nothing to do[/]" if not counts["blocked"] else "[bold red]not built[/]"
+        out.markup(f"{head}: {', '.join(parts) or '0 nodes selected'} ({seconds:.2f}s)")
+        return
+    head = ("[green]done[/]" if result.ok else "[yellow]interrupted[/]" if result.cancelled
+            else "[bold red]failed[/]")
+    out.markup(f"{head}: {', '.join(parts)} ({seconds:.2f}s)")
+    if out.verbose or not result.ok:
+        _table(out, result)
+    causes = Counter(result.blocked.values())
+    for cause, n in causes.most_common():
+        out.line(f"  {n} blocked because {cause} failed")
+
+
+def _table(out: Out, result: RunResult) -> None:
+    """Per outcome: how many, the time they took, and the slowest."""
+    rows = []
+    by: dict[str, list[Any]] = {}
+    for r in result.results.values():
+        by.setdefault(r.outcome.value, []).append(r)
+    for name, items in by.items():
+        slowest = max(items, key=lambda r: r.seconds)
+        rows.append([name, str(len(items)), f"{sum(r.seconds for r in items):.2f}s",
+                     f"{slowest.node} ({slowest.seconds:.2f}s)"])
+    if result.blocked:
+        rows.append(["blocked", str(len(result.blocked)), "", ""])
+    if result.not_started:
+        rows.append(["not started", str(len(result.not_started)), "", ""])
+    out.table(["outcome", "nodes", "time", "slowest"], rows)
+
+
+def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str, Any]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for s in p.steps:
+        nodes[s.node] = {"status": s.status.value, "reasons": [r.summary() for r in s.reasons]}
+    if result is not None:
+        for n, r in result.results.items():
+            nodes[n].update(outcome=r.outcome.value, seconds=round(r.seconds, 4), error=r.error,
+                            rows=r.info.rows if r.info else None)
+        for n, cause in result.blocked.items():
+            nodes[n].update(outcome="blocked", because=cause)
+        for n in result.not_started:
+            nodes[n].update(outcome="not started")
+    ok = (result is None or result.ok) and not p.count(Status.BLOCKED)
+    return {"ok": ok, "seconds": round(seconds, 3), "nodes": nodes}
+
+
+def chrome_trace(result: RunResult, plan: Plan) -> dict[str, Any]:
+    """The build as Chrome trace-event JSON (Perfetto, chrome://tracing): one complete
+    event per executed node, one track per worker."""
+    executed = [r for r in result.results.values() if r.worker >= 0]
+    origin = min((r.started for r in executed), default=result.started)
+    events: list[dict[str, Any]] = [
+        {"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "odibi build"}}]
+    for w in sorted({r.worker for r in executed}):
+        events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": w + 1,
+                       "args": {"name": f"worker {w + 1}"}})
+    for r in sorted(executed, key=lambda r: (r.started, r.node)):
+        step = plan.by_name.get(r.node)
+        events.append({
+            "name": r.node, "cat": r.outcome.value, "ph": "X", "pid": 1, "tid": r.worker + 1,
+            "ts": round((r.started - origin) * 1e6), "dur": max(1, round(r.seconds * 1e6)),
+            "args": {"outcome": r.outcome.value, "status": step.status.value if step else "",
+                     "reason": step.headline if step else "",
+                     "rows": r.info.rows if r.info else None, "error": r.error}})
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
