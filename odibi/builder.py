@@ -38,9 +38,9 @@ from odibi.fingerprint import (
     exported_paths,
     own_parts,
 )
-from odibi.hashing import digest_bytes, digest_parts
+from odibi.hashing import digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId
-from odibi.lockfile import read_entries, render, write_if_changed
+from odibi.lockfile import LOCK_FILE, read_entries, render, write_if_changed
 from odibi.paths import shown
 from odibi.planner import (
     OutputCheck,
@@ -437,9 +437,24 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     project = prepared.resolved.project
     if engine_closed:
         state.set_meta("warehouse", warehouse_stamp(prepared.warehouse))
+    # A no-op need not even render the lock: nothing was recorded, the node set is the
+    # same, and the file is as this state last wrote (or checked) it.
+    stamp = _lock_stamp(project)
+    if not changed and stamp is not None and state.meta("lock") == stamp:
+        return
     traces = state.traces() if changed else prepared.traces
     text = render(project.name, traces, project.nodes)
     written, problem = write_if_changed(project.root, text)
     if problem:
         reporter.emit(Warning_(f"odibi.lock was unreadable ({problem}); rewrote it from the "
                                "build state"))
+    state.set_meta("lock", _lock_stamp(project))
+
+
+def _lock_stamp(project: Any) -> str | None:
+    try:
+        st = os.stat(project.root / LOCK_FILE)
+    except OSError:
+        return None
+    names = digest_text("\n".join(sorted(project.nodes)))
+    return json.dumps([st.st_size, st.st_mtime_ns, st.st_ino, names])

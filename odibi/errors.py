@@ -1,4 +1,4 @@
-"""The error tree. Imports nothing from odibi.
+"""The error tree. Imports nothing from odibi but `pickling`.
 
 Every mistake a user can make is a `UserError` subclass carrying where it happened
 (`Span`), what to do next (`hint`) and which node it concerns. The CLI renders them
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from odibi.pickling import compact_pickle
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Span:
     """A place in a text: `file` (absolute path, or a pseudo-name such as ``<selector>``),
@@ -30,6 +32,7 @@ class Span:
         return Span(self.file, self.line + lines, col, self.text, self.width)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class TextOrigin:
     """Where a YAML string value starts, so a position inside the string (a SQL error, a

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from odibi.errors import CycleError
 from odibi.ids import NodeId
+from odibi.pickling import compact_pickle
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Graph:
     names: tuple[NodeId, ...]  # topological order

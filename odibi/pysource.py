@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from odibi.errors import ConfigError, Span
+from odibi.pickling import compact_pickle
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PyFunction:
     module: str

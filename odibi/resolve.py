@@ -34,6 +34,7 @@ from odibi.pysource import (
     module_names,
 )
 from odibi.sql import SqlCache, SqlInfo, SqlProblem, analyze
+from odibi.pickling import compact_pickle
 
 _PLACEHOLDER_RE = re.compile(r"\$(\$?)\{\s*(vars\.|env:)([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 # in a check, these name datasets: row_count(x), x.row_count, x.column
@@ -45,12 +46,14 @@ Edge = tuple[NodeId, NodeId]  # (node, what it depends on)
 Where = Span | Callable[[], Span]  # where an edge was written (computed only for errors)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class SqlFacts:
     text: Digest  # digest of the template as written
     tree: Digest  # canonical parse tree of the template (vars as placeholders)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """A project with its dependencies worked out. Frozen; built by `resolve`."""

@@ -14,10 +14,12 @@ from typing import Any, Union
 
 from odibi.errors import Span, TextOrigin
 from odibi.ids import Format, NodeId, NodeKind, OnFail
+from odibi.pickling import compact_pickle
 
 Scalar = Union[str, int, float, bool, None]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Connection:
     name: str
@@ -27,6 +29,7 @@ class Connection:
     span: Span
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ReadSpec:
     connection: str
@@ -42,6 +45,7 @@ class ReadSpec:
         return any(c in self.rendered_path for c in "*?[")
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class SqlSpec:
     template: str  # as written (trailing semicolons and whitespace stripped)
@@ -49,6 +53,7 @@ class SqlSpec:
     origin: TextOrigin  # where the text sits in its YAML file
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PythonSpec:
     module: str
@@ -72,6 +77,7 @@ class PythonSpec:
 Producer = Union[ReadSpec, SqlSpec, PythonSpec]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class WriteSpec:
     connection: str
@@ -83,12 +89,14 @@ class WriteSpec:
     span: Span  # of the path
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Retry:
     attempts: int = 1  # total tries, 1 = no retry
     backoff: float = 0.0  # seconds before the second try, doubling each time
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class RuleText:
     """A contract/validation/check expression, kept as text with its location."""
@@ -98,6 +106,7 @@ class RuleText:
     origin: TextOrigin | None = None
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Node:
     name: NodeId
@@ -121,6 +130,7 @@ class Node:
     env_used: Mapping[str, str] = field(default_factory=dict)  # name -> digest of its value
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Check:
     """A cross-node circuit breaker: a DAG node that produces no table."""
@@ -136,6 +146,7 @@ class Check:
     vars_used: frozenset[str] = frozenset()
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Project:
     name: str

@@ -11,7 +11,7 @@ from typing import Any
 
 from odibi.errors import ConfigError
 
-CACHE_VERSION = "2"  # bump when YMap/YSeq change shape: cached parses become misses
+CACHE_VERSION = "3"  # bump when YMap/YSeq change shape: cached parses become misses
 
 Mark = tuple[int, int]  # 1-based line, col
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "odibi"
 # module (or package prefix) -> layer; a module may import strictly lower layers, and
 # modules of its own package (config.*, cli.*, engines.*, expr.*, testing.*).
 LAYERS = {
-    "odibi": 0, "odibi.errors": 0, "odibi.ids": 0, "odibi.paths": 0, "odibi.hashing": 0.5, "odibi.events": 1,
+    "odibi": 0, "odibi.errors": 0.1, "odibi.ids": 0, "odibi.paths": 0, "odibi.pickling": 0, "odibi.hashing": 0.5, "odibi.events": 1,
     "odibi.grammars": 0.5,
     "odibi.expr": 1.5,
     "odibi.config": 2, "odibi.sql": 2, "odibi.pysource": 2,
