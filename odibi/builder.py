@@ -89,7 +89,7 @@ def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resol
 
 
 def remember(state: State, entry: CachedProject) -> None:
-    state.put_project(str(entry[1].project.root), entry)
+    state.put_project(str(entry[1].project.root), entry[0], entry[1])
 
 
 def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
@@ -138,27 +138,24 @@ def _overrides_key(overrides: list[VarOverride]) -> str:
 
 
 def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None:
-    entry = state.get_project(str(root))
-    if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], _LoadedFrom):
-        return None
-    made, resolved = entry
-    if made.version != CACHE_VERSION or made.overrides != overrides:
-        return None
-    from odibi.config.load import PROJECT_FILE, pipeline_files
+    def fresh(made: Any) -> bool:
+        if not isinstance(made, _LoadedFrom) or made.version != CACHE_VERSION \
+                or made.overrides != overrides:
+            return False
+        from odibi.config.load import PROJECT_FILE, pipeline_files
 
-    files = [PROJECT_FILE, *pipeline_files(root, made.patterns)]
-    if files != list(made.files):
-        return None
-    try:
-        for rel in files:
-            if digest_bytes((root / rel).read_bytes()) != made.files[rel]:
-                return None
-        for path, digest in made.modules.items():
-            if digest_bytes(Path(path).read_bytes()) != digest:
-                return None
-    except OSError:
-        return None
-    return resolved  # type: ignore[no-any-return]
+        files = [PROJECT_FILE, *pipeline_files(root, made.patterns)]
+        if files != list(made.files):
+            return False
+        try:
+            return all(digest_bytes((root / rel).read_bytes()) == made.files[rel]
+                       for rel in files) and \
+                all(digest_bytes(Path(p).read_bytes()) == d for p, d in made.modules.items())
+        except OSError:
+            return False
+
+    resolved = state.get_project(str(root), fresh)
+    return resolved if isinstance(resolved, Resolved) else None
 
 
 def _parse(data: bytes, path: Path) -> Any:
@@ -442,7 +439,7 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     stamp = _lock_stamp(project)
     if not changed and stamp is not None and state.meta("lock") == stamp:
         return
-    traces = state.traces() if changed else prepared.traces
+    traces = {**prepared.traces, **state.recorded}
     text = render(project.name, traces, project.nodes)
     written, problem = write_if_changed(project.root, text)
     if problem:

@@ -28,7 +28,7 @@ import os
 import pickle
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from odibi.trace import Export, Trace, TraceParts
 
 __all__ = ["Export", "State", "StateCorrupt", "Trace", "TraceParts"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATE_DIR = ".odibi"
 
 _SCHEMA = """
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS file_cache (path TEXT PRIMARY KEY, size INTEGER NOT N
                                        digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS yaml_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL,
                                        data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS project_cache (root TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS project_cache (root TEXT PRIMARY KEY, made BLOB NOT NULL,
+                                          data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS durations (name TEXT PRIMARY KEY, seconds REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL,
                                  finished REAL, command TEXT NOT NULL, status TEXT,
@@ -77,6 +78,7 @@ class State:
         """`create=True` (builds): make `.odibi/` and own the state. `create=False` (read-only
         commands): use the state if it exists, never create it, never wait for a build."""
         self.writable_state = create
+        self.recorded: dict[NodeId, Trace] = {}  # what this instance recorded (newest)
         self.dir = root / STATE_DIR
         self.path = self.dir / "state.db"
         self.warnings: list[str] = []
@@ -198,6 +200,7 @@ class State:
         if self._con is None:
             return
         text = trace.to_json()
+        self.recorded[NodeId(name)] = trace
         with self._con:
             self._con.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
                               (name, trace.fingerprint, text))
@@ -210,6 +213,7 @@ class State:
         if self._con is None:
             return
         now = time.time()
+        self.recorded.update((NodeId(n), t) for n, t in items)
         with self._con:
             for name, trace in items:
                 text = trace.to_json()
@@ -293,18 +297,23 @@ class State:
         self._write("INSERT OR REPLACE INTO yaml_cache VALUES (?, ?, ?)",
                     [(path, key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
 
-    def get_project(self, root: str) -> Any | None:
-        rows = self._q("SELECT data FROM project_cache WHERE root = ?", (root,))
+    def get_project(self, root: str, fresh: Callable[[Any], bool]) -> Any | None:
+        """The cached project of `root`, if `fresh(what it was made from)` says it still
+        holds (checked before the project itself is unpickled)."""
+        rows = self._q("SELECT made, data FROM project_cache WHERE root = ?", (root,))
         if not rows:
             return None
         try:
-            return pickle.loads(rows[0][0])
+            if not fresh(pickle.loads(rows[0][0])):
+                return None
+            return pickle.loads(rows[0][1])
         except Exception:  # noqa: BLE001 - a stale or foreign entry is a miss
             return None
 
-    def put_project(self, root: str, value: Any) -> None:
-        self._write("INSERT OR REPLACE INTO project_cache VALUES (?, ?)",
-                    [(root, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
+    def put_project(self, root: str, made: Any, value: Any) -> None:
+        self._write("INSERT OR REPLACE INTO project_cache VALUES (?, ?, ?)",
+                    [(root, pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL),
+                      pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))])
 
     # -- timings and history ------------------------------------------------------------
     def durations(self) -> dict[NodeId, float]:
