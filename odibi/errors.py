@@ -120,6 +120,16 @@ class UnknownNodeError(SelectorError):
     """A selector or command names a node that does not exist."""
 
 
+class ExprSyntaxError(ConfigError):
+    """A rule does not parse. `col` is the 1-based column in the rule's own text; the
+    loader turns it into a place in the YAML file."""
+
+    def __init__(self, message: str, *, col: int, span: Span | None = None,
+                 hint: str | None = None, node: str | None = None) -> None:
+        super().__init__(message, span=span, hint=hint, node=node)
+        self.col = col
+
+
 class UsageError(UserError):
     """A command-line mistake that argparse cannot see (bad --var, conflicting flags)."""
 

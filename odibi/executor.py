@@ -351,20 +351,22 @@ class _Loop:
         name = result.node
         job = self.jobs[name]
         self.results[name] = result
+        # the record first, then the word: a node reported done is durably done
+        if result.outcome is Outcome.FAILED and result.internal is None:
+            self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
+        elif result.outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):
+            self.state.record(name, self._trace(job, result))
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None, result.error,
                                         result.attempts))
         if result.outcome is Outcome.INTERRUPTED:
             return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
-            if result.internal is None:
-                self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
             self._block(name, name, waiting)
             if self.options.fail_fast or result.halt:
                 self.stop = True
                 pool.interrupt()
             return
-        self.state.record(name, self._trace(job, result))
         self._release(name, waiting, ready)
 
     def _restore_batch(self, engine: Engine, waiting: dict[NodeId, set[NodeId]],

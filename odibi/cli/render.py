@@ -131,8 +131,7 @@ class Out:
 
     # -- diagnostics ------------------------------------------------------------------
     def warning(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
-        if self.json_mode:
-            return
+        """On stderr, also with --json (stdout stays machine-readable)."""
         self._diagnostic("warning", "yellow", message, span, hint)
 
     def error(self, err: UserError) -> None:

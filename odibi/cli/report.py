@@ -113,7 +113,7 @@ def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str,
     if result is not None:
         for n, r in result.results.items():
             nodes[n].update(outcome=r.outcome.value, seconds=round(r.seconds, 4), error=r.error,
-                            rows=r.info.rows if r.info else None)
+                            rows=r.info.rows if r.info else None, attempts=r.attempts)
         for n, cause in result.blocked.items():
             nodes[n].update(outcome="blocked", because=cause)
         for n in result.not_started:

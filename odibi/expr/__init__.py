@@ -1,0 +1,1 @@
+"""The rule language of contracts, validations and checks (DESIGN.md §6)."""
