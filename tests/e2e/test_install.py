@@ -44,14 +44,15 @@ def test_installed_wheel_runs_with_its_grammar(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
                      cwd=tmp_path).stdout.strip())
-    # dependencies come from this environment, after the venv's own site-packages
-    (site / "zz_outer_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     installed = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
-                     "--no-index", "-q", wheel, cwd=tmp_path)
+                     "--no-index", "--ignore-installed", "-q", wheel, cwd=tmp_path)
     if installed.returncode != 0 and "--python" in installed.stderr:  # pip < 22.3
         installed = _run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                         "-q", "--prefix", venv, wheel, cwd=tmp_path)
+                         "--ignore-installed", "-q", "--prefix", venv, wheel, cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr
+    # dependencies come from this environment, after the venv's own site-packages (written
+    # only now: pip must not see this environment's odibi and skip the install)
+    (site / "zz_outer_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     where = _run(python, "-c", "import odibi, importlib.resources as r; print(odibi.__file__); "
                  "print(r.files('odibi.grammar').joinpath('selector.lark').is_file())",
