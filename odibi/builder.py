@@ -39,7 +39,7 @@ from odibi.fingerprint import (
     own_parts,
 )
 from odibi.hashing import digest_bytes, digest_parts, digest_text
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OnFail
 from odibi.lockfile import LOCK_FILE, read_entries, render, write_if_changed
 from odibi.paths import shown
 from odibi.planner import (
@@ -129,8 +129,25 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         return resolved, None
     modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
                for fn in resolved.python.values()}
-    made = _LoadedFrom(CACHE_VERSION, wanted, project.pipeline_patterns, digests, modules)
+    made = _LoadedFrom(_cache_version(), wanted, project.pipeline_patterns, digests, modules)
     return resolved, (made, resolved)
+
+
+_CODE: list[str] = []
+
+
+def _cache_version() -> str:
+    """What a cached project was made by: the cache format and odibi's own code (size and
+    mtime of its modules), so that an upgraded odibi never reuses a project another
+    version resolved."""
+    if not _CODE:
+        package = Path(__file__).parent
+        stamps = []
+        for path in sorted(package.rglob("*.py")):
+            st = path.stat()
+            stamps.append((path.relative_to(package).as_posix(), st.st_size, st.st_mtime_ns))
+        _CODE.append(digest_parts(CACHE_VERSION, json.dumps(stamps)))
+    return _CODE[0]
 
 
 def _overrides_key(overrides: list[VarOverride]) -> str:
@@ -139,7 +156,7 @@ def _overrides_key(overrides: list[VarOverride]) -> str:
 
 def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None:
     def fresh(made: Any) -> bool:
-        if not isinstance(made, _LoadedFrom) or made.version != CACHE_VERSION \
+        if not isinstance(made, _LoadedFrom) or made.version != _cache_version() \
                 or made.overrides != overrides:
             return False
         from odibi.config.load import PROJECT_FILE, pipeline_files
@@ -199,8 +216,7 @@ def fingerprint_all(resolved: Resolved, state: State) -> tuple[dict[NodeId, OwnP
     Callers that need every source to exist call `check_sources` first."""
     files = FileDigests(state.file_stamps())
     exported = exported_paths(resolved)
-    own = {n: own_parts(resolved, n, files, exported) for n in resolved.graph.names
-           if n in resolved.project.nodes}
+    own = {n: own_parts(resolved, n, files, exported) for n in resolved.graph.names}
     if files.changed:
         state.put_file_stamps(files.changed)
     return own, files
@@ -346,7 +362,7 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
         failures=prepared.failures, outputs=prepared.outputs,
         always_run=frozenset(n for n, node in p.nodes.items() if node.always_run),
         source_names=source_names, stored=prepared.stored)
-    nodes = frozenset(n for n in selection if n in p.nodes)
+    nodes = frozenset(n for n in selection if n in p.nodes or n in p.checks)
     return plan(inputs, PlanOptions(nodes, forced & nodes))
 
 
@@ -357,13 +373,27 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
     project = resolved.project
     jobs: dict[NodeId, Job] = {}
     for step in p.to_run():
-        if step.status is Status.REVALIDATE:
-            continue  # rules are recorded by update_metadata until they are evaluated
+        check = project.checks.get(step.node)
+        if check is not None:
+            job = Job(step=step, table="", check=resolved.checks[step.node],
+                      halt=check.on_fail is OnFail.HALT, cutoff=_cutoff_candidate(prepared, step),
+                      tables=_views(engine, resolved.checks[step.node].datasets))
+            if step.status is Status.RESTORE:  # the verdict on these very inputs is known
+                job = replace(job, stored=prepared.stored[(step.node, step.fingerprint)])
+            jobs[step.node] = job
+            continue
         node = project.nodes[step.node]
         writes = tuple((w, export_path(resolved, w)) for w in node.writes)
+        rules = resolved.rules.get(step.node)
+        inputs = _views(engine, resolved.deps(step.node))
         job = Job(step=step, table=engine.store_table(step.node, step.fingerprint),
                   writes=writes, retry=node.retry, timeout=node.timeout,
-                  cutoff=_cutoff_candidate(prepared, step))
+                  cutoff=_cutoff_candidate(prepared, step), rules=rules, tables=inputs)
+        if step.status is Status.REVALIDATE:
+            read = node.producer if isinstance(node.producer, ReadSpec) else None
+            jobs[step.node] = replace(job, read=read,
+                                      tables={**inputs, step.node: engine.view(step.node)})
+            continue
         if step.status is Status.RESTORE:
             jobs[step.node] = replace(job, stored=prepared.stored[(step.node, step.fingerprint)])
             continue
@@ -381,6 +411,10 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
             job = replace(job, python=call)
         jobs[step.node] = job
     return jobs
+
+
+def _views(engine: Engine, names: Any) -> dict[str, str]:
+    return {n: engine.view(n) for n in names}
 
 
 _UPSTREAM_ONLY = (Reason.UPSTREAM_REBUILT, Reason.UPSTREAM_RERUN)
@@ -409,7 +443,7 @@ def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Rep
 
 def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
     """Record what changed without running anything: reformatted SQL (so the next explain
-    is quiet) and validation keys of nodes whose rules are not evaluated yet."""
+    is quiet), exports touched without their bytes changing."""
     count = 0
     for name, trace in prepared.restamped.items():
         step = p.by_name.get(name)
@@ -419,11 +453,9 @@ def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
         trace = prepared.restamped.get(step.node) or prepared.traces.get(step.node)
         if trace is None:
             continue
-        if step.status is Status.UP_TO_DATE and step.notes or step.status is Status.REVALIDATE:
+        if step.status is Status.UP_TO_DATE and step.notes:
             state.record(step.node, replace(trace, sql_text=step.own.sql_text,
-                                            text_digest=step.own.text_digest,
-                                            validate_key=step.own.validate_key,
-                                            contracts_key=step.own.contracts_key))
+                                            text_digest=step.own.text_digest))
             count += 1
     return count
 
@@ -440,7 +472,7 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     if not changed and stamp is not None and state.meta("lock") == stamp:
         return
     traces = {**prepared.traces, **state.recorded}
-    text = render(project.name, traces, project.nodes)
+    text = render(project.name, traces, [*project.nodes, *project.checks])
     written, problem = write_if_changed(project.root, text)
     if problem:
         reporter.emit(Warning_(f"odibi.lock was unreadable ({problem}); rewrote it from the "
@@ -453,5 +485,5 @@ def _lock_stamp(project: Any) -> str | None:
         st = os.stat(project.root / LOCK_FILE)
     except OSError:
         return None
-    names = digest_text("\n".join(sorted(project.nodes)))
+    names = digest_text("\n".join(sorted([*project.nodes, *project.checks])))
     return json.dumps([st.st_size, st.st_mtime_ns, st.st_ino, names])

@@ -43,11 +43,17 @@ def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0
     for node, versions in by_node.items():
         versions.sort(reverse=True)  # newest first
         if node in names:
-            now = traces[node].table if node in traces else None
-            older = list(dict.fromkeys(t for _, _, t in versions if t != now))
-            keep_tables |= set(older[:keep])
-        forget += [(node, fp) for _, fp, t in versions
-                   if node not in names or t not in keep_tables]
+            # what a version is kept by: its store table, or for a check (no table, only a
+            # recorded verdict) its fingerprint
+            now = traces.get(node)
+            now_key = (now.table or now.fingerprint) if now else None
+            older = list(dict.fromkeys(t or fp for _, fp, t in versions
+                                       if (t or fp) != now_key))
+            kept = {now_key, *older[:keep]}
+            forget += [(node, fp) for _, fp, t in versions if (t or fp) not in kept]
+            keep_tables |= {t for _, fp, t in versions if t and t in kept}
+        else:
+            forget += [(node, fp) for _, fp, _ in versions]
     tables, views = engine.outputs()
     drop = sorted(t for t in tables if t not in keep_tables)
     gone_views = tuple(sorted(v for v in views if v not in names))

@@ -45,11 +45,19 @@ class TextOrigin:
     col: int
     style: str = ""
     indent: int = 0
+    folds: tuple[int, ...] = ()  # a folded ('>') block: the length of each of its lines
 
     def span_at(self, text: str, offset: int | None, width: int = 1) -> Span:
         if offset is None or offset < 0:
             return Span(self.file, self.line, self.col, width=width)
         offset = min(offset, len(text))
+        if self.style == ">" and self.folds:
+            line = 0  # folding joined the block's lines with one character each
+            while line < len(self.folds) - 1 and offset > self.folds[line]:
+                offset -= self.folds[line] + 1
+                line += 1
+            return Span(self.file, self.line + 1 + line, (self.indent or self.col + 2) + offset,
+                        width=width)
         line = text.count("\n", 0, offset)
         col = offset - (text.rfind("\n", 0, offset) + 1)
         if self.style in ("|", ">"):

@@ -58,7 +58,7 @@ class NodeFinished:
     seconds: float
     worker: int
     rows: int | None = None
-    error: str | None = None
+    error: str | None = None  # why it failed, or what a warning check found
     attempts: int = 1
 
 

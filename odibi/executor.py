@@ -27,6 +27,9 @@ from pathlib import Path
 from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
 from odibi.engines.base import Engine, EngineError, EngineInterrupted, Session, TableInfo
 from odibi.engines.transforms import TimedOut, call, load_function
+from odibi.expr.check import RulePlan
+from odibi.rules import run_rules
+from odibi.rulesets import NodeRules
 from odibi.errors import ConfigError
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.fingerprint import RealFileSystem, list_sources
@@ -63,6 +66,10 @@ class Job:
     root: Path | None = None  # the project root, exports are recorded relative to it
     stored: Trace | None = None  # RESTORE: the stored version to point at
     cutoff: Trace | None = None  # the trace it can keep if its inputs come out unchanged
+    rules: NodeRules | None = None  # its contracts and validations
+    tables: Mapping[str, str] = field(default_factory=dict)  # dataset -> how SQL reads it
+    check: RulePlan | None = None  # a check node: its rule
+    halt: bool = False  # a check whose failure stops the build
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,7 @@ class StepResult:
     attempts: int = 1
     internal: str | None = None  # a traceback: odibi, not the node, failed
     halt: bool = False  # stop the whole build (a halting check failed)
+    note: str | None = None  # what a check that only warns found
 
     @property
     def seconds(self) -> float:
@@ -98,6 +106,7 @@ class RunResult:
     finished: float
     not_started: tuple[NodeId, ...] = ()  # left out: --fail-fast, a halt, an interrupt
     cancelled: bool = False  # stopped by `cancel` (Ctrl-C)
+    halted: NodeId | None = None  # a halting check failed and stopped the build
 
     @property
     def failed(self) -> list[NodeId]:
@@ -123,9 +132,14 @@ def run_job(job: Job, session: Session, worker: int) -> StepResult:
         attempts += 1
         timer = _Timer(job.timeout, session)
         try:
+            if job.check is not None and job.stored is None:
+                return _run_check(job, session, started, worker)
             outcome, info, exports = _attempt(job, session, timer)
             return StepResult(job.step.node, outcome, started, time.time(), worker, info=info,
                               exports=exports, attempts=attempts)
+        except RulesFailed as e:  # the data broke a rule: retrying would not help
+            return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
+                              error=str(e), attempts=attempts)
         except EngineInterrupted:
             if not timer.fired:
                 return StepResult(job.step.node, Outcome.INTERRUPTED, started, time.time(),
@@ -167,18 +181,59 @@ class _Timer:
             self._timer.cancel()
 
 
+class RulesFailed(EngineError):
+    """A contract or validation did not hold."""
+
+
+def _check_rules(session: Session, plan: RulePlan | None, tables: Mapping[str, str],
+                 what: str) -> None:
+    if plan is None:
+        return
+    failed = [r for r in run_rules(session, plan, tables) if not r.ok]
+    if failed:
+        raise RulesFailed(f"{what}: " + "; ".join(r.describe() for r in failed))
+
+
+def _run_check(job: Job, session: Session, started: float, worker: int) -> StepResult:
+    assert job.check is not None
+    failed = [r for r in run_rules(session, job.check, job.tables) if not r.ok]
+    node = job.step.node
+    if not failed:
+        return StepResult(node, Outcome.PASSED, started, time.time(), worker)
+    message = "; ".join(r.describe() for r in failed)
+    if job.halt:
+        return StepResult(node, Outcome.FAILED, started, time.time(), worker,
+                          error=message, halt=True)
+    return StepResult(node, Outcome.WARNED, started, time.time(), worker, note=message)
+
+
 def _attempt(job: Job, session: Session, timer: _Timer
              ) -> tuple[Outcome, TableInfo | None, tuple[Export, ...]]:
     if job.step.status is Status.REEXPORT:
         return Outcome.EXPORTED, None, _export(job, session)
+    if job.step.status is Status.REVALIDATE:
+        return Outcome.REVALIDATED, None, _revalidate(job, session)
     if job.stored is not None:
         return Outcome.RESTORED, None, _restore(job, session)
     info, exports = _build(job, session, timer)
     return Outcome.BUILT, info, exports
 
 
+def _revalidate(job: Job, session: Session) -> tuple[Export, ...]:
+    """Only the rules changed: run them on the stored output (and inputs), no compute."""
+    rules = job.rules or NodeRules()
+    own = {job.step.node: job.tables[job.step.node]}
+    contracts_on = own if job.read is not None else job.tables
+    _check_rules(session, rules.contracts, contracts_on, "contract failed")
+    _check_rules(session, rules.validate, own, "validation failed")
+    return ()
+
+
 def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[Export, ...]]:
     name = job.step.node
+    rules = job.rules or NodeRules()
+    if job.read is None:  # pre-conditions on the inputs, before the transform runs
+        _check_rules(session, rules.contracts, job.tables, "contract failed")
     session.begin()
     if job.read is not None:
         assert job.connection is not None and job.node is not None
@@ -187,6 +242,8 @@ def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[
         except ConfigError as e:
             raise EngineError(e.message) from None
         rows = session.read(job.table, files, job.read)
+        # a read node's contracts hold for the data read, before anything uses it
+        _check_rules(session, rules.contracts, {name: job.table}, "contract failed")
     elif job.sql is not None:
         rows = session.run_sql(job.table, job.sql)
     else:
@@ -200,6 +257,8 @@ def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[
             timer.fired = True
             raise EngineInterrupted("timed out") from None
         rows = session.create_from_frame(job.table, frame)
+    # post-conditions: a failing output is never committed nor exported
+    _check_rules(session, rules.validate, {name: job.table}, "validation failed")
     info = session.describe(job.table, rows)
     session.publish(name, job.table)  # earlier versions stay in the store, for restores
     exports = _export(job, session)
@@ -210,7 +269,8 @@ def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[
 def _restore(job: Job, session: Session) -> tuple[Export, ...]:
     assert job.stored is not None
     session.begin()
-    session.publish(job.step.node, job.stored.table)
+    if job.stored.table:  # a check's stored verdict has no table: recording it is all
+        session.publish(job.step.node, job.stored.table)
     exports = _export(job, session)
     session.commit()
     return exports
@@ -291,6 +351,7 @@ class _Loop:
     priority: Mapping[NodeId, float]
     state_traces: Mapping[NodeId, Trace]
     cancel: threading.Event
+    halted: NodeId | None = None  # the check that stopped the build
     results: dict[NodeId, StepResult] = field(default_factory=dict)
     blocked: dict[NodeId, NodeId] = field(default_factory=dict)
     stop: bool = False
@@ -332,7 +393,7 @@ class _Loop:
         not_started = tuple(n for n in self.jobs if n not in self.results
                             and n not in self.blocked)
         return RunResult(self.results, self.blocked, started, time.time(), not_started,
-                         self.cancel.is_set())
+                         self.cancel.is_set(), self.halted)
 
     def _next(self, pool: _Pool) -> StepResult | None:
         """The next result; on the way, notice a cancel (Ctrl-C): stop starting nodes and
@@ -353,12 +414,17 @@ class _Loop:
         self.results[name] = result
         # the record first, then the word: a node reported done is durably done
         if result.outcome is Outcome.FAILED and result.internal is None:
-            self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
+            if job.step.status is not Status.REVALIDATE:
+                # a rule that fails on the stored output is no reason to recompute it: the
+                # next build revalidates again (its trace still has the old rule keys)
+                self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
+            if result.halt:
+                self.halted = name
         elif result.outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):
             self.state.record(name, self._trace(job, result))
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
-                                        result.info.rows if result.info else None, result.error,
-                                        result.attempts))
+                                        result.info.rows if result.info else None,
+                                        result.error or result.note, result.attempts))
         if result.outcome is Outcome.INTERRUPTED:
             return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
@@ -393,7 +459,9 @@ class _Loop:
         try:
             session.begin()
             for n in batch:
-                session.publish(n, self.jobs[n].stored.table)  # type: ignore[union-attr]
+                table = self.jobs[n].stored.table  # type: ignore[union-attr]
+                if table:  # a check's stored verdict has no table
+                    session.publish(n, table)
             exports = {n: _export(self.jobs[n], session) for n in batch}
             session.commit()
         except (EngineError, OSError):
@@ -457,8 +525,17 @@ class _Loop:
 
     def _trace(self, job: Job, result: StepResult) -> Trace:
         step = job.step
+        if result.outcome in (Outcome.PASSED, Outcome.WARNED):
+            return Trace(fingerprint=step.fingerprint, kind=step.kind.value,
+                         parts=step.own.as_trace_parts(step.upstream), table="", output=None,
+                         rows=None, schema=(),
+                         inputs={u: d for u in step.upstream
+                                 if (d := self.outputs.get(u)) is not None},
+                         write_key=step.own.write_key, validate_key=step.own.validate_key,
+                         contracts_key=step.own.contracts_key, note=result.note)
         base = job.stored if result.outcome is Outcome.RESTORED else (
-            self.state_traces.get(step.node) if result.outcome is Outcome.EXPORTED else None)
+            self.state_traces.get(step.node)
+            if result.outcome in (Outcome.EXPORTED, Outcome.REVALIDATED) else None)
         if base is not None:
             self.outputs[step.node] = base.output
             return replace(base, exports=result.exports, write_key=step.own.write_key,

@@ -44,7 +44,7 @@ from odibi.resolve import Resolved
 from odibi.trace import TraceParts
 
 SCHEME = 2
-RULES = "text"  # how contracts/validations are evaluated; part of their keys, so a new
+RULES = "rules-1"  # how contracts/validations are evaluated; part of their keys, so a new
 #                 evaluator re-checks every rule once
 
 Stamp = tuple[int, int, int, Digest]  # size, mtime_ns, inode, digest

@@ -71,5 +71,8 @@ class Outcome(Enum):
     RESTORED = "restored"  # an earlier output pointed at again, nothing computed
     CUT_OFF = "cut off"  # its inputs came out identical: its output stands, not run
     EXPORTED = "exported"
+    REVALIDATED = "revalidated"  # only its rules changed: they ran on its stored output
+    PASSED = "passed"  # a check held
+    WARNED = "warned"  # a check with on_fail: warn did not hold
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C, --fail-fast or a halting check

@@ -52,6 +52,7 @@ class Reason(Enum):
     SCHEME_CHANGED = "fingerprint scheme changed"
     CHECK_CHANGED = "rule changed"
     STORED = "a stored version matches"
+    LAST_WARNING = "last run warned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +121,8 @@ class Plan:
         return tuple(s for s in self.steps if s.status.runs)
 
     def needs_engine(self) -> bool:
-        """Whether any step touches data (a revalidation only records new rule keys until
-        rules are evaluated)."""
-        return any(s.status in (Status.REBUILD, Status.RESTORE, Status.REEXPORT)
-                   for s in self.steps)
+        """Whether any step touches data."""
+        return any(s.status.runs for s in self.steps)
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.steps if s.status is status)
@@ -212,6 +211,8 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
     if lead:
         return step(Status.REBUILD, lead)
     notes = _reformatted(own, trace)
+    if trace.note:
+        notes += (ReasonDetail(Reason.LAST_WARNING, trace.note),)
     moved = _upstream_outputs(name, upstream, trace, inputs, statuses)
     if moved:
         return step(Status.REBUILD, moved, notes)

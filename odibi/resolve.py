@@ -17,15 +17,17 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from functools import partial
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from odibi.config.model import Check, Node, Project, PythonSpec, ReadSpec, SqlSpec
+from odibi.config.model import Node, Project, PythonSpec, ReadSpec, SqlSpec
 from odibi.errors import ConfigError, CycleError, Span, SqlError, did_you_mean
 from odibi.graph import Graph, build_graph
 from odibi.hashing import digest_text
 from odibi.ids import Digest, NodeId, NodeKind
 from odibi.paths import shown
+from odibi.expr.check import RulePlan
+from odibi.rulesets import NodeRules, compile_all, compile_check
 from odibi.pysource import (
     FunctionMissing,
     ModuleMissing,
@@ -37,10 +39,6 @@ from odibi.sql import SqlCache, SqlInfo, SqlProblem, analyze
 from odibi.pickling import compact_pickle
 
 _PLACEHOLDER_RE = re.compile(r"\$(\$?)\{\s*(vars\.|env:)([A-Za-z_][A-Za-z0-9_]*)\s*\}")
-# in a check, these name datasets: row_count(x), x.row_count, x.column
-_DATASET_RE = re.compile(r"\brow_count\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)"
-                         r"|\b([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*[A-Za-z_]")
-_STRING_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
 Edge = tuple[NodeId, NodeId]  # (node, what it depends on)
 Where = Span | Callable[[], Span]  # where an edge was written (computed only for errors)
@@ -62,6 +60,8 @@ class Resolved:
     graph: Graph
     sql: Mapping[NodeId, SqlFacts]
     python: Mapping[NodeId, PyFunction]
+    rules: Mapping[NodeId, NodeRules] = field(default_factory=dict)  # contracts, validate
+    checks: Mapping[NodeId, RulePlan] = field(default_factory=dict)
 
     def deps(self, name: NodeId) -> tuple[NodeId, ...]:
         return self.graph.upstream(name)
@@ -107,13 +107,16 @@ def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:
         for d in deps[name]:
             if node.depends_on_span is not None:
                 spans.setdefault((name, d), node.depends_on_span)
+    checks: dict[NodeId, RulePlan] = {}
     for name, check in project.checks.items():
-        deps[name] = _check_datasets(check, project, lower, spans)
+        checks[name] = compile_check(check, project)
+        deps[name] = tuple(NodeId(d) for d in checks[name].datasets)
     try:
         graph = build_graph(deps)
     except CycleError as e:
         raise _located_cycle(e.cycle, spans) from None
-    return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python)
+    rules = compile_all(project, deps)
+    return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python, rules, checks)
 
 
 def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Where]) -> CycleError:
@@ -126,32 +129,6 @@ def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Where]) -> Cycle
         err.hint = "a node cannot read its own table; for a recursive query use WITH RECURSIVE"
         return err
     return CycleError(cycle, span=span)
-
-
-def _check_datasets(check: Check, project: Project, lower: Mapping[str, NodeId],
-                    spans: dict[Edge, Where]) -> tuple[NodeId, ...]:
-    """The datasets a check names: `row_count(x)` and `x.something`. Each must be a node."""
-    text = check.rule.text
-    masked = _STRING_RE.sub(lambda m: " " * len(m.group(0)), text)
-    named: list[NodeId] = []
-    for m in _DATASET_RE.finditer(masked):
-        word = m.group(1) or m.group(2)
-        start = m.start(1) if m.group(1) else m.start(2)
-        span = (check.rule.origin.span_at(text, start, len(word)) if check.rule.origin
-                else check.rule.span)
-        target = lower.get(word.lower())
-        if target is None:
-            raise ConfigError(f"check '{check.name}': '{word}' is not a node", span=span,
-                              node=check.name, hint=did_you_mean(word, project.nodes))
-        if target not in named:
-            named.append(target)
-            spans.setdefault((check.name, target), span)
-    if not named:
-        example = next(iter(project.nodes), "raw_orders")
-        raise ConfigError(f"check '{check.name}' names no dataset", span=check.rule.span,
-                          node=check.name, hint=f"qualify measures with a node: "
-                          f"row_count({example}) or {example}.row_count")
-    return tuple(named)
 
 
 def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, NodeId],

@@ -78,6 +78,7 @@ class Trace:
     contracts_key: Digest | None = None
     sql_text: str | None = None  # the SQL as last built, to diff against
     text_digest: Digest | None = None
+    note: str | None = None  # a check's last warning
 
     def to_json(self) -> str:
         d = {
@@ -87,7 +88,7 @@ class Trace:
             "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
             "write_key": self.write_key, "validate_key": self.validate_key,
             "contracts_key": self.contracts_key,
-            "sql_text": self.sql_text, "text_digest": self.text_digest,
+            "sql_text": self.sql_text, "text_digest": self.text_digest, "note": self.note,
         }
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
@@ -102,7 +103,7 @@ class Trace:
             exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
             write_key=d.get("write_key"), validate_key=d.get("validate_key"),
             contracts_key=d.get("contracts_key"),
-            sql_text=d.get("sql_text"), text_digest=d.get("text_digest"),
+            sql_text=d.get("sql_text"), text_digest=d.get("text_digest"), note=d.get("note"),
         )
 
 

@@ -46,7 +46,7 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
         except EngineError as e:
             raise UsageError(str(e), hint="is an odibi build running in this project?") from None
         try:
-            result = collect(state, engine, resolved.project.nodes, args.keep, args.dry_run)
+            result = collect(state, engine, resolved.graph.names, args.keep, args.dry_run)
         finally:
             engine.close()
         if not args.dry_run:

@@ -35,8 +35,8 @@ def forced(prepared: Prepared, args: argparse.Namespace, out: Out) -> frozenset[
     force = getattr(args, "force", None)
     if force is None:
         return frozenset()
-    if force == "*":
-        return frozenset(prepared.resolved.project.nodes)
+    if force == "*":  # every node and check
+        return frozenset(prepared.resolved.graph.names)
     from odibi.cli.common import select_index
     from odibi.select import parse_selector, select
 

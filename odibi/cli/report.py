@@ -43,6 +43,8 @@ class BuildReporter:
             case NodeFinished(node=node, outcome=Outcome.FAILED, error=error, attempts=attempts):
                 tries = f" (after {attempts} attempts)" if attempts > 1 else ""
                 out.err(f"[bold red]failed[/] {node}{tries}: {escape(error or '')}")
+            case NodeFinished(node=node, outcome=Outcome.WARNED, error=error):
+                out.err(f"[yellow]warning[/] check {node}: {escape(error or '')}")
             case NodeFinished(node=node, outcome=Outcome.INTERRUPTED):
                 out.err(f"[yellow]interrupted[/] {node}")
             case NodeFinished(node=node, outcome=Outcome.CUT_OFF):
@@ -67,10 +69,9 @@ def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None
         counts["blocked"] = len(result.blocked)
         counts["not started"] = len(result.not_started)
     counts["up to date"] = sum(1 for s in p.steps if s.status is Status.UP_TO_DATE)
-    counts["rules updated"] = p.count(Status.REVALIDATE)
     counts["blocked"] += p.count(Status.BLOCKED)
-    order = ["built", "restored", "cut off", "exported", "rules updated", "up to date",
-             "failed", "interrupted", "blocked", "not started"]
+    order = ["built", "restored", "cut off", "exported", "revalidated", "passed", "warned",
+             "up to date", "failed", "interrupted", "blocked", "not started"]
     if out.json_mode:
         out.json(summary_json(p, result, seconds))
         return
@@ -87,6 +88,8 @@ def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None
     causes = Counter(result.blocked.values())
     for cause, n in causes.most_common():
         out.line(f"  {n} blocked because {cause} failed")
+    if result.halted:
+        out.line(f"  check {result.halted} failed: the build was halted")
 
 
 def _table(out: Out, result: RunResult) -> None:
@@ -119,7 +122,10 @@ def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str,
         for n in result.not_started:
             nodes[n].update(outcome="not started")
     ok = (result is None or result.ok) and not p.count(Status.BLOCKED)
-    return {"ok": ok, "seconds": round(seconds, 3), "nodes": nodes}
+    out: dict[str, Any] = {"ok": ok, "seconds": round(seconds, 3), "nodes": nodes}
+    if result is not None and result.halted:
+        out["halted_by"] = result.halted  # the check whose failure stopped the build
+    return out
 
 
 def chrome_trace(result: RunResult, plan: Plan) -> dict[str, Any]:

@@ -45,7 +45,19 @@ class File:
         else:
             mark, style = m.value_marks.get(key, m.mark), m.value_styles.get(key, "")
         indent = self._block_indent(mark[0]) if style in ("|", ">") else 0
-        return TextOrigin(self.path, mark[0], mark[1], style, indent)
+        folds = self._folded_lines(mark[0], indent) if style == ">" else ()
+        return TextOrigin(self.path, mark[0], mark[1], style, indent, folds)
+
+    def _folded_lines(self, indicator_line: int, indent: int) -> tuple[int, ...]:
+        """The lengths of a folded block's lines (folding joins them with spaces, so a
+        position in the value is found again by walking them)."""
+        assert self._lines is not None  # read by _block_indent
+        out = []
+        for line in self._lines[indicator_line:]:
+            if line.strip() and len(line) - len(line.lstrip(" ")) < indent - 1:
+                break
+            out.append(max(0, len(line.rstrip()) - (indent - 1)))
+        return tuple(out)
 
     def _block_indent(self, indicator_line: int) -> int:
         if self._lines is None:

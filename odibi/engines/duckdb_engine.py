@@ -83,6 +83,17 @@ class DuckDBSession:
         except duckdb.Error as e:
             raise _error(e) from None
 
+    def _one(self, sql: str) -> Any:
+        """Execute and fetch one row (fetching runs the query too: errors are mapped)."""
+        import duckdb
+
+        try:
+            return self.cur.execute(sql).fetchone()
+        except duckdb.InterruptException:
+            raise EngineInterrupted("interrupted") from None
+        except duckdb.Error as e:
+            raise _error(e) from None
+
     def begin(self) -> None:
         self._run("BEGIN TRANSACTION")
         self.in_txn = True
@@ -112,13 +123,20 @@ class DuckDBSession:
 
     def _create(self, table: str, select: str) -> int:
         """CREATE TABLE AS; DuckDB answers with the number of rows it wrote."""
-        row = self._run(f"CREATE OR REPLACE TABLE {table} AS {select}").fetchone()
+        row = self._one(f"CREATE OR REPLACE TABLE {table} AS {select}")
         return int(row[0]) if row else -1
 
     def frames(self, inputs: Mapping[str, NodeId]) -> dict[str, Any]:
         """Each input node's output as a pandas DataFrame, by parameter name."""
-        return {param: self._run(f"SELECT * FROM main.{quote_ident(node)}").df()
-                for param, node in inputs.items()}
+        import duckdb
+
+        try:
+            return {param: self.cur.execute(f"SELECT * FROM main.{quote_ident(node)}").df()
+                    for param, node in inputs.items()}
+        except duckdb.InterruptException:
+            raise EngineInterrupted("interrupted") from None
+        except duckdb.Error as e:
+            raise _error(e) from None
 
     def create_from_frame(self, table: str, frame: Any) -> int:
         import pandas as pd
@@ -135,11 +153,21 @@ class DuckDBSession:
     def describe(self, table: str, rows: int) -> TableInfo:
         """Schema and an order-insensitive content digest: the sum of DuckDB's 64-bit row
         hashes (a HUGEINT, so it cannot overflow), with the row count and the schema."""
-        cur = self._run(f"SELECT coalesce(sum(hash(t)), 0)::VARCHAR FROM {table} AS t")
-        (total,) = cur.fetchone()
+        (total,) = self._one(f"SELECT coalesce(sum(hash(t)), 0)::VARCHAR FROM {table} AS t")
         columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
         schema = tuple(f"{c[0]} {c[1]}" for c in columns)
         return TableInfo(rows, schema, digest_parts("table", json.dumps(schema), str(rows), total))
+
+    def columns(self, table: str) -> dict[str, str]:
+        """column -> type of a table or view, in column order."""
+        return {c[0]: str(c[1]) for c in self._run(f"SELECT * FROM {table} LIMIT 0").description}
+
+    def measure(self, table: str, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """Many aggregates over one table in one scan: {key: value}."""
+        select = ", ".join(f"{sql} AS {quote_ident(key)}" for key, sql in measures)
+        row = self._one(f"SELECT {select} FROM {table} AS t")
+        return {key: (list(v) if isinstance(v, tuple) else v)
+                for (key, _), v in zip(measures, row or ())}
 
     def publish(self, name: NodeId, table: str) -> None:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table}")
@@ -192,6 +220,9 @@ class DuckDBEngine:
     def prepare_python(self) -> None:
         """Import pandas once, up front, rather than inside the first Python node."""
         import pandas  # noqa: F401
+
+    def view(self, name: NodeId) -> str:
+        return f"main.{quote_ident(name)}"
 
     def store_table(self, name: NodeId, fingerprint: Digest) -> str:
         return f"{STORE}.{quote_ident(f'{name}__{fingerprint[:16]}')}"

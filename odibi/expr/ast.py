@@ -152,7 +152,7 @@ def show(e: Expr) -> str:
     """The expression as canonical text (print -> parse gives the same tree)."""
     match e:
         case Number(value=v):
-            return repr(v)
+            return "1e999" if v == float("inf") else repr(v)  # `inf` would read as a name
         case String(value=v):
             return "'" + v.replace("'", "''") + "'"
         case Bool(value=v):

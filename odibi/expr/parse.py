@@ -14,7 +14,9 @@ from odibi.expr import ast
 from odibi.grammars import lalr_parser
 
 _EXAMPLES = {
-    "a comparison needs a value on its right": ["row_count >", "a ==", "a <= ", "x between 1"],
+    "a comparison needs a value on its right": ["row_count >", "a ==", "a <= ", "x between 1",
+                                                "a > 0 and b >", "a > 0 or b >",
+                                                "not a >"],
     "unbalanced parentheses": ["(row_count > 0", "abs(x", "row_count > 0)"],
     "two values with no operator between them": ["row_count 0", "a b", "1 2"],
     "an operator needs a value on each side": ["> 0", "and x", "a and", "x or", "a + ", "* 2"],
@@ -34,9 +36,11 @@ def parse_rule(text: str) -> ast.Expr:
     try:
         tree = parser.parse(text)
     except UnexpectedInput as e:
-        col = getattr(e, "column", None) or len(text) + 1
-        if not isinstance(col, int) or col < 1:
-            col = len(text) + 1
+        # the column counts from the rule's start (lark's `column` restarts on each line)
+        at = getattr(e, "pos_in_stream", None)
+        if at is None and getattr(e, "token", None) is not None:
+            at = e.token.start_pos  # type: ignore[attr-defined]
+        col = at + 1 if isinstance(at, int) and 0 <= at < len(text) else len(text) + 1
         raise ExprSyntaxError(_label(e, text), col=col) from None
     return _Build(text).build(tree)
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from tests.conftest import CliResult, run_cli
 
-# build order of the shop (topological, ties by name)
+# build order of the shop (topological, ties by name), its two checks included
 ORDER = ["raw_customers", "raw_orders", "raw_payments", "stg_customers", "stg_orders",
-         "daily_revenue", "stg_payments", "order_payments", "customer_orders",
-         "customer_segments", "export_segments"]
+         "daily_revenue", "orders_not_lost", "stg_payments", "order_payments",
+         "customer_orders", "customer_segments", "export_segments", "payments_cover_orders"]
 PAYMENTS_DOWNSTREAM = ["order_payments", "customer_orders", "customer_segments",
                        "export_segments"]
+PAYMENTS_CHECK = "payments_cover_orders"  # the check below order_payments
 
 
 def odibi(root: Path, *argv: str) -> CliResult:
@@ -58,7 +59,7 @@ def started(r: CliResult) -> list[str]:
 def test_explain_before_any_build_says_every_node_is_new(shop: Path) -> None:
     r = odibi(shop, "explain")
     assert r.code == 0 and r.err == ""
-    assert squeeze(r.out) == [f"{n} rebuild: new node" for n in ORDER] + ["11 to run, 0 up to date"]
+    assert squeeze(r.out) == [f"{n} rebuild: new node" for n in ORDER] + ["13 to run, 0 up to date"]
     assert not (shop / "odibi.lock").exists()
 
 
@@ -66,7 +67,7 @@ def test_explain_after_a_build_has_nothing_to_run(shop: Path) -> None:
     build(shop)
     r = odibi(shop, "explain")
     assert (r.code, r.err) == (0, "")
-    assert lines(r.out) == ["0 to run, 11 up to date"]
+    assert lines(r.out) == ["0 to run, 13 up to date"]
     named = odibi(shop, "explain", "stg_orders")
     assert squeeze(named.out) == ["stg_orders up-to-date", "0 to run, 1 up to date"]
 
@@ -95,9 +96,10 @@ def test_explain_all_traces_downstream_nodes_to_the_root_cause(shop: Path) -> No
     r = odibi(shop, "explain")
     out = squeeze(r.out)
     assert "order_payments rebuild: upstream rebuilt: stg_payments" in out
+    assert f"{PAYMENTS_CHECK} rebuild: upstream rebuilt: order_payments" in out
     assert ("export_segments <- customer_segments <- customer_orders <- order_payments "
             "<- stg_payments <- sql changed") in out
-    assert out[-1] == "5 to run, 6 up to date"
+    assert out[-1] == "6 to run, 7 up to date"
 
 
 def test_explain_json_has_the_root_cause_of_a_downstream_node(shop: Path) -> None:
@@ -110,7 +112,7 @@ def test_explain_json_has_the_root_cause_of_a_downstream_node(shop: Path) -> Non
     assert [n["node"] for n in doc["nodes"]] == ORDER
     assert doc["stale_unselected"] == []
     assert {n: v["status"] for n, v in nodes.items() if v["status"] != "up-to-date"} == {
-        n: "rebuild" for n in ["stg_payments", *PAYMENTS_DOWNSTREAM]}
+        n: "rebuild" for n in ["stg_payments", *PAYMENTS_DOWNSTREAM, PAYMENTS_CHECK]}
     customer_orders = nodes["customer_orders"]
     assert customer_orders["reasons"] == [{"reason": "upstream rebuilt",
                                            "summary": "upstream rebuilt: order_payments",
@@ -139,7 +141,7 @@ def test_dry_run_on_a_fresh_project_runs_and_writes_nothing(shop: Path) -> None:
     r = odibi(shop, "build", "-n")
     assert (r.code, r.err) == (0, "")
     assert squeeze(r.out) == [f"{n} rebuild: new node" for n in ORDER] + [
-        "11 would run, 0 up to date"]
+        "13 would run, 0 up to date"]
     assert not (shop / ".odibi" / "warehouse.duckdb").exists()
     assert not (shop / "odibi.lock").exists()
     assert not (shop / "output").exists()
@@ -155,12 +157,15 @@ def test_dry_run_after_an_edit_prints_what_would_run_and_runs_nothing(shop: Path
         "stg_payments rebuild: sql changed",
         *[f"{n} rebuild: upstream rebuilt: {u}" for n, u in zip(
             PAYMENTS_DOWNSTREAM, ["stg_payments", *PAYMENTS_DOWNSTREAM])],
-        "5 would run, 6 up to date"]
+        f"{PAYMENTS_CHECK} rebuild: upstream rebuilt: order_payments",
+        "6 would run, 7 up to date"]
     assert (shop / "odibi.lock").read_bytes() == lock
-    # nothing ran: the real build still has them to do (the last one is cut off: its only
-    # input, customer_segments, comes out unchanged)
+    # nothing ran: the real build still has them to do (export_segments is cut off: its only
+    # input, customer_segments, comes out unchanged). The check starts with customer_orders
+    # once order_payments is done, after it: customer_orders is on the longer path.
     r = build(shop)
-    assert started(r) == ["stg_payments", *PAYMENTS_DOWNSTREAM[:-1]]
+    assert started(r) == ["stg_payments", "order_payments", "customer_orders", PAYMENTS_CHECK,
+                          "customer_segments"]
     assert f"{PAYMENTS_DOWNSTREAM[-1]} cut off: its inputs came out unchanged" in squeeze(r.out)
 
 
@@ -171,9 +176,9 @@ def test_force_one_node_rebuilds_only_that_node(shop: Path) -> None:
     assert squeeze(r.out)[0] == "stg_orders rebuild: forced"
     assert started(r) == ["stg_orders"]
     # its dependants wait to see whether its output changes: it does not, so they are cut off
-    assert re.fullmatch(r"done: 1 built, 5 cut off, 5 up to date \(\d+\.\d\ds\)",
+    assert re.fullmatch(r"done: 1 built, 7 cut off, 5 up to date \(\d+\.\d\ds\)",
                         lines(r.out)[-1])
-    assert lines(odibi(shop, "explain").out) == ["0 to run, 11 up to date"]
+    assert lines(odibi(shop, "explain").out) == ["0 to run, 13 up to date"]
 
 
 def test_force_rebuilds_every_selected_node(shop: Path) -> None:
@@ -182,8 +187,8 @@ def test_force_rebuilds_every_selected_node(shop: Path) -> None:
     assert sorted(started(r)) == sorted(ORDER)  # each exactly once
     assert all(line.endswith("rebuild: forced") for line in squeeze(r.out)[:-1])
     some = build(shop, "stg_payments+", "--force")
-    assert sorted(started(some)) == sorted(["stg_payments", *PAYMENTS_DOWNSTREAM])
-    assert re.fullmatch(r"done: 5 built \(\d+\.\d\ds\)", lines(some.out)[-1])
+    assert sorted(started(some)) == sorted(["stg_payments", *PAYMENTS_DOWNSTREAM, PAYMENTS_CHECK])
+    assert re.fullmatch(r"done: 5 built, 1 passed \(\d+\.\d\ds\)", lines(some.out)[-1])
 
 
 # -- state:modified ----------------------------------------------------------------------------
@@ -205,7 +210,7 @@ def test_state_modified_compares_with_the_lock_not_the_build_state(shop: Path) -
     old_lock = (shop / "odibi.lock").read_text()
     edit_payments_sql(shop)
     build(shop)
-    assert lines(odibi(shop, "explain").out) == ["0 to run, 11 up to date"]
+    assert lines(odibi(shop, "explain").out) == ["0 to run, 13 up to date"]
     assert lines(odibi(shop, "explain", "state:modified").out) == ["0 to run, 0 up to date"]
     (shop / "odibi.lock").write_text(old_lock)  # e.g. the lock committed on main
     r = odibi(shop, "explain", "state:modified")
@@ -224,7 +229,7 @@ def test_build_state_modified_builds_the_edited_node_only(shop: Path) -> None:
     edit_payments_sql(shop)
     r = build(shop, "state:modified")
     assert started(r) == ["stg_payments"]
-    assert lines(odibi(shop, "explain").out)[-1] == "4 to run, 7 up to date"
+    assert lines(odibi(shop, "explain").out)[-1] == "5 to run, 8 up to date"
 
 
 # -- show --------------------------------------------------------------------------------------

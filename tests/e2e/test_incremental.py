@@ -2,12 +2,14 @@
 temporary projects: the shop example and layered DAGs from bench/generate.py.
 
 What runs is judged from `odibi build --json`: a node executed iff it has an outcome of
-built / exported / failed. Expected sets are computed here, independently of odibi:
+built / exported / failed, and a check (a node of the build too, DESIGN §6) iff it has an
+outcome of passed / warned / failed. Expected sets are computed here, independently of odibi:
 
 - the downstream closure of the changed nodes, brute force over the dependency edges
-  (the GenNode inputs, or the shop's edges written out below);
+  (the GenNode inputs, or the shop's edges written out below, its checks included);
 - the contents every node *should* have, by running the project's SQL (read from its YAML,
-  vars substituted) and its Python function directly in an in-memory DuckDB.
+  vars substituted) and its Python function directly in an in-memory DuckDB; and the
+  verdict every check should give, by running its assertion written out in SQL.
 
 The second gives a precondition for the closure tests: each edit is chosen so that every
 node of the closure really produces a different output. Then "rebuild exactly the
@@ -47,7 +49,8 @@ from bench.generate import GenNode, generate, source_csv, write_odibi
 from tests.conftest import run_cli
 
 JOBS = ("-j", "2")
-RAN = ("built", "exported", "failed")  # outcomes of nodes that executed
+RAN = ("built", "exported", "failed",  # outcomes of nodes that executed
+       "passed", "warned")  # and of checks that ran ("failed" too)
 
 
 # -- running odibi ---------------------------------------------------------------------------
@@ -189,16 +192,50 @@ def project_nodes(root: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
     return doc, nodes
 
 
+def project_checks(root: Path) -> dict[str, dict[str, Any]]:
+    """{check name: its YAML mapping}, from odibi.yaml and the pipeline files."""
+    doc = yaml.safe_load((root / "odibi.yaml").read_text())
+    checks = {c["name"]: c for c in doc.get("checks", [])}
+    for pattern in doc.get("pipelines", []):
+        for path in sorted(root.glob(pattern)):
+            checks.update({c["name"]: c for c in yaml.safe_load(path.read_text()).get("checks", [])})
+    return checks
+
+
+# The checks' assertions (as written in the YAML), each written out here in SQL: the
+# reference evaluates these, not odibi's rule language.
+CHECK_SQL = {
+    "row_count(stg_orders) >= 0.5 * row_count(raw_orders)":
+        "SELECT (SELECT count(*) FROM stg_orders) >= 0.5 * (SELECT count(*) FROM raw_orders)",
+    "sum(order_payments.paid) <= 1.01 * sum(order_payments.amount)":
+        "SELECT (SELECT sum(paid) FROM order_payments) "
+        "<= 1.01 * (SELECT sum(amount) FROM order_payments)",
+}
+
+
+def verdict(held: bool, on_fail: str) -> str:
+    """The outcome of a check that ran (DESIGN §6: halt fails the build, warn goes on)."""
+    return "passed" if held else {"halt": "failed", "warn": "warned"}[on_fail]
+
+
 def reference(root: Path, order: list[str], overrides: Mapping[str, Any] | None = None
-              ) -> dict[str, tuple[tuple, tuple]]:
+              ) -> dict[str, Any]:
     """Every node's contents as they should be: csv read by DuckDB, SQL with vars
-    substituted, Python functions called on DataFrames, in dependency order."""
+    substituted, Python functions called on DataFrames, in dependency order; and for each
+    check in `order`, the outcome it should have if it runs (see `verdict`)."""
     doc, nodes = project_nodes(root)
+    checks = project_checks(root)
     variables = {**doc.get("vars", {}), **(overrides or {})}
     bases = {name: root / c["base_path"] for name, c in doc["connections"].items()}
     con = duckdb.connect()
     try:
+        verdicts: dict[str, str] = {}
         for name in order:
+            if name in checks:
+                check = checks[name]
+                (held,) = con.execute(CHECK_SQL[check["assert"]]).fetchone()
+                verdicts[name] = verdict(bool(held), check.get("on_fail", "halt"))
+                continue
             node = nodes[name]
             if "read" in node:
                 read = node["read"]
@@ -223,7 +260,7 @@ def reference(root: Path, order: list[str], overrides: Mapping[str, Any] | None 
                 con.register("_py_result", fn(**frames))
                 con.execute(f"CREATE TABLE {name} AS SELECT * FROM _py_result")
                 con.unregister("_py_result")
-        return {n: contents(con, n) for n in order}
+        return {n: verdicts[n] if n in checks else contents(con, n) for n in order}
     finally:
         con.close()
 
@@ -240,8 +277,8 @@ def closure(parents: Mapping[str, set[str]], order: list[str], roots: set[str]) 
 
 def cutoff_closure(parents: Mapping[str, set[str]], order: list[str], roots: set[str],
                    before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
-    """What must execute with early cutoff: the changed nodes, and every node with an
-    upstream that executed and produced a different output."""
+    """What must execute with early cutoff: the changed nodes, and every node (or check)
+    with an upstream that executed and produced a different output."""
     out: set[str] = set()
     for n in order:
         if n in roots or any(p in out and before[p] != after[p] for p in parents[n]):
@@ -322,16 +359,22 @@ def test_generated_roles_are_what_the_tests_need() -> None:
 # -- the shop --------------------------------------------------------------------------------
 SHOP_ORDER = ["raw_customers", "raw_orders", "raw_payments", "stg_customers", "stg_orders",
               "stg_payments", "order_payments", "daily_revenue", "customer_orders",
-              "customer_segments", "export_segments"]
+              "customer_segments", "export_segments", "orders_not_lost",
+              "payments_cover_orders"]
 SHOP_PARENTS: dict[str, set[str]] = {
     "raw_customers": set(), "raw_orders": set(), "raw_payments": set(),
     "stg_customers": {"raw_customers"}, "stg_orders": {"raw_orders"},
     "stg_payments": {"raw_payments"}, "order_payments": {"stg_orders", "stg_payments"},
     "daily_revenue": {"stg_orders"}, "customer_orders": {"stg_customers", "order_payments"},
     "customer_segments": {"customer_orders"}, "export_segments": {"customer_segments"},
+    # the checks (pipelines/marts.yaml) depend on every dataset their assertion names
+    "orders_not_lost": {"raw_orders", "stg_orders"},
+    "payments_cover_orders": {"order_payments"},
 }
+SHOP_CHECKS = {"orders_not_lost": "halt", "payments_cover_orders": "warn"}  # name: on_fail
+SHOP_TABLES = [n for n in SHOP_ORDER if n not in SHOP_CHECKS]  # the nodes with an output
 SHOP_KINDS = {"raw_customers": "read", "raw_orders": "read", "raw_payments": "read",
-              "customer_segments": "python"}
+              "customer_segments": "python"} | {n: "check" for n in SHOP_CHECKS}
 
 
 def test_dependency_edges_match_odibi(shop: Path, gen: Path) -> None:
@@ -339,22 +382,22 @@ def test_dependency_edges_match_odibi(shop: Path, gen: Path) -> None:
     for root, parents in ((shop, SHOP_PARENTS), (gen, GEN_PARENTS)):
         r = odibi(root, "ls", "--json")
         assert r.code == 0, r.text
-        listed = {e["name"]: set(e["depends_on"]) for e in json.loads(r.out)
-                  if e["kind"] != "check"}
+        listed = {e["name"]: set(e["depends_on"]) for e in json.loads(r.out)}
         assert listed == parents
 
 
 # -- 1. nothing changed: nothing runs ---------------------------------------------------------
 def test_second_build_runs_nothing(shop: Path) -> None:
     first = build(shop)
-    assert outcomes(first) == {n: "built" for n in SHOP_ORDER}
+    assert outcomes(first) == {n: "built" for n in SHOP_TABLES} | \
+        {n: "passed" for n in SHOP_CHECKS}
     assert_noop(shop)
     r = odibi(shop, "build", *JOBS)
     assert r.code == 0, r.text
-    assert r.out.startswith("nothing to do: 11 up to date"), r.out
+    assert r.out.startswith("nothing to do: 13 up to date"), r.out
     r = odibi(shop, "explain")
     assert r.code == 0, r.text
-    assert r.out.strip() == "0 to run, 11 up to date"
+    assert r.out.strip() == "0 to run, 13 up to date"
 
 
 def test_touched_files_run_nothing(shop: Path) -> None:
@@ -407,7 +450,7 @@ def test_reformatted_sql_runs_nothing_and_is_noted(shop: Path) -> None:
     assert_noop(shop)
     plan = explain(shop)
     assert all(e["notes"] == [] and e["status"] == "up-to-date" for e in plan.values()), plan
-    assert odibi(shop, "explain").out.strip() == "0 to run, 11 up to date"
+    assert odibi(shop, "explain").out.strip() == "0 to run, 13 up to date"
 
 
 # -- 2. a change rebuilds exactly its downstream closure -------------------------------------
@@ -419,17 +462,23 @@ def check_closure(root: Path, order: list[str], parents: Mapping[str, set[str]],
     """Build, apply `edit`, and check that explain and build name exactly the downstream
     closure of `changed`, with `own_reasons` for the changed nodes (a reason summary, or
     its prefix ending in '*') and 'upstream rebuilt: <its changed inputs>' for the rest.
+    The checks in the closure run again, with the verdict the reference gives.
     Returns the closure."""
+    checks = set(project_checks(root)) & set(order)
+    tables = [n for n in order if n not in checks]
     first = build(root)
     assert executed(first) == set(order)
     before = reference(root, order, before_vars)
-    assert odibi_outputs(root, order) == before, "odibi's outputs differ from DuckDB's"
+    assert odibi_outputs(root, tables) == {n: before[n] for n in tables}, \
+        "odibi's outputs differ from DuckDB's"
+    assert {n: o for n, o in outcomes(first).items() if n in checks} == \
+        {n: before[n] for n in checks}
     edit()
     after = reference(root, order, after_vars)
     want = closure(parents, order, changed)
     # the test's precondition: exactly the outputs of the closure change, so the closure is
-    # what must run, with or without early cutoff
-    assert {n for n in order if before[n] != after[n]} == want, \
+    # what must run, with or without early cutoff (the checks in it read a changed output)
+    assert {n for n in tables if before[n] != after[n]} == want - checks, \
         "test data: the edit leaves some output in the closure unchanged; choose another edit"
 
     plan = explain(root, *args)
@@ -452,8 +501,9 @@ def check_closure(root: Path, order: list[str], parents: Mapping[str, set[str]],
     report = build(root, *args)
     assert report["ok"] is True
     assert executed(report) == want
-    assert set(outcomes(report).values()) <= {"built"}
-    assert odibi_outputs(root, order) == after, "odibi's outputs differ from DuckDB's"
+    assert outcomes(report) == {n: after[n] if n in checks else "built" for n in want}
+    assert odibi_outputs(root, tables) == {n: after[n] for n in tables}, \
+        "odibi's outputs differ from DuckDB's"
     assert_noop(root, *args)
     return want
 
@@ -545,7 +595,8 @@ SHOP_SOURCE_EDITS = {
 }
 SHOP_SOURCE_CLOSURES = {
     "raw_orders": {"raw_orders", "stg_orders", "daily_revenue", "order_payments",
-                   "customer_orders", "customer_segments", "export_segments"},
+                   "customer_orders", "customer_segments", "export_segments",
+                   "orders_not_lost", "payments_cover_orders"},
     "raw_customers": {"raw_customers", "stg_customers", "customer_orders", "customer_segments",
                       "export_segments"},
 }
@@ -611,7 +662,8 @@ def test_shop_read_option_rebuilds_its_closure(shop: Path) -> None:
                              "options: {nullstr: refunded}}"),
         {"raw_orders": ["config changed: read.options.nullstr (unset) -> 'refunded'"]})
     assert want == {"raw_orders", "stg_orders", "daily_revenue", "order_payments",
-                    "customer_orders", "customer_segments", "export_segments"}
+                    "customer_orders", "customer_segments", "export_segments",
+                    "orders_not_lost", "payments_cover_orders"}
 
 
 # -- early cutoff: a rebuilt node whose output is unchanged stops propagation -----------------
@@ -661,7 +713,7 @@ def test_modified_export_is_reexported(shop: Path, how: str) -> None:
 @pytest.mark.parametrize("node", ["stg_orders", "customer_orders"])
 def test_output_dropped_by_hand_rebuilds_that_node_only(shop: Path, drop: str, node: str) -> None:
     build(shop)
-    before = odibi_outputs(shop, SHOP_ORDER)
+    before = odibi_outputs(shop, SHOP_TABLES)
     lock = (shop / "odibi.lock").read_bytes()
     with warehouse(shop, read_only=False) as con:
         if drop == "view":
@@ -685,7 +737,7 @@ def test_output_dropped_by_hand_rebuilds_that_node_only(shop: Path, drop: str, n
         assert all(summaries(plan[n])[0].startswith("upstream reruns: ") for n in below)
         report = build(shop)
         assert outcomes(report) == {node: "built"} | {n: "cut off" for n in below}
-    assert odibi_outputs(shop, SHOP_ORDER) == before
+    assert odibi_outputs(shop, SHOP_TABLES) == before
     assert (shop / "odibi.lock").read_bytes() == lock
     assert_noop(shop)
 
@@ -714,12 +766,16 @@ def test_lock_is_deterministic_and_complete(tmp_path: Path, shop: Path) -> None:
         for n, entry in nodes.items():
             assert entry["kind"] == SHOP_KINDS.get(n, "sql"), n
             assert entry["fingerprint"] == plan[n]["fingerprint"], n
+            assert {k.removeprefix("upstream.") for k in entry.get("upstream", {})} == \
+                SHOP_PARENTS[n], n
+            if n in SHOP_CHECKS:  # a check has no output: none is recorded
+                assert not {"output", "rows", "schema"} & set(entry), (n, entry)
+                assert entry["config"] == {"on_fail": SHOP_CHECKS[n]}, (n, entry)
+                continue
             assert re.fullmatch(r"[0-9a-f]{16,}", entry["output"]), n
             assert entry["rows"] == con.execute(f"SELECT count(*) FROM main.{n}").fetchone()[0], n
             assert entry["schema"] == [f"{c[0]} {c[1]}" for c in
                                        con.execute(f"DESCRIBE main.{n}").fetchall()], n
-            assert {k.removeprefix("upstream.") for k in entry.get("upstream", {})} == \
-                SHOP_PARENTS[n], n
     assert nodes["stg_orders"]["vars"] == {"min_amount": 0}
     assert nodes["daily_revenue"]["vars"] == {"currency": "EUR"}
     assert set(nodes["raw_orders"]["sources"]) == {"raw:orders.csv"}
@@ -775,8 +831,8 @@ def test_outputs_match_duckdb_run_directly(shop: Path) -> None:
     assert len(got["stg_orders"][1]) == 62
 
     # everything, including the Python node, against the reference runner
-    ref = reference(shop, SHOP_ORDER)
-    assert odibi_outputs(shop, SHOP_ORDER) == ref
+    ref = reference(shop, SHOP_TABLES)
+    assert odibi_outputs(shop, SHOP_TABLES) == ref
     segments = {r[5] for r in ref["customer_segments"][1]}
     assert segments == {"vip", "regular"}  # every customer of the shop has ordered
 

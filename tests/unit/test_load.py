@@ -601,7 +601,7 @@ def test_a_check_depends_on_every_node_it_names(tmp_path: Path) -> None:
             sql: SELECT * FROM a
         checks:
           - name: same_size
-            assert: row_count(a) == b.row_count and 'a' != "b"
+            assert: row_count(a) == b.row_count and 'a' != 'b'
         """)
     assert deps(load(root))["same_size"] == {"a", "b"}
 

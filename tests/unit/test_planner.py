@@ -587,6 +587,10 @@ def test_summaries() -> None:
         (R(Reason.ENV_CHANGED, "REGION"), "environment variable changed: REGION"),
         (R(Reason.CONFIG_CHANGED, "version", None, "'2'"),
          "config changed: version (unset) -> '2'"),
+        (R(Reason.LAST_WARNING, "sum(o.paid) <= sum(o.amount) failed on o: sum(o.paid) = 9.5, "
+                                "sum(o.amount) = 9"),
+         "last run warned: sum(o.paid) <= sum(o.amount) failed on o: sum(o.paid) = 9.5, "
+         "sum(o.amount) = 9"),
     ]
     assert [d.summary() for d, _ in table] == [text for _, text in table]
     assert {d.reason for d, _ in table} >= set(Reason) - {Reason.READ_CHANGED, Reason.CHECK_CHANGED}
