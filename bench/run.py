@@ -366,7 +366,7 @@ RULES_SCRIPT = textwrap.dedent("""
     one = timed(lambda: run_rules(session, together, {"t": "t"}))
     ten = timed(lambda: [run_rules(session, p, {"t": "t"}) for p in apart])
     scan = timed(lambda: con.execute("SELECT count(DISTINCT id), max(v) FROM t").fetchall())
-    print(json.dumps([one, ten, scan, len(together.queries())]))
+    print(json.dumps([one, ten, scan, len(together.passes())]))
 """)
 
 

@@ -1,6 +1,7 @@
 """Running compiled rules against data (contracts, validations, checks).
 
-One query per dataset measures everything a rule set needs from it; the columns each
+One query per dataset (a second for DISTINCT aggregates, and one for examples of what broke
+a rule, only when something did) measures everything a rule set needs; the columns each
 measure reads are checked first, so a misspelt column is a clear failure naming the
 column and the dataset (with a did-you-mean), not a database error.
 """
@@ -19,10 +20,11 @@ def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> li
     schemas = {ds: session.columns(tables[ds]) for ds in plan.datasets}
     missing = _missing_columns(plan, schemas)
     values: dict[str, object] = {}
-    for ds, measures in plan.queries().items():
-        usable = [m for m in measures if m.key not in missing]
-        if usable:
-            values.update(session.measure(tables[ds], [(m.key, m.sql) for m in usable]))
+    for follow_up in (False, True):
+        for ds, measures in plan.passes(values if follow_up else None):
+            usable = [m for m in measures if m.key not in missing]
+            if usable:
+                values.update(session.measure(tables[ds], [(m.key, m.sql) for m in usable]))
     results = evaluate(plan, values, schemas)
     if not missing:
         return results

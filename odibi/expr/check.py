@@ -3,8 +3,8 @@
 `compile_rules` checks a node's rules (or a check's) against the datasets they may see
 and turns them into:
 - `Measure`s, aggregate SQL over one dataset each (`count(*) FILTER (WHERE ...)`,
-  `sum(col)`, ...), grouped so that a rule set costs one query per dataset, not one scan
-  per rule;
+  `sum(col)`, ...), grouped so that a rule set costs one query per dataset (and one more
+  for its DISTINCT aggregates), not one scan per rule;
 - schema needs (`has_columns`, `column_type`), answered from the dataset's columns;
 - a small value tree per rule, evaluated in Python once the measures are known.
 
@@ -65,6 +65,8 @@ class Measure:
     sql: str
     label: str  # how a failure message names it
     columns: tuple[str, ...] = ()
+    distinct: bool = False  # a DISTINCT aggregate: measured in a query of its own kind
+    only_if: str | None = None  # measured only when this count came out non-zero (examples)
 
 
 # -- the value tree ----------------------------------------------------------------------
@@ -123,10 +125,26 @@ class RulePlan:
     schema_of: tuple[str, ...]  # datasets whose columns the rules need
 
     def queries(self) -> dict[str, list[Measure]]:
-        """The measures, grouped by dataset: one query each."""
+        """The measures, grouped by dataset."""
         out: dict[str, list[Measure]] = {}
         for m in self.measures:
             out.setdefault(m.dataset, []).append(m)
+        return out
+
+    def passes(self, values: Mapping[str, Any] | None = None) -> list[tuple[str, list[Measure]]]:
+        """The queries that measure the rule set: per dataset, one for the plain aggregates
+        and one for the DISTINCT ones (DuckDB builds a hash table for each DISTINCT
+        aggregate, and mixed into one query with plain aggregates they slow it down more
+        than a second scan costs). With `values` (what those measured): the follow-up
+        queries, for examples of what broke a rule, only where something did."""
+        out = []
+        for ds, measures in self.queries().items():
+            if values is None:
+                groups = [[m for m in measures if m.only_if is None and not m.distinct],
+                          [m for m in measures if m.only_if is None and m.distinct]]
+            else:
+                groups = [[m for m in measures if m.only_if is not None and values.get(m.only_if)]]
+            out += [(ds, g) for g in groups if g]
         return out
 
     @property
@@ -159,11 +177,12 @@ class _Compiler:
     mentioned: dict[str, None] = field(default_factory=dict)
     text: str = ""  # the rule being compiled
 
-    def measure(self, dataset: str, sql: str, label: str, columns: Sequence[str] = ()) -> str:
+    def measure(self, dataset: str, sql: str, label: str, columns: Sequence[str] = (),
+                distinct: bool = False, only_if: str | None = None) -> str:
         key = (dataset, sql)
         if key not in self.measures:
             self.measures[key] = Measure(f"m{len(self.measures)}", dataset, sql, label,
-                                         tuple(columns))
+                                         tuple(columns), distinct, only_if)
         self.mentioned[dataset] = None
         return self.measures[key].key
 
@@ -309,7 +328,8 @@ class _Compiler:
                    "distinct_count": f"count(DISTINCT {q})"}.get(fn, f"{fn}({q})")
             label = f"{fn}({col.name})" if col.dataset == self.scope.default else \
                 f"{fn}({col.dataset}.{col.name})"
-            return Measured(self.measure(col.dataset, sql, label, [col.name]), self.source(e)), \
+            return Measured(self.measure(col.dataset, sql, label, [col.name],
+                                         distinct=fn == "distinct_count"), self.source(e)), \
                 T.NUMBER
         if fn in ("not_null", "unique", "has_columns"):
             ds, cols = self.columns(args, fn, e.pos)
@@ -325,7 +345,7 @@ class _Compiler:
             target = quoted[0] if len(quoted) == 1 else f"({', '.join(quoted)})"
             base = f"count({quoted[0]})" if len(quoted) == 1 else "count(*)"
             sql = f"{base} - count(DISTINCT {target})"
-            return Zero(self.measure(ds, sql, f"{label}: duplicate rows", cols),
+            return Zero(self.measure(ds, sql, f"{label}: duplicate rows", cols, distinct=True),
                         "duplicate rows"), T.BOOL
         if fn == "accepted_values":
             if len(args) != 2 or not isinstance(args[1], ast.ListLit):
@@ -338,8 +358,8 @@ class _Compiler:
             key = self.measure(col.dataset, f"count(*) FILTER (WHERE {outside})",
                                f"accepted_values({col.name}): other values", [col.name])
             examples = self.measure(
-                col.dataset, f"list(DISTINCT {q}) FILTER (WHERE {outside})[1:5]",
-                "other values, e.g.", [col.name])
+                col.dataset, f"list_sort(list(DISTINCT {q}) FILTER (WHERE {outside}))[1:5]",
+                "other values, e.g.", [col.name], only_if=key)
             return Zero(key, "rows with other values", examples), T.BOOL
         if fn == "all":
             if len(args) != 1:

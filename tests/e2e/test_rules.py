@@ -219,7 +219,8 @@ def test_a_halting_check_stops_branches_that_had_not_started(root: Path) -> None
         "row_count(raw_orders) >= 3 failed on raw_orders: row_count(raw_orders) = 2"
     assert report["halted_by"] == "enough_orders"
     assert got["after_slow"] == "not started", "a node started after a halting check failed"
-    assert got["slow"] == "built"  # it was running: a Python call cannot be interrupted
+    # slow was running (a Python call runs to its end) or had not started yet
+    assert got["slow"] in ("built", "not started")
     plain = odibi(root, "build", "enough_orders")  # the summary says why the build stopped
     assert plain.code == 1
     assert "check enough_orders failed: the build was halted" in plain.out

@@ -545,6 +545,21 @@ def test_evaluated(orders_db: duckdb.DuckDBPyConnection, default: str, text: str
         assert result.describe() == message
 
 
+def test_distinct_aggregates_get_a_query_of_their_own_and_examples_come_only_on_failure(
+        ) -> None:
+    rules = ["row_count > 0", "unique(order_id)", "distinct_count(customer_id) > 1",
+             "max(amount) < 10000", "accepted_values(status, ['paid', 'open'])"]
+    plan = compile_rules([(r, parse_rule(r)) for r in rules], SCOPES["val"])
+    first = plan.passes()
+    assert [(ds, [m.label for m in ms]) for ds, ms in first] == [
+        (CO, ["row_count", "max(amount)", "accepted_values(status): other values"]),
+        (CO, ["unique(order_id): duplicate rows", "distinct_count(customer_id)"])]
+    other = next(m for m in plan.measures if m.label.startswith("accepted_values")).key
+    assert plan.passes({other: 0}) == []  # nothing broke the rule: no examples to fetch
+    assert [[m.label for m in ms] for _, ms in plan.passes({other: 3})] == \
+        [["other values, e.g."]]
+
+
 def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None:
     texts = [r[1] for r in EVALUATED if r[0] == "orders"]
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
@@ -585,7 +600,9 @@ def session(tmp_path: Path):
 TABLES = {"orders": "main.orders", "raw_orders": "main.raw_orders"}
 
 
-def test_run_rules_measures_each_dataset_in_one_query(session) -> None:
+def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
+    """Plain aggregates in one query, DISTINCT ones in another, and the examples of what
+    broke accepted_values in a third, only because something did."""
     from odibi.rules import run_rules
 
     texts = ["row_count > 0", "unique(id)", "not_null(customer_id, amount)", "all(amount > 0)",
@@ -595,7 +612,8 @@ def test_run_rules_measures_each_dataset_in_one_query(session) -> None:
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES)
-    assert sorted(counting.measured) == [("main.orders", 7), ("main.raw_orders", 2)]
+    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 1),
+                                         ("main.orders", 5), ("main.raw_orders", 2)]
     assert [(r.ok, r.describe() if not r.ok else None) for r in results] == [
         (True, None),
         (False, "unique(id) failed on orders: duplicate rows = 1"),
