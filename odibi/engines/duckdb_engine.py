@@ -143,8 +143,14 @@ class DuckDBSession:
 
         if not isinstance(frame, pd.DataFrame):
             raise EngineError(f"must return a pandas DataFrame, returned {type(frame).__name__}")
+        import pyarrow as pa
+
         view = f"__odibi_result_{threading.get_ident()}"
-        self.cur.register(view, frame)
+        try:  # through Arrow: DuckDB's own pandas scan costs ~2 ms more per frame
+            data = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowException, ValueError, TypeError):
+            data = frame  # mixed-type object columns: let DuckDB's pandas scan decide
+        self.cur.register(view, data)
         try:
             return self._create(table, f"SELECT * FROM {quote_ident(view)}")
         finally:
