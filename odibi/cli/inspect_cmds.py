@@ -12,6 +12,10 @@ from odibi.ids import ExitCode, NodeId, NodeKind
 from odibi.resolve import Resolved
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     resolved = open_project(args)
     check_sources(resolved)
@@ -22,8 +26,9 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
         out.json({"ok": True, "project": p.name, "nodes": len(p.nodes), "checks": len(p.checks),
                   "pipelines": list(p.pipelines), "kinds": dict(kinds)})
         return ExitCode.OK
-    out.markup(f"[green]ok[/] project [bold]{p.name}[/]: {len(p.nodes)} nodes ({detail}), "
-               f"{len(p.checks)} checks, {len(p.pipelines)} pipelines")
+    out.markup(f"[green]ok[/] project [bold]{p.name}[/]: {_count(len(p.nodes), 'node')} "
+               f"({detail}), {_count(len(p.checks), 'check')}, "
+               f"{_count(len(p.pipelines), 'pipeline')}")
     return ExitCode.OK
 
 

@@ -267,9 +267,18 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     assert "created" in r.out
     v = run_cli("-C", str(root), "validate")
     assert v.code == 0, v.err
-    assert v.out.startswith("ok project fresh: ")
+    assert v.out.strip() == ("ok project fresh: 5 nodes (2 read, 2 sql, 1 python), 1 check, "
+                             "1 pipeline")
     ls = run_cli("-C", str(root), "ls")
     assert ls.code == 0 and len(ls.out.splitlines()) >= 3
+    # it builds, its contracts, validations and check hold, and a second build does nothing
+    built = run_cli("-C", str(root), "--json", "build")
+    assert built.code == 0, built.text
+    outcomes = {n: v["outcome"] for n, v in json.loads(built.out)["nodes"].items()}
+    assert outcomes == {**{n: "built" for n in outcomes if n != "orders_balance"},
+                        "orders_balance": "passed"}
+    again = run_cli("-C", str(root), "--json", "build")
+    assert not any("outcome" in v for v in json.loads(again.out)["nodes"].values())
 
 
 def test_init_names_the_project_after_the_directory(tmp_path: Path) -> None:
