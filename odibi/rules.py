@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from odibi.engines.base import Session
 from odibi.errors import did_you_mean
-from odibi.expr.check import RulePlan, RuleResult, evaluate
+from odibi.expr.check import Apply, Measured, RulePlan, RuleResult, Zero, evaluate
 
 
 def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> list[RuleResult]:
@@ -51,8 +51,7 @@ def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]]) -
 
 
 def _rule_measures(plan: RulePlan) -> dict[str, list[str]]:
-    from odibi.expr.check import Apply, Measured, Zero
-
+    """rule text -> the keys of the measures it reads."""
     def keys(v: object) -> list[str]:
         if isinstance(v, (Measured, Zero)):
             return [v.key]
