@@ -298,7 +298,9 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
             tables, views = present
             tables_out[0] = tables
             missing = {n for n in built if traces[n].table not in tables}
-            unviewed = {n for n in built if n not in missing and views.get(n) != traces[n].table}
+            pending = state.pending_views()  # repointed when a build next opens it
+            unviewed = {n for n in built if n not in missing and n not in pending
+                        and views.get(n) != traces[n].table}
     out: dict[NodeId, OutputCheck] = {}
     for n in built:
         gone, changed = [], []
@@ -338,6 +340,16 @@ def _catalog(path: Path, python_path: tuple[Path, ...], engine: Engine | None,
     finally:
         ro.close()
 
+
+
+def sync_views(state: State, engine: Engine) -> None:
+    """Point the warehouse's views where the state says (the restores of a build that did
+    not open the warehouse). Run as the warehouse opens, before any node reads a view."""
+    pending = state.pending_views()
+    if not pending:
+        return
+    engine.repoint({n: t for n, t in pending.items() if t})
+    state.views_synced(pending)
 
 
 def source_display_names(prepared: Prepared) -> dict[str, str]:

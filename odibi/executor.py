@@ -36,7 +36,7 @@ from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.graph import Graph
 from odibi.ids import Digest, NodeId, Outcome
 from odibi.paths import shown
-from odibi.planner import Plan, PlannedStep, Status
+from odibi.planner import Plan, PlannedStep, Reason, Status
 from odibi.state import Export, State, Trace
 
 
@@ -361,6 +361,10 @@ class _Loop:
         waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
                        and _must_wait(self.jobs[n], self.jobs[u])} for n in self.jobs}
         ready: list[tuple[float, NodeId]] = []
+        if self._restore_without_warehouse(engine):
+            return RunResult(self.results, self.blocked, started, time.time(), (),
+                             self.cancel.is_set(), self.halted)
+        engine.open()  # before any node runs (it applies views an earlier build deferred)
         self._restore_batch(engine, waiting, ready)
         for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
             if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
@@ -368,6 +372,8 @@ class _Loop:
         if any(j.python is not None for j in self.jobs.values()):
             engine.prepare_python()
         size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
+        if len(self.results) == len(self.jobs):
+            size = 0  # everything was restored together: no worker needed
         pool = _Pool(engine, size)
         running: set[NodeId] = set()
         try:
@@ -452,10 +458,7 @@ class _Loop:
             return
         session = engine.session()
         started = time.time()
-        for n in batch:
-            step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status, step.headline,
-                                           tuple(r.summary() for r in step.reasons), 0, started))
+        self._restores_started(batch, started)
         try:
             session.begin()
             for n in batch:
@@ -469,13 +472,43 @@ class _Loop:
             return
         finally:
             session.close()
+        self._restores_finished(batch, started, exports, waiting, ready, repoint=False)
+
+    def _restore_without_warehouse(self, engine: Engine) -> bool:
+        """A build that only restores versions the warehouse holds, and exports nothing,
+        need not open the warehouse:
+        the restores are recorded in the state, with their views marked to be repointed
+        when the warehouse is next opened (`State.pending_views`). `odibi show` reads the
+        version the state points at."""
+        if engine.is_open or not self.jobs or any(
+                j.stored is None or j.writes
+                or any(r.reason is Reason.OUTPUT_MISSING for r in j.step.reasons)
+                for j in self.jobs.values()):
+            return False  # (a view dropped by hand is put back now)
+        batch = [n for n in self.graph.names if n in self.jobs]
+        started = time.time()
+        self._restores_started(batch, started)
+        self._restores_finished(batch, started, {}, {}, [], repoint=True)
+        return True
+
+    def _restores_started(self, batch: list[NodeId], started: float) -> None:
+        for n in batch:
+            step = self.jobs[n].step
+            self.reporter.emit(NodeStarted(n, step.status, step.headline,
+                                           tuple(r.summary() for r in step.reasons), 0, started))
+
+    def _restores_finished(self, batch: list[NodeId], started: float,
+                           exports: Mapping[NodeId, tuple[Export, ...]],
+                           waiting: dict[NodeId, set[NodeId]],
+                           ready: list[tuple[float, NodeId]], *, repoint: bool) -> None:
         finished = time.time()
         traces = []
         for n in batch:
-            result = StepResult(n, Outcome.RESTORED, started, finished, 0, exports=exports[n])
+            result = StepResult(n, Outcome.RESTORED, started, finished, 0,
+                                exports=exports.get(n, ()))
             self.results[n] = result
             traces.append((n, self._trace(self.jobs[n], result)))
-        self.state.record_many(traces)
+        self.state.record_many(traces, repoint=repoint)
         for n in batch:
             self.reporter.emit(NodeFinished(n, Outcome.RESTORED, finished - started, 0))
             waiting.pop(n, None)

@@ -14,6 +14,9 @@ importing DuckDB. Tables:
                                      loaded from (file and module digests, overrides)
     durations(name, seconds)         how long each node took last time
     runs(id, ...)                    build history
+    repoint(name)                    nodes restored without opening the warehouse: their
+                                     view is repointed at their trace's table when a build
+                                     next opens it
 
 Durability: WAL journal; each node's record is committed on its own as the node finishes
 (after its output is committed in the warehouse), so a crash loses at most the nodes that
@@ -60,6 +63,7 @@ CREATE TABLE IF NOT EXISTS yaml_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS project_cache (root TEXT PRIMARY KEY, made BLOB NOT NULL,
                                           data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS durations (name TEXT PRIMARY KEY, seconds REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS repoint (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL,
                                  finished REAL, command TEXT NOT NULL, status TEXT,
                                  summary TEXT);
@@ -208,8 +212,10 @@ class State:
                               (name, trace.fingerprint, text, time.time()))
             self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
 
-    def record_many(self, items: list[tuple[str, Trace]]) -> None:
-        """`record` for many nodes in one transaction (restores done together)."""
+    def record_many(self, items: list[tuple[str, Trace]], *, repoint: bool = False) -> None:
+        """`record` for many nodes in one transaction (restores done together). With
+        `repoint`, the warehouse was not touched: its views are to follow these traces
+        (`pending_views`) the next time it is opened."""
         if self._con is None:
             return
         now = time.time()
@@ -222,6 +228,24 @@ class State:
                 self._con.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
                                   (name, trace.fingerprint, text, now))
                 self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
+                if repoint and trace.table:
+                    self._con.execute("INSERT OR IGNORE INTO repoint VALUES (?)", (name,))
+
+    def pending_views(self) -> dict[NodeId, str]:
+        """Views the warehouse does not yet point right: node -> its current store table."""
+        rows = self._q("SELECT r.name, n.trace FROM repoint AS r LEFT JOIN nodes AS n "
+                       "USING (name)")
+        out: dict[NodeId, str] = {}
+        for name, text in rows:
+            try:
+                table = Trace.from_json(text).table if text else ""
+            except (ValueError, KeyError, TypeError):
+                table = ""  # an unreadable record is rebuilt anyway
+            out[NodeId(name)] = table
+        return out
+
+    def views_synced(self, names: Iterable[str]) -> None:
+        self._write("DELETE FROM repoint WHERE name = ?", ([n] for n in names))
 
     def version(self, name: str, fingerprint: str) -> Trace | None:
         rows = self._q("SELECT trace FROM versions WHERE name = ? AND fingerprint = ?",

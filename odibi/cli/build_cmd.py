@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odibi.builder import Prepared, finish, make_plan, run, source_display_names, update_metadata
+from odibi.builder import (Prepared, finish, make_plan, run, source_display_names, sync_views,
+                           update_metadata)
 from odibi.cli.explain_cmd import print_plan
 from odibi.cli.opening import forced, open_prepared, overrides, selection
 from odibi.cli.render import LiveBoard, Out
 from odibi.cli.report import BuildReporter, chrome_trace, summary
-from odibi.engines.base import EngineError
+from odibi.engines.base import WarehouseUnavailable
 from odibi.errors import UsageError
 from odibi.ids import ExitCode, Outcome
 from odibi.planner import Plan, Status
@@ -63,11 +64,14 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
         board = LiveBoard(out, [s.node for s in p.to_run()], dict(state.durations()), jobs)
     reporter = BuildReporter(out, width, board)
     result = None
+    opened = False
     if p.needs_engine():
-        result = _execute(prepared, p, state, reporter, RunOptions(jobs, args.fail_fast), board)
+        result, opened = _execute(prepared, p, state, reporter,
+                                  RunOptions(jobs, args.fail_fast), board)
+    elif state.pending_views():
+        opened = _sync_views(prepared, state)
     updated = update_metadata(prepared, p, state)
-    finish(prepared, state, reporter, changed=bool(result or updated),
-           engine_closed=result is not None)
+    finish(prepared, state, reporter, changed=bool(result or updated), engine_closed=opened)
     seconds = time.perf_counter() - t0
     if result is not None:
         state.put_durations({n: r.seconds for n, r in result.results.items()
@@ -115,17 +119,17 @@ def _counts(p: Plan, result: RunResult | None, seconds: float) -> dict[str, Any]
 
 
 def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
-             options: RunOptions, board: LiveBoard | None) -> RunResult:
+             options: RunOptions, board: LiveBoard | None) -> tuple[RunResult, bool]:
     """Run the plan. Ctrl-C stops scheduling, interrupts running queries, records what
     finished (the caller writes odibi.lock) and exits 130; a second Ctrl-C exits at once
     (every record is its own transaction, so the state stays consistent)."""
     from odibi.engines.duckdb_engine import DuckDBEngine
 
     project = prepared.resolved.project
-    try:
-        engine = DuckDBEngine(prepared.warehouse, project.python_path)
-    except EngineError as e:
-        raise UsageError(str(e), hint="is another program using the warehouse?") from None
+    # opened by the executor before anything runs, or never: a build that only restores
+    # records its restores in the state and leaves the warehouse closed
+    engine = DuckDBEngine(prepared.warehouse, project.python_path, lazy=True,
+                          on_open=lambda e: sync_views(state, e))
     cancel = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -141,13 +145,30 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
     if board is not None:
         board.start()
     try:
-        return run(prepared, p, state, engine, reporter, options, cancel)
+        return run(prepared, p, state, engine, reporter, options, cancel), engine.is_open
+    except WarehouseUnavailable as e:
+        raise UsageError(str(e), hint="is another program using the warehouse?") from None
     finally:
         if board is not None:
             board.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         engine.close()
+
+
+def _sync_views(prepared: Prepared, state: State) -> bool:
+    """Nothing to run, but an earlier build restored without opening the warehouse: point
+    its views at the restored versions now, so that whoever reads the warehouse directly
+    sees what odibi.lock says (odibi's own commands read the state's version anyway)."""
+    from odibi.engines.duckdb_engine import DuckDBEngine
+
+    try:
+        engine = DuckDBEngine(prepared.warehouse, prepared.resolved.project.python_path,
+                              on_open=lambda e: sync_views(state, e))
+    except WarehouseUnavailable:
+        return False  # the next build that opens it does it
+    engine.close()
+    return True
 
 
 def _saved_plan(args: argparse.Namespace) -> Any:

@@ -92,11 +92,12 @@ def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace, out: Out) -> int:
     root = project_root(args)
     state = open_state(root, writable=False)
+    name = NodeId(args.node)
     try:
         resolved = load(root, overrides(args), state)
+        trace = state.traces([name]).get(name)
     finally:
         state.close()
-    name = NodeId(args.node)
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, got {args.limit}")
     if name not in resolved.project.nodes:
@@ -113,10 +114,13 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
         raise UsageError("the warehouse is in use by a running build; try again when it "
                          "finishes") from None
     try:
-        _, views = engine.outputs()
-        if name not in views:
+        # the version the build state points at (after a build that only restored, the
+        # warehouse's view catches up when a build next opens it)
+        tables, views = engine.outputs()
+        table = trace.table if trace is not None and trace.table in tables else views.get(name)
+        if table is None:
             raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
-        columns, rows, total = engine.preview(name, int(args.limit))
+        columns, rows, total = engine.preview(table, int(args.limit))
     finally:
         engine.close()
     if out.json_mode:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from odibi.builder import load, open_state, warehouse_stamp
+from odibi.builder import load, open_state, sync_views, warehouse_stamp
 from odibi.buildlock import BuildLock
 from odibi.cli.common import project_root
 from odibi.cli.render import Out
@@ -42,7 +42,9 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
         from odibi.engines.base import EngineError
 
         try:
-            engine = DuckDBEngine(path, resolved.project.python_path, read_only=args.dry_run)
+            engine = DuckDBEngine(
+                path, resolved.project.python_path, read_only=args.dry_run,
+                on_open=None if args.dry_run else (lambda e: sync_views(state, e)))
         except EngineError as e:
             raise UsageError(str(e), hint="is an odibi build running in this project?") from None
         try:

@@ -49,6 +49,13 @@ class Session(Protocol):
 
 
 class Engine(Protocol):
+    @property
+    def is_open(self) -> bool:
+        """Whether the warehouse is connected (a lazy engine connects on first use)."""
+        ...
+    def open(self) -> None:
+        """Connect now, if not yet (raises WarehouseUnavailable)."""
+        ...
     def session(self) -> Session: ...
     def prepare_python(self) -> None: ...
     def outputs(self) -> tuple[frozenset[str], Mapping[NodeId, str]]:
@@ -61,13 +68,20 @@ class Engine(Protocol):
     def drop_tables(self, tables: Iterable[str], views: Iterable[NodeId]) -> None:
         """Drop store tables and node views, in one transaction."""
         ...
+    def repoint(self, views: Mapping[NodeId, str]) -> None:
+        """Point node views at these store tables, in one transaction."""
+        ...
     def used_bytes(self) -> int: ...
-    def preview(self, name: NodeId, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
+    def preview(self, table: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
     def close(self) -> None: ...
 
 
 class EngineError(Exception):
     """A node's data work failed (bad SQL at run time, unreadable file, a Python error)."""
+
+
+class WarehouseUnavailable(EngineError):
+    """The warehouse could not be opened (another program holds it, or it is damaged)."""
 
 
 class EngineInterrupted(EngineError):

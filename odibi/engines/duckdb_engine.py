@@ -14,12 +14,12 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from odibi.config.model import ReadSpec, WriteSpec
-from odibi.engines.base import EngineError, EngineInterrupted, TableInfo
+from odibi.engines.base import EngineError, EngineInterrupted, TableInfo, WarehouseUnavailable
 from odibi.hashing import digest_parts
 from odibi.ids import Digest, Format, NodeId
 
@@ -204,21 +204,53 @@ class DuckDBSession:
 
 
 class DuckDBEngine:
-    """The warehouse `.odibi/warehouse.duckdb`, opened once per build."""
+    """The warehouse `.odibi/warehouse.duckdb`, opened once per build.
+
+    `lazy=True` defers connecting (and importing DuckDB) to the first use: a build that
+    only restores earlier versions never opens the warehouse (the state records which
+    views to repoint; `on_open` applies them when the warehouse is next opened)."""
 
     def __init__(self, path: Path, python_path: Sequence[Path] = (), *,
-                 threads: int | None = None, read_only: bool = False) -> None:
-        import duckdb  # deferred: only commands that touch data pay for it
-
+                 threads: int | None = None, read_only: bool = False, lazy: bool = False,
+                 on_open: Callable[[DuckDBEngine], None] | None = None) -> None:
         self.path = path
         self.python_path = python_path
-        config = {"threads": threads} if threads else {}
-        try:
-            self.con = duckdb.connect(str(path), read_only=read_only, config=config)
-        except duckdb.Error as e:
-            raise EngineError(f"cannot open the warehouse {path}: {e}") from None
-        if not read_only:
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {STORE}")
+        self.threads = threads
+        self.read_only = read_only
+        self.on_open = on_open
+        self._con: Any = None
+        self._opening = threading.Lock()
+        if not lazy:
+            self.open()
+
+    @property
+    def is_open(self) -> bool:
+        return self._con is not None
+
+    def open(self) -> None:
+        """Connect (once); then run `on_open` (the build syncs deferred view repoints)."""
+        with self._opening:
+            if self._con is not None:
+                return
+            import duckdb  # deferred: only commands that touch data pay for it
+
+            config = {"threads": self.threads} if self.threads else {}
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only, config=config)
+            except duckdb.Error as e:
+                raise WarehouseUnavailable(
+                    f"cannot open the warehouse {self.path}: {e}") from None
+            if not self.read_only:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {STORE}")
+            self._con = con
+        if self.on_open is not None:
+            self.on_open(self)
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            self.open()
+        return self._con
 
     def session(self) -> DuckDBSession:
         return DuckDBSession(self.con.cursor())
@@ -248,17 +280,17 @@ class DuckDBEngine:
                 views[NodeId(name)] = f"{STORE}.{quote_ident(target.replace(chr(34) * 2, chr(34)))}"
         return tables, views
 
-    def preview(self, name: NodeId, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]:
-        """(columns, the first `limit` rows, the row count) of a node's output."""
+    def preview(self, table: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]:
+        """(columns, the first `limit` rows, the row count) of a store table."""
         import duckdb
 
         try:
-            cur = self.con.execute(f"SELECT * FROM main.{quote_ident(name)} LIMIT {limit}")
+            cur = self.con.execute(f"SELECT * FROM {table} LIMIT {limit}")
             columns = [d[0] for d in cur.description]
             rows = cur.fetchall()
-            total = self.con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()
+            total = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         except duckdb.Error as e:
-            raise EngineError(f"cannot read {name}: {_error(e)}") from None
+            raise EngineError(f"cannot read {table}: {_error(e)}") from None
         return columns, rows, int(total[0]) if total else 0
 
     def drop_views(self, names: Iterable[NodeId]) -> None:
@@ -284,7 +316,24 @@ class DuckDBEngine:
                                ).fetchone()
         return int(row[0]) if row else 0
 
+    def repoint(self, views: Mapping[NodeId, str]) -> None:
+        """Point node views at store tables, in one transaction (tables that are gone are
+        skipped: the planner reports those nodes' outputs missing)."""
+        tables, _ = self.outputs()
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for name, table in views.items():
+                if table in tables:
+                    self.con.execute(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS "
+                                     f"SELECT * FROM {table}")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.e2e.test_incremental import (
+    GEN_CONST,
     GEN_ORDER,
     GEN_PARENTS,
     SHOP_CHECKS,
@@ -17,6 +18,8 @@ from tests.e2e.test_incremental import (
     SHOP_PARENTS,
     SHOP_TABLES,
     SQL_NODE,
+    VAR_NODE,
+    VAR_OF,
     assert_noop,
     build,
     closure,
@@ -25,6 +28,7 @@ from tests.e2e.test_incremental import (
     executed,
     explain,
     make_gen,
+    new_cut,
     odibi,
     odibi_outputs,
     outcomes,
@@ -132,6 +136,77 @@ def test_revert_restores_without_running_anything(shop: Path) -> None:
     assert odibi_outputs(shop, SHOP_TABLES) == original
     assert {p.name: p.read_bytes() for p in (shop / "output").iterdir()} == exports
     assert_noop(shop)
+
+
+def show(root: Path, node: str) -> tuple[list[str], list[dict]]:
+    r = odibi(root, "show", node, "--limit", "100000", "--json")
+    assert r.code == 0, r.text
+    data = json.loads(r.out)
+    return data["columns"], sorted(data["data"], key=lambda row: json.dumps(row, sort_keys=True))
+
+
+def test_a_build_that_only_restores_leaves_the_warehouse_closed_and_nothing_reads_stale_data(
+        tmp_path: Path) -> None:
+    """A revert whose closure exports nothing is recorded in the state without opening the
+    warehouse (that is what makes it instant). Everything that reads data must still see
+    the restored versions: `odibi show`, a node rebuilt by a later build on top of a
+    restored one, and the warehouse's own views as soon as a build or gc opens it."""
+    root = make_gen(tmp_path / "gen")
+    node = SQL_NODE["middle"]
+    below = closure(GEN_PARENTS, GEN_ORDER, {node})
+    leaf = next(n for n in reversed(GEN_ORDER) if n in below and n != node)
+    build(root)
+    original = odibi_outputs(root, GEN_ORDER)
+    shown_before = {n: show(root, n) for n in (node, leaf)}
+    old = f"WHERE v > {GEN_CONST[node]}"
+    edit_node(root, node, old, f"WHERE v > {new_cut(node)}")
+    build(root)
+    assert odibi_outputs(root, [node]) != {node: original[node]}  # the edit changed it
+    edit_node(root, node, f"WHERE v > {new_cut(node)}", old)
+    warehouse = root / ".odibi" / "warehouse.duckdb"
+    stamp = (warehouse.stat().st_size, warehouse.stat().st_mtime_ns)
+    report = build(root)
+    assert executed(report) == set()
+    assert {n for n, o in outcomes(report).items() if o == "restored"} == below
+    assert (warehouse.stat().st_size, warehouse.stat().st_mtime_ns) == stamp, \
+        "a restore-only build wrote to the warehouse"
+    assert {n: show(root, n) for n in (node, leaf)} == shown_before
+    # a later build that does run something reads the restored versions, not the edit's
+    edit_node(root, leaf, f"- name: {leaf}\n", f"- name: {leaf}\n    version: 2\n")
+    report = build(root)
+    assert executed(report) == {leaf}
+    assert odibi_outputs(root, GEN_ORDER) == original
+    assert odibi_outputs(root, GEN_ORDER) == {n: v for n, v in reference(root, GEN_ORDER).items()
+                                              if n in GEN_ORDER}
+    assert_noop(root)
+    # the edit again (and the leaf as it was then): every version is stored, restored the
+    # same way; then even a build with nothing to do points the warehouse's views at them
+    # (for whoever reads the warehouse directly)
+    edit_node(root, leaf, f"- name: {leaf}\n    version: 2\n", f"- name: {leaf}\n")
+    edit_node(root, node, old, f"WHERE v > {new_cut(node)}")
+    report = build(root)
+    assert executed(report) == set() and node in outcomes(report)
+    edited = {n: v for n, v in reference(root, GEN_ORDER).items() if n in GEN_ORDER}
+    assert odibi_outputs(root, GEN_ORDER) != edited  # not yet: the views follow lazily
+    assert_noop(root)
+    assert odibi_outputs(root, GEN_ORDER) == edited
+    assert_noop(root)
+
+
+def test_gc_after_a_restore_only_build_leaves_the_views_on_the_restored_versions(
+        tmp_path: Path) -> None:
+    root = make_gen(tmp_path / "gen")
+    node = SQL_NODE["middle"]
+    build(root)
+    original = odibi_outputs(root, GEN_ORDER)
+    build(root, "--var", f"{VAR_OF[VAR_NODE['middle']]}={new_cut(VAR_NODE['middle'])}")
+    report = build(root)  # the variable back at its default: restored
+    assert executed(report) == set() and outcomes(report)
+    r = odibi(root, "gc", "--json")
+    assert r.code == 0, r.text
+    assert json.loads(r.out)["dropped"]  # the overridden versions, no longer pointed at
+    assert odibi_outputs(root, GEN_ORDER) == original
+    assert_noop(root)
 
 
 def test_equivalent_sql_rebuilds_that_node_only_and_cuts_off_its_dependants(shop: Path) -> None:
