@@ -83,7 +83,7 @@ def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resol
     """Load and resolve the project (see `load_fresh`), remembering it in a writable
     state for the next command."""
     resolved, entry = load_fresh(root, overrides, state)
-    if entry is not None and state is not None and state.writable:
+    if entry is not None and state is not None and (state.writable or state.holding):
         remember(state, entry)
     return resolved
 
@@ -101,6 +101,7 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
     to cache. A project that uses `${env:...}` is never cached whole: its values would be
     written to disk."""
     usable = state is not None and state.available
+    caching = usable or (state is not None and state.holding)
     root = root.resolve()
     wanted = _overrides_key(overrides)
     if usable:
@@ -114,7 +115,7 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         data = read_bytes(path)
         digests[path.relative_to(root).as_posix()] = digest_bytes(data)
         uses_env[0] = uses_env[0] or b"${env:" in data or b"${ env:" in data
-        if not usable:
+        if not caching:
             return _parse(data, path), data
         key = digest_parts(CACHE_VERSION, digest_bytes(data))
         value = state.get_yaml(str(path), key)  # type: ignore[union-attr]
@@ -124,7 +125,7 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         return value, data
 
     project = load_project(root, overrides, read_file=read)
-    resolved = resolve(project, state if usable else None)
+    resolved = resolve(project, state if caching else None)
     if uses_env[0]:
         return resolved, None
     modules = {str(fn.file): digest_bytes(fn.file.read_bytes())

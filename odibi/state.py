@@ -88,6 +88,7 @@ class State:
         self.warnings: list[str] = []
         self.writable = create
         self._con: sqlite3.Connection | None = None
+        self._held: list[tuple[str, list[tuple[Any, ...]]]] | None = None
         if create:
             if self.dir.exists() and not self.dir.is_dir():
                 from odibi.errors import UsageError
@@ -153,7 +154,28 @@ class State:
             return []
         return self._con.execute(sql, tuple(args)).fetchall()
 
+    def hold_caches(self) -> None:
+        """A project's first build loads it before `.odibi/` exists (a mistake must write
+        nothing): keep its cache writes (parsed YAML, SQL, the resolved project) in memory,
+        for `replay` into the state created once the project is found valid."""
+        if self._con is None:
+            self._held = []
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def held(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        return list(self._held or [])
+
+    def replay(self, writes: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        for sql, rows in writes:
+            self._write(sql, rows)
+
     def _write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        if self._con is None and self._held is not None and "_cache" in sql:
+            self._held.append((sql, [tuple(r) for r in rows]))
+            return
         if self._con is None or not self.writable:
             return
         try:

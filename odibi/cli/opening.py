@@ -53,6 +53,8 @@ def open_prepared(args: argparse.Namespace, out: Out, *, writable: bool,
     root = project_root(args)
     fresh = writable and not (root / STATE_DIR).is_dir()
     state = open_state(root, writable=writable and not fresh)
+    if fresh:
+        state.hold_caches()
     lock = None
     try:
         resolved = load(root, overrides(args), state)
@@ -61,9 +63,11 @@ def open_prepared(args: argparse.Namespace, out: Out, *, writable: bool,
             lock = BuildLock(root / STATE_DIR, command)
             lock.acquire(wait=not getattr(args, "no_wait", False),
                          on_wait=lambda who: out.warning(f"waiting for another build ({who})"))
-        if fresh:
+        if fresh:  # valid: now create .odibi/, with the parses this load made
+            held = state.held()
             state.close()
             state = open_state(root, writable=True)
+            state.replay(held)
         prepared = prepare(resolved, state)
     except BaseException:
         state.close()

@@ -193,6 +193,41 @@ def test_a_build_that_only_restores_leaves_the_warehouse_closed_and_nothing_read
     assert_noop(root)
 
 
+HEAVY_IMPORTS = """
+import io, sys
+from odibi.cli.main import main
+code = main(sys.argv[1:], stdout=io.StringIO())
+print(code, sorted(m for m in ("duckdb", "pandas", "pyarrow") if m in sys.modules))
+"""
+
+
+def imports_of(*argv: str) -> str:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", HEAVY_IMPORTS, *argv], capture_output=True,
+                       text=True, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_a_revert_after_a_first_build_needs_neither_duckdb_nor_pandas(tmp_path: Path) -> None:
+    """What makes a revert instant: the first build of a project already cached every SQL
+    parse (before `.odibi/` existed), so the reverted SQL is not parsed again; and the
+    restores touch only the build state. Neither DuckDB nor pandas is even imported."""
+    root = make_gen(tmp_path / "gen")
+    node = SQL_NODE["middle"]
+    old = f"WHERE v > {GEN_CONST[node]}"
+    build(root)
+    edit_node(root, node, old, f"WHERE v > {new_cut(node)}")
+    build(root)
+    edit_node(root, node, f"WHERE v > {new_cut(node)}", old)
+    assert imports_of("-C", str(root), "explain", "-q") == "0 []"
+    assert imports_of("-C", str(root), "build", "-q") == "0 []"
+    assert_noop(root)
+    assert imports_of("-C", str(root), "build", "-q") == "0 []"  # views synced: nothing left
+
+
 def test_gc_after_a_restore_only_build_leaves_the_views_on_the_restored_versions(
         tmp_path: Path) -> None:
     root = make_gen(tmp_path / "gen")
