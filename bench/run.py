@@ -273,7 +273,13 @@ def bench_smart(n: int, work: Path, jobs: int) -> tuple[list[list[str]], int]:
     _set_sql(proj, node, f"WHERE v > {const}", edited)
     edit = sh(*cmd)
     _set_sql(proj, node, edited, f"WHERE v > {const}")
-    revert = sh(*cmd)
+    reverts = [sh(*cmd)]
+    for _ in range(2):  # best of 3: edit again (itself a restore now), revert again
+        _set_sql(proj, node, f"WHERE v > {const}", edited)
+        sh(*cmd)
+        _set_sql(proj, node, edited, f"WHERE v > {const}")
+        reverts.append(sh(*cmd))
+    revert = min(reverts)
     _set_sql(proj, node, f"WHERE v > {const}", f"WHERE v > {const} -- a comment")
     comment = sh(*cmd)
     _set_sql(proj, node, f"WHERE v > {const} -- a comment", f"WHERE NOT (v <= {const})")
@@ -478,8 +484,10 @@ any tool must do to know nothing changed).
 ## Edits, reverts and early cutoff (1,000 nodes, `-j {jobs}`)
 
 One generated filter node whose downstream closure is {closure:,} nodes (itself included)
-is edited, then the edit is reverted, then a comment is added, then its WHERE is rewritten
-to an equivalent one. Each row is one whole `odibi build` process.
+is edited, then the edit is reverted (best of 3 edit/revert rounds), then a comment is
+added, then its WHERE is rewritten to an equivalent one. Each row is one whole `odibi build`
+process. A revert that exports nothing leaves the warehouse closed; the next build that
+opens it (here the comment-only edit) repoints the 241 views first.
 
 {table(["change", "what runs", "seconds"], smart_rows)}
 
