@@ -476,10 +476,9 @@ class _Loop:
 
     def _restore_without_warehouse(self, engine: Engine) -> bool:
         """A build that only restores versions the warehouse holds, and exports nothing,
-        need not open the warehouse:
-        the restores are recorded in the state, with their views marked to be repointed
-        when the warehouse is next opened (`State.pending_views`). `odibi show` reads the
-        version the state points at."""
+        need not open the warehouse: the restores are recorded in the state, with their
+        views marked to be repointed when the warehouse is next opened
+        (`State.pending_views`). `odibi show` reads the version the state points at."""
         if engine.is_open or not self.jobs or any(
                 j.stored is None or j.writes
                 or any(r.reason is Reason.OUTPUT_MISSING for r in j.step.reasons)

@@ -320,16 +320,15 @@ class DuckDBEngine:
         """Point node views at store tables, in one transaction (tables that are gone are
         skipped: the planner reports those nodes' outputs missing)."""
         tables, _ = self.outputs()
-        self.con.execute("BEGIN TRANSACTION")
+        session = self.session()
         try:
+            session.begin()
             for name, table in views.items():
                 if table in tables:
-                    self.con.execute(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS "
-                                     f"SELECT * FROM {table}")
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
+                    session.publish(name, table)
+            session.commit()
+        finally:
+            session.close()  # rolls back what did not commit
 
     def close(self) -> None:
         if self._con is not None:
