@@ -1,16 +1,15 @@
 """The scheduler: Plan x Engine x jobs -> RunResult.
 
-As in ninja, one thread (the caller's) owns all state: it fills free worker slots from
+As in ninja, one thread (the caller's) owns all state: it fills free slots (`-j N`) from
 the ready queue (longest remaining path first, from remembered durations), waits for one
-result, records it, releases the node's dependants, and repeats. Workers only run
-`run_job(job, session)` on their own engine session and send back a `StepResult` value.
+message from the workers (`odibi.jobs`), records results, releases the node's dependants,
+and repeats. Workers only run `run_job(job, session)` on their own engine session.
 
 A node's outcome is committed in order: its output (the engine's transaction, exports
 included), then its state record; a node counts as built only once that record is
 written. A failure is a value, not an exception: its dependants are `blocked` and
 independent branches go on (`--keep-going`), or nothing new starts and running queries
 are interrupted (`--fail-fast`, a halting check, or `cancel` being set, as Ctrl-C does).
-A bug in odibi itself is kept apart from the user's failures (`StepResult.internal`).
 """
 
 from __future__ import annotations
@@ -19,77 +18,22 @@ import heapq
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import assert_never
 
-from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
-from odibi.engines.base import Engine, EngineError, EngineInterrupted, Session, TableInfo
-from odibi.engines.transforms import TimedOut, call, load_function
-from odibi.expr.check import RulePlan
-from odibi.rules import run_rules
-from odibi.rulesets import NodeRules
-from odibi.errors import ConfigError
+from odibi.engines.base import Engine, EngineError
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
-from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.graph import Graph
 from odibi.ids import Digest, NodeId, Outcome
-from odibi.paths import shown
-from odibi.planner import Plan, PlannedStep, Reason, Status
+from odibi.jobs import (Computed, Job, Message, Pool, Prepared, PythonCall, StepResult,
+                        Ticket, Unstarted, export_outputs, prepares, run_job)
+from odibi.planner import Plan, Reason, Status
 from odibi.state import Export, State, Trace
 
-
-@dataclass(frozen=True, slots=True)
-class PythonCall:
-    module: str
-    function: str
-    file: Path
-    python_path: tuple[Path, ...]
-    inputs: Mapping[str, NodeId]  # parameter -> node
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """Everything a worker needs to run one node: plain values, no shared state."""
-
-    step: PlannedStep
-    table: str  # the store table this fingerprint's output goes to
-    read: ReadSpec | None = None
-    connection: Connection | None = None  # read: its files are listed when the job runs,
-    node: Node | None = None  # after any upstream that writes them
-    sql: str | None = None
-    python: PythonCall | None = None
-    writes: tuple[tuple[WriteSpec, Path], ...] = ()
-    retry: Retry = Retry()
-    timeout: float | None = None
-    root: Path | None = None  # the project root, exports are recorded relative to it
-    stored: Trace | None = None  # RESTORE: the stored version to point at
-    cutoff: Trace | None = None  # the trace it can keep if its inputs come out unchanged
-    rules: NodeRules | None = None  # its contracts and validations
-    tables: Mapping[str, str] = field(default_factory=dict)  # dataset -> how SQL reads it
-    check: RulePlan | None = None  # a check node: its rule
-    halt: bool = False  # a check whose failure stops the build
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    node: NodeId
-    outcome: Outcome
-    started: float
-    finished: float
-    worker: int  # the worker that ran it (-1: decided by the scheduler, nothing ran)
-    info: TableInfo | None = None
-    exports: tuple[Export, ...] = ()
-    error: str | None = None
-    attempts: int = 1
-    internal: str | None = None  # a traceback: odibi, not the node, failed
-    halt: bool = False  # stop the whole build (a halting check failed)
-    note: str | None = None  # what a check that only warns found
-
-    @property
-    def seconds(self) -> float:
-        return self.finished - self.started
+__all__ = ["Job", "PythonCall", "RunOptions", "RunResult", "StepResult", "critical_path",
+           "execute", "run_job"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,219 +67,6 @@ class RunResult:
                                                    for r in self.results.values()))
 
 
-# -- running one job (in a worker thread) ---------------------------------------------------
-def run_job(job: Job, session: Session, worker: int) -> StepResult:
-    """Run one node, with its retries and timeout. Never raises."""
-    started = time.time()
-    attempts = 0
-    while True:
-        attempts += 1
-        timer = _Timer(job.timeout, session)
-        try:
-            if job.check is not None and job.stored is None:
-                return _run_check(job, session, started, worker)
-            outcome, info, exports = _attempt(job, session, timer)
-            return StepResult(job.step.node, outcome, started, time.time(), worker, info=info,
-                              exports=exports, attempts=attempts)
-        except RulesFailed as e:  # the data broke a rule: retrying would not help
-            return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
-                              error=str(e), attempts=attempts)
-        except EngineInterrupted:
-            if not timer.fired:
-                return StepResult(job.step.node, Outcome.INTERRUPTED, started, time.time(),
-                                  worker, error="interrupted", attempts=attempts)
-            error = f"timed out after {job.timeout:g}s"
-        except EngineError as e:  # the node's work failed: SQL, data, the user's Python
-            error = str(e)
-        except Exception as e:  # noqa: BLE001 - a bug in odibi: kept apart, with its traceback
-            return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
-                              error=f"internal error: {e!r}", attempts=attempts,
-                              internal="".join(traceback.format_exception(e)))
-        finally:
-            timer.cancel()
-            session.rollback()
-        if attempts >= job.retry.attempts:
-            return StepResult(job.step.node, Outcome.FAILED, started, time.time(), worker,
-                              error=error, attempts=attempts)
-        time.sleep(job.retry.backoff * (2 ** (attempts - 1)))
-
-
-class _Timer:
-    """Interrupts the session's running query when a node's timeout passes."""
-
-    def __init__(self, seconds: float | None, session: Session) -> None:
-        self.fired = False
-        self.seconds = seconds
-        self._timer: threading.Timer | None = None
-        if seconds is not None:
-            self._timer = threading.Timer(seconds, self._fire, args=(session,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, session: Session) -> None:
-        self.fired = True
-        session.interrupt()
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-class RulesFailed(EngineError):
-    """A contract or validation did not hold."""
-
-
-def _check_rules(session: Session, plan: RulePlan | None, tables: Mapping[str, str],
-                 what: str) -> None:
-    if plan is None:
-        return
-    failed = [r for r in run_rules(session, plan, tables) if not r.ok]
-    if failed:
-        raise RulesFailed(f"{what}: " + "; ".join(r.describe() for r in failed))
-
-
-def _run_check(job: Job, session: Session, started: float, worker: int) -> StepResult:
-    assert job.check is not None
-    failed = [r for r in run_rules(session, job.check, job.tables) if not r.ok]
-    node = job.step.node
-    if not failed:
-        return StepResult(node, Outcome.PASSED, started, time.time(), worker)
-    message = "; ".join(r.describe() for r in failed)
-    if job.halt:
-        return StepResult(node, Outcome.FAILED, started, time.time(), worker,
-                          error=message, halt=True)
-    return StepResult(node, Outcome.WARNED, started, time.time(), worker, note=message)
-
-
-def _attempt(job: Job, session: Session, timer: _Timer
-             ) -> tuple[Outcome, TableInfo | None, tuple[Export, ...]]:
-    if job.step.status is Status.REEXPORT:
-        return Outcome.EXPORTED, None, _export(job, session)
-    if job.step.status is Status.REVALIDATE:
-        return Outcome.REVALIDATED, None, _revalidate(job, session)
-    if job.stored is not None:
-        return Outcome.RESTORED, None, _restore(job, session)
-    info, exports = _build(job, session, timer)
-    return Outcome.BUILT, info, exports
-
-
-def _revalidate(job: Job, session: Session) -> tuple[Export, ...]:
-    """Only the rules changed: run them on the stored output (and inputs), no compute."""
-    rules = job.rules or NodeRules()
-    own = {job.step.node: job.tables[job.step.node]}
-    contracts_on = own if job.read is not None else job.tables
-    _check_rules(session, rules.contracts, contracts_on, "contract failed")
-    _check_rules(session, rules.validate, own, "validation failed")
-    return ()
-
-
-def _build(job: Job, session: Session, timer: _Timer) -> tuple[TableInfo, tuple[Export, ...]]:
-    name = job.step.node
-    rules = job.rules or NodeRules()
-    if job.read is None:  # pre-conditions on the inputs, before the transform runs
-        _check_rules(session, rules.contracts, job.tables, "contract failed")
-    session.begin()
-    if job.read is not None:
-        assert job.connection is not None and job.node is not None
-        try:
-            files = list_sources(job.connection, job.read, job.node)
-        except ConfigError as e:
-            raise EngineError(e.message) from None
-        rows = session.read(job.table, files, job.read)
-        # a read node's contracts hold for the data read, before anything uses it
-        _check_rules(session, rules.contracts, {name: job.table}, "contract failed")
-    elif job.sql is not None:
-        rows = session.run_sql(job.table, job.sql)
-    else:
-        assert job.python is not None
-        c = job.python
-        fn = load_function(c.module, c.function, c.file, c.python_path)
-        frames = session.frames(c.inputs)
-        try:
-            frame = call(fn, frames, timer.seconds)
-        except TimedOut:
-            timer.fired = True
-            raise EngineInterrupted("timed out") from None
-        rows = session.create_from_frame(job.table, frame)
-    # post-conditions: a failing output is never committed nor exported
-    _check_rules(session, rules.validate, {name: job.table}, "validation failed")
-    info = session.describe(job.table, rows)
-    session.publish(name, job.table)  # earlier versions stay in the store, for restores
-    exports = _export(job, session)
-    session.commit()
-    return info, exports
-
-
-def _restore(job: Job, session: Session) -> tuple[Export, ...]:
-    assert job.stored is not None
-    session.begin()
-    if job.stored.table:  # a check's stored verdict has no table: recording it is all
-        session.publish(job.step.node, job.stored.table)
-    exports = _export(job, session)
-    session.commit()
-    return exports
-
-
-def _export(job: Job, session: Session) -> tuple[Export, ...]:
-    fs = RealFileSystem()
-    out = []
-    for write, dest in job.writes:
-        session.export(job.step.node, write, dest)
-        st = fs.stat(str(dest))
-        if st is None:
-            raise EngineError(f"{dest} vanished right after it was written")
-        out.append(Export(shown(dest, job.root) if job.root else str(dest), st[0], st[1],
-                          fs.hash(str(dest))))
-    return tuple(out)
-
-
-# -- the workers -----------------------------------------------------------------------------
-class _Pool:
-    """N worker threads, each with its own engine session (created here, in the scheduling
-    thread, so that the scheduler can interrupt whatever a worker is running). Joined on
-    exit, whatever happened."""
-
-    def __init__(self, engine: Engine, size: int) -> None:
-        self.todo: queue.Queue[Job | None] = queue.Queue()
-        self.done: queue.Queue[StepResult] = queue.Queue()
-        self.sessions = [engine.session() for _ in range(size)]
-        self.running: dict[NodeId, int] = {}  # node -> worker running it (written by workers)
-        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True,
-                                         name=f"odibi-worker-{i}") for i in range(size)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self, index: int) -> None:
-        session = self.sessions[index]
-        while True:
-            job = self.todo.get()
-            if job is None:
-                return
-            self.running[job.step.node] = index
-            try:
-                result = run_job(job, session, index)
-            except BaseException as e:  # noqa: BLE001 - never lose a result
-                result = StepResult(job.step.node, Outcome.FAILED, time.time(), time.time(),
-                                    index, error=f"internal error: {e!r}",
-                                    internal="".join(traceback.format_exception(e)))
-            self.running.pop(job.step.node, None)
-            self.done.put(result)
-
-    def interrupt(self) -> None:
-        for index in list(self.running.values()):
-            self.sessions[index].interrupt()
-
-    def close(self, grace: float = 30.0) -> None:
-        for _ in self.threads:
-            self.todo.put(None)
-        deadline = time.time() + grace
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.time()))
-        for s in self.sessions:
-            try:
-                s.close()
-            except Exception:  # noqa: BLE001 - a session still busy in an abandoned call
-                pass
 
 
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
@@ -355,6 +86,11 @@ class _Loop:
     results: dict[NodeId, StepResult] = field(default_factory=dict)
     blocked: dict[NodeId, NodeId] = field(default_factory=dict)
     stop: bool = False
+    size: int = 0  # slots: nodes computing at once
+    running: set[NodeId] = field(default_factory=set)  # on a worker
+    computing: set[NodeId] = field(default_factory=set)  # holding a slot
+    prepared: dict[NodeId, Ticket] = field(default_factory=dict)  # waiting for a slot
+    began: set[NodeId] = field(default_factory=set)  # NodeStarted emitted
 
     def run(self, engine: Engine) -> RunResult:
         started = time.time()
@@ -369,52 +105,126 @@ class _Loop:
         for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
             if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
                 heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
-        if any(j.python is not None for j in self.jobs.values()):
+        python = sum(1 for n, j in self.jobs.items() if prepares(j) and n not in self.results)
+        if python:
             engine.prepare_python()
-        size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
+        self.size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
         if len(self.results) == len(self.jobs):
-            size = 0  # everything was restored together: no worker needed
-        pool = _Pool(engine, size)
-        running: set[NodeId] = set()
+            self.size = 0  # everything was restored together: no worker needed
+        # `size` slots: as many nodes compute at once. Python nodes load their inputs
+        # before and commit their output after holding a slot (`Hooks`): spare workers
+        # for that.
+        pool = Pool(engine, self.size + min(self.size, python))
         try:
-            while (ready and not self.stop) or running:
-                while ready and len(running) < size and not self.stop:
-                    _, n = heapq.heappop(ready)
-                    job = self.jobs[n]
-                    running.add(n)
-                    self.reporter.emit(NodeStarted(
-                        n, job.step.status, job.step.headline,
-                        tuple(r.summary() for r in job.step.reasons), len(running) - 1,
-                        time.time()))
-                    pool.todo.put(job)
-                if not running:
+            while (ready and not self.stop) or self.running:
+                self._fill(ready, pool)
+                if not self.running:
                     break
-                result = self._next(pool)
-                if result is None:
-                    continue
-                running.discard(result.node)
-                self._finish(result, waiting, ready, pool)
+                message = self._next(pool)
+                if message is not None:
+                    self._receive(message, waiting, ready, pool)
         finally:
+            self._call_off()
             pool.close()
         not_started = tuple(n for n in self.jobs if n not in self.results
                             and n not in self.blocked)
         return RunResult(self.results, self.blocked, started, time.time(), not_started,
                          self.cancel.is_set(), self.halted)
 
-    def _next(self, pool: _Pool) -> StepResult | None:
-        """The next result; on the way, notice a cancel (Ctrl-C): stop starting nodes and
+    def _fill(self, ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+        """Start ready jobs, highest priority first, while slots and workers are free. A
+        job that `prepares` goes to a worker without a slot, and comes back (`Prepared`)
+        to wait in `ready` for one."""
+        while ready and not self.stop:
+            n = ready[0][1]
+            if n in self.prepared:
+                if len(self.computing) >= self.size:
+                    return
+                heapq.heappop(ready)
+                self._grant(n)
+                continue
+            if len(self.running) >= len(pool.threads):
+                # no worker for it; one waiting with its own worker may take a free slot
+                waiting = [item for item in ready if item[1] in self.prepared]
+                if not waiting or len(self.computing) >= self.size:
+                    return
+                ready.remove(min(waiting))
+                heapq.heapify(ready)
+                self._grant(min(waiting)[1])
+                continue
+            job = self.jobs[n]
+            if not prepares(job):
+                if len(self.computing) >= self.size:
+                    return
+                self.computing.add(n)
+                self._started(n)
+            heapq.heappop(ready)
+            self.running.add(n)
+            pool.todo.put(job)
+
+    def _grant(self, n: NodeId) -> None:
+        self.computing.add(n)
+        self._started(n)
+        self.prepared.pop(n).decide(True)
+
+    def _started(self, n: NodeId) -> None:
+        if n not in self.began:
+            self.began.add(n)
+            step = self.jobs[n].step
+            self.reporter.emit(NodeStarted(n, step.status, step.headline,
+                                           tuple(r.summary() for r in step.reasons),
+                                           len(self.computing) - 1, time.time()))
+
+    def _receive(self, message: Message, waiting: dict[NodeId, set[NodeId]],
+                 ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+        match message:
+            case Prepared(node, ticket):
+                if self.stop:
+                    ticket.decide(False)
+                else:
+                    self.prepared[node] = ticket
+                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))
+            case Computed(node):
+                self.computing.discard(node)
+            case Unstarted(node):
+                self.running.discard(node)
+                self.computing.discard(node)
+            case StepResult():
+                node = message.node
+                self.running.discard(node)
+                self.computing.discard(node)
+                if node not in self.began:
+                    if message.outcome is Outcome.INTERRUPTED:
+                        return  # stopped while loading its inputs: it never started
+                    self._started(node)  # it failed before it got a slot
+                self._finish(message, waiting, ready, pool)
+            case _:
+                assert_never(message)
+
+    def _stop(self, pool: Pool) -> None:
+        """Start nothing new; interrupt what runs; call off jobs waiting for a slot."""
+        self.stop = True
+        pool.interrupt()
+        self._call_off()
+
+    def _call_off(self) -> None:
+        for ticket in self.prepared.values():
+            ticket.decide(False)
+        self.prepared.clear()
+
+    def _next(self, pool: Pool) -> Message | None:
+        """The next message; on the way, notice a cancel (Ctrl-C): stop starting nodes and
         interrupt the running ones (their results still come back, and finished ones
         are recorded)."""
         try:
             return pool.done.get(timeout=0.1)
         except queue.Empty:
             if self.cancel.is_set() and not self.stop:
-                self.stop = True
-                pool.interrupt()
+                self._stop(pool)
             return None
 
     def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
-                ready: list[tuple[float, NodeId]], pool: _Pool) -> None:
+                ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         name = result.node
         job = self.jobs[name]
         self.results[name] = result
@@ -436,8 +246,7 @@ class _Loop:
         if result.outcome is Outcome.FAILED:
             self._block(name, name, waiting)
             if self.options.fail_fast or result.halt:
-                self.stop = True
-                pool.interrupt()
+                self._stop(pool)
             return
         self._release(name, waiting, ready)
 
@@ -465,7 +274,7 @@ class _Loop:
                 table = self.jobs[n].stored.table  # type: ignore[union-attr]
                 if table:  # a check's stored verdict has no table
                     session.publish(n, table)
-            exports = {n: _export(self.jobs[n], session) for n in batch}
+            exports = {n: export_outputs(self.jobs[n], session) for n in batch}
             session.commit()
         except (EngineError, OSError):
             session.rollback()

@@ -89,18 +89,24 @@ def _purge(module: str) -> None:
 _import_lock = threading.Lock()
 
 
-def load_function(module: str, function: str, file: Path,
-                  python_path: Sequence[Path]) -> Callable[..., Any]:
+def load_function(module: str, function: str, file: Path, python_path: Sequence[Path],
+                  digests: dict[Path, str] | None = None) -> Callable[..., Any]:
     """Import a transform's module from this project (re-importing it if its file changed
     since, or if a module of the same name came from elsewhere). Workers import one at a
-    time: sys.modules and sys.path are process-wide."""
+    time: sys.modules and sys.path are process-wide. `digests` (file -> source digest),
+    shared by the workers of one build, reads each module's source once per build: its
+    nodes all run the module as it was when the build planned them."""
     with _import_lock:
-        return _load_function(module, function, file, python_path)
+        return _load_function(module, function, file, python_path, digests)
 
 
-def _load_function(module: str, function: str, file: Path,
-                   python_path: Sequence[Path]) -> Callable[..., Any]:
-    mtime = digest_bytes(file.read_bytes())  # content, not mtime: same-second edits count
+def _load_function(module: str, function: str, file: Path, python_path: Sequence[Path],
+                   digests: dict[Path, str] | None) -> Callable[..., Any]:
+    mtime = digests.get(file) if digests is not None else None
+    if mtime is None:  # content, not mtime: same-second edits count
+        mtime = digest_bytes(file.read_bytes())
+        if digests is not None:
+            digests[file] = mtime
     mod = sys.modules.get(module)
     loaded_from = getattr(mod, "__file__", None) if mod is not None else None
     if mod is not None and (loaded_from is None or Path(loaded_from).resolve() != file.resolve()):
