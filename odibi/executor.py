@@ -216,11 +216,11 @@ class _Loop:
         """The next message; on the way, notice a cancel (Ctrl-C): stop starting nodes and
         interrupt the running ones (their results still come back, and finished ones
         are recorded)."""
+        if self.cancel.is_set() and not self.stop:
+            self._stop(pool)
         try:
             return pool.done.get(timeout=0.1)
         except queue.Empty:
-            if self.cancel.is_set() and not self.stop:
-                self._stop(pool)
             return None
 
     def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
