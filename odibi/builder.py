@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from odibi.config.load import VarOverride, load_project
 from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
 from odibi.config.ytree import CACHE_VERSION, read_bytes
 from odibi.engines.base import Engine, EngineError
+from odibi.errors import UsageError
 from odibi.events import Reporter, Warning_
 from odibi.fingerprint import (
     FileDigests,
@@ -56,7 +58,7 @@ from odibi.resolve import Resolved, resolve
 from odibi.state import State, Trace
 
 if TYPE_CHECKING:  # the executor (threads, engines) is imported only when a node runs
-    from odibi.executor import Job, RunOptions, RunResult
+    from odibi.executor import Job, PythonCall, RunOptions, RunResult
 
 WAREHOUSE = "warehouse.duckdb"
 
@@ -343,6 +345,37 @@ def _catalog(path: Path, python_path: tuple[Path, ...], engine: Engine | None,
 
 
 
+@contextmanager
+def built_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], names: Sequence[NodeId]
+                  ) -> Iterator[tuple[Any, dict[NodeId, str]]]:
+    """The warehouse opened read-only, with the table holding each node's current output:
+    the version the build state points at (after a build that only restored, a node's
+    view catches up only when a build next opens the warehouse), else its view. A node
+    that was never built is a UsageError saying to build it; so is a busy warehouse."""
+    path = resolved.project.root / ".odibi" / WAREHOUSE
+    if not path.exists():
+        raise UsageError(f"'{names[0]}' has not been built yet", hint=f"odibi build {names[0]}")
+    from odibi.engines.duckdb_engine import DuckDBEngine
+
+    try:
+        engine = DuckDBEngine(path, resolved.project.python_path, read_only=True)
+    except EngineError:
+        raise UsageError("the warehouse is in use by a running build; try again when it "
+                         "finishes") from None
+    try:
+        tables, views = engine.outputs()
+        found = {}
+        for n in names:
+            trace = traces.get(n)
+            table = trace.table if trace is not None and trace.table in tables else views.get(n)
+            if table is None:
+                raise UsageError(f"'{n}' has not been built yet", hint=f"odibi build {n}")
+            found[n] = table
+        yield engine, found
+    finally:
+        engine.close()
+
+
 def sync_views(state: State, engine: Engine) -> None:
     """Point the warehouse's views where the state says (the restores of a build that did
     not open the warehouse). Run as the warehouse opens, before any node reads a view."""
@@ -380,7 +413,7 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
 
 
 def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
-    from odibi.executor import Job, PythonCall
+    from odibi.executor import Job
 
     resolved = prepared.resolved
     project = resolved.project
@@ -417,13 +450,21 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
         elif isinstance(spec, SqlSpec):
             job = replace(job, sql=spec.rendered)
         elif isinstance(spec, PythonSpec):
-            fn = resolved.python[step.node]
-            inputs = {p_: NodeId(p_) for p_ in fn.params if p_ in project.nodes}
-            inputs.update({d: d for d in resolved.deps(step.node) if fn.var_keyword})
-            call = PythonCall(fn.module, fn.function, fn.file, project.python_path, inputs)
-            job = replace(job, python=call)
+            job = replace(job, python=python_call(resolved, step.node))
         jobs[step.node] = job
     return jobs
+
+
+def python_call(resolved: Resolved, name: NodeId) -> PythonCall:
+    """How a worker calls a Python node's function: each parameter that is a node gets
+    that node's output (a function taking **inputs also gets its `depends_on`). Shared
+    by builds and `odibi test`, so that a test calls the function as a build does."""
+    from odibi.executor import PythonCall
+
+    fn = resolved.python[name]
+    inputs = {p: NodeId(p) for p in fn.params if p in resolved.project.nodes}
+    inputs.update({d: d for d in resolved.deps(name) if fn.var_keyword})
+    return PythonCall(fn.module, fn.function, fn.file, resolved.project.python_path, inputs)
 
 
 def _views(engine: Engine, names: Any) -> dict[str, str]:

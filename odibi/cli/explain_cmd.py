@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from odibi.builder import Prepared, load, make_plan, open_state
+from odibi.builder import Prepared, built_outputs, load, make_plan, open_state
 from odibi.cli.opening import open_prepared, overrides, selection
 from odibi.cli.common import project_root
 from odibi.cli.render import Out, escape
-from odibi.engines.base import EngineError
 from odibi.errors import UnknownNodeError, UsageError, did_you_mean
 from odibi.ids import ExitCode, NodeId
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
@@ -103,26 +102,9 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
     if name not in resolved.project.nodes:
         raise UnknownNodeError(f"no node named '{name}'",
                                hint=did_you_mean(name, resolved.project.nodes))
-    path = root / ".odibi" / "warehouse.duckdb"
-    if not path.exists():
-        raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
-    from odibi.engines.duckdb_engine import DuckDBEngine
-
-    try:
-        engine = DuckDBEngine(path, resolved.project.python_path, read_only=True)
-    except EngineError:
-        raise UsageError("the warehouse is in use by a running build; try again when it "
-                         "finishes") from None
-    try:
-        # the version the build state points at (after a build that only restored, the
-        # warehouse's view catches up when a build next opens it)
-        tables, views = engine.outputs()
-        table = trace.table if trace is not None and trace.table in tables else views.get(name)
-        if table is None:
-            raise UsageError(f"'{name}' has not been built yet", hint=f"odibi build {name}")
-        columns, rows, total = engine.preview(table, int(args.limit))
-    finally:
-        engine.close()
+    traces = {name: trace} if trace is not None else {}
+    with built_outputs(resolved, traces, [name]) as (engine, tables):
+        columns, rows, total = engine.preview(tables[name], int(args.limit))
     if out.json_mode:
         out.json({"node": name, "rows": total, "columns": columns,
                   "data": [dict(zip(columns, r)) for r in rows]})

@@ -48,5 +48,5 @@ def cmd_init(args: argparse.Namespace, out: Out) -> int:
         out.json({"created": str(target), "files": [rel for rel, _ in files]})
         return ExitCode.OK
     out.markup(f"[green]created[/] {path_for_display(target)} ({len(files)} files)")
-    out.line(f"next: cd {path_for_display(target)} && odibi build")
+    out.line(f"next: cd {path_for_display(target)} && odibi build && odibi test")
     return ExitCode.OK

@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10, metavar="N")
     p.add_argument("--var", action="append", default=[], metavar="K=V")
 
+    p = sub.add_parser("test", parents=[common],
+                       help="unit-test nodes on the fixtures of tests/**/test_*.yaml")
+    _selector_args(p)
+    p.add_argument("--generate", metavar="NODE", default=None,
+                   help="write tests/test_NODE.yaml from a sample of the last build")
+    p.add_argument("--rows", type=int, default=None, metavar="N",
+                   help="with --generate: rows sampled from each input (default: 5)")
+    p.add_argument("--force", action="store_true",
+                   help="with --generate: replace an existing test file")
+
     p = sub.add_parser("init", parents=[common], help="create a working example project")
     p.add_argument("target", metavar="DIR")
     return parser
@@ -132,6 +142,7 @@ _COMMANDS = {
     "history": "history_cmd:cmd_history",
     "plan": "build_cmd:cmd_plan",
     "gc": "gc_cmd:cmd_gc",
+    "test": "test_cmd:cmd_test",
 }
 
 
@@ -143,6 +154,19 @@ def _dispatch(args: argparse.Namespace) -> Callable[..., int]:
     return getattr(importlib.import_module(f"odibi.cli.{module}"), func)  # type: ignore[no-any-return]
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command word: the first argument that is not a global option (or -C's DIR)."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "-C":
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
          stderr: IO[str] | None = None) -> int:
     """Run one odibi command; returns its exit code (never raises for user errors)."""
@@ -150,7 +174,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
     argv = list(sys.argv[1:] if argv is None else argv)
     # a bare --force means "all selected"; only --force=SELECTOR takes a value, so that
     # `build --force stg+` keeps stg+ as the selection (argparse cannot tell them apart)
-    argv = ["--force=*" if a == "--force" else a for a in argv]
+    if _command(argv) != "test":  # (test's --force is a plain flag)
+        argv = ["--force=*" if a == "--force" else a for a in argv]
     try:
         with contextlib.redirect_stdout(stdout or sys.stdout), \
                 contextlib.redirect_stderr(stderr or sys.stderr):

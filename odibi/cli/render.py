@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from odibi.testing.compare import RowDiff
+
 _TAG = re.compile(r"(?<!\\)\[(?:/|[a-z][a-z #0-9_.-]*)?\]")
 
 
@@ -128,6 +130,41 @@ class Out:
         for r in rows:
             t.add_row(*(escape(x) for x in r))
         self.console.print(t)
+
+    def result_failed(self, headline: str, message: str, diff: RowDiff | None) -> None:
+        """A failed test case: its headline, why, and the row difference (a table with
+        the changed cells highlighted on a terminal; aligned plain text otherwise)."""
+        if self.json_mode:
+            return
+        if not self.styled:
+            self.stdout.write(f"{headline}\n")
+            self.stdout.write((diff.text() if diff is not None else f"  {message}") + "\n")
+            return
+        self.console.print(f"[bold red]FAIL[/] {escape(headline.removeprefix('FAIL '))}")
+        self.console.print(f"  {escape(message)}")
+        if diff is None or diff.column_problem:
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+        t.add_column("")
+        for c in diff.columns:
+            t.add_column(escape(c))
+        styles = {"-": "red", "+": "green", "~": "yellow"}
+        for marker, cells, changed in diff.grid():
+            row = [Text(marker, style=f"bold {styles[marker]}")]
+            for cell, flag in zip(cells, changed):
+                if flag:
+                    old, _, new = cell.partition(" -> ")
+                    row.append(Text.assemble((old, "red strike"), " → ", (new, "bold green")))
+                else:
+                    row.append(Text(cell, style=styles[marker] if marker != "~" else ""))
+            t.add_row(*row)
+        self.console.print(t)
+        self.console.print("  [red]-[/] missing (expected, not produced)   [green]+[/] unexpected "
+                           "(produced, not expected)   [yellow]~[/] changed (expected → actual)",
+                           style="dim")
 
     # -- diagnostics ------------------------------------------------------------------
     def warning(self, message: str, span: Span | None = None, hint: str | None = None) -> None:

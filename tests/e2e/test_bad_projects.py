@@ -5,7 +5,8 @@ file and line (or the node), and write nothing into the project.
 Case format: comment lines (`#`) say what the mistake is; then sections, each starting
 with a line `--- NAME`: a project file (`--- odibi.yaml`, `--- pipelines/p.yaml`, ...),
 `--- argv` (the command, default `validate`), `--- env` (NAME=VALUE lines), and
-`--- expected` (the stderr, exactly). Regenerate with `pytest --update-goldens`.
+`--- expected` (the stderr, exactly). Regenerate with `pytest --update-goldens`. A unit-test
+file is a project file like any other (`--- tests/test_x.yaml`, with `--- argv` `test`).
 """
 
 from __future__ import annotations

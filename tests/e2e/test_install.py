@@ -75,3 +75,7 @@ def test_installed_wheel_runs_with_its_grammar(tmp_path: Path) -> None:
     created = _run(odibi, "init", tmp_path / "fresh", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     assert _run(odibi, "-C", tmp_path / "fresh", "validate", cwd=tmp_path).returncode == 0
+    # odibi.testing is in the wheel, and so is the scaffold's passing test
+    tested = _run(odibi, "-C", tmp_path / "fresh", "test", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "4 passed, 0 failed" in tested.stdout

@@ -1,0 +1,163 @@
+"""pytest plugin: collects odibi's YAML tests, so `pytest` runs them with a project's
+other tests (registered as the `odibi` plugin through the `pytest11` entry point).
+
+What is collected: a file named `test_*.yaml` or `test_*.yml` that lies in a `tests/`
+directory (at any depth below it) of an odibi project (that directory's parent holds
+`odibi.yaml`), and whose text has a top-level `tests:` key. Each case is one item, run
+exactly as `odibi test` runs it; a failure shows the same row difference. A mistake in a
+test file is a collection error with its file, line and column.
+
+Opting out: `-p no:odibi` on the command line, or `odibi_yaml_tests = false` in the pytest
+ini file (pytest.ini, [tool.pytest.ini_options], ...).
+
+Nothing heavy is imported when pytest starts: odibi's loader on the first YAML test file
+collected, DuckDB (and pandas, for Python nodes) when the first case runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+INI = "odibi_yaml_tests"
+_TOP_LEVEL_TESTS = re.compile(r"^tests[ \t]*:", re.M)
+_SHARED = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(INI, type="bool", default=True,
+                  help="collect odibi's YAML tests (tests/**/test_*.yaml of odibi projects)")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in (".yaml", ".yml") or not file_path.name.startswith("test_"):
+        return None
+    if not parent.config.getini(INI):
+        return None
+    root = project_root(file_path)
+    if root is None:
+        return None
+    try:
+        if not _TOP_LEVEL_TESTS.search(file_path.read_text(encoding="utf-8", errors="replace")):
+            return None
+    except OSError:
+        return None
+    return OdibiTestFile.from_parent(parent, path=file_path, root=root)
+
+
+def project_root(path: Path) -> Path | None:
+    """The odibi project whose `tests/` directory holds `path`, if any."""
+    for d in path.parents:
+        if d.name == "tests" and (d.parent / "odibi.yaml").is_file():
+            return d.parent
+    return None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_SHARED, None)
+    if shared and "con" in shared:
+        shared["con"].close()
+        shared["tmp"].cleanup()
+
+
+def _shared(config: pytest.Config) -> dict[str, Any]:
+    if _SHARED not in config.stash:
+        config.stash[_SHARED] = {"projects": {}}
+    return config.stash[_SHARED]
+
+
+def _project(config: pytest.Config, root: Path) -> Any:
+    """The resolved project (loaded once per run), with the build state's caches if any."""
+    projects = _shared(config)["projects"]
+    if root not in projects:
+        from odibi.builder import load, open_state
+
+        state = open_state(root, writable=False)
+        try:
+            projects[root] = load(root, [], state)
+        finally:
+            state.close()
+    return projects[root]
+
+
+def _database(config: pytest.Config) -> tuple[Any, Path]:
+    """One in-memory DuckDB (and scratch directory) for every case of the run."""
+    shared = _shared(config)
+    if "con" not in shared:
+        import tempfile
+
+        import duckdb
+
+        shared["tmp"] = tempfile.TemporaryDirectory(prefix="odibi-test-")
+        shared["con"] = duckdb.connect(":memory:")
+    return shared["con"], Path(shared["tmp"].name)
+
+
+class OdibiTestFile(pytest.File):
+    def __init__(self, *, root: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def collect(self) -> Any:
+        from odibi.testing.cases import load_cases
+        from odibi.testing.runner import check_case
+
+        resolved = _project(self.config, self.root)
+        rel = self.path.relative_to(self.root).as_posix()
+        for case in load_cases(self.root, rel):
+            check_case(resolved, case)
+            yield OdibiTestItem.from_parent(self, name=case.name, case=case)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+        text = _user_error(excinfo.value)
+        return text if text is not None else super().repr_failure(excinfo)
+
+
+class CaseFailed(Exception):
+    """A YAML test case did not pass; its text is the message and the row difference."""
+
+
+class OdibiTestItem(pytest.Item):
+    def __init__(self, *, case: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        from odibi.testing.runner import run_case
+
+        parent = self.parent
+        assert isinstance(parent, OdibiTestFile)
+        con, tmp = _database(self.config)
+        result = run_case(con, _project(self.config, parent.root), self.case, tmp)
+        if not result.ok:
+            detail = result.diff.text() if result.diff is not None else f"  {result.message}"
+            raise CaseFailed(f"odibi test {self.case.id} ({self.case.node}) failed\n{detail}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        if isinstance(excinfo.value, CaseFailed):
+            return str(excinfo.value)
+        text = _user_error(excinfo.value)
+        return text if text is not None else super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.case.span.line - 1, f"odibi test {self.case.id}"
+
+
+def _user_error(exc: BaseException) -> str | None:
+    from odibi.errors import UserError
+
+    if not isinstance(exc, UserError):
+        return None
+    if exc.span is None:
+        return str(exc) + (f"\nhint: {exc.hint}" if exc.hint else "")
+    import os
+
+    where = exc.span.file
+    if not where.startswith("<") and not os.path.relpath(where).startswith(".."):
+        where = os.path.relpath(where)
+    text = f"{where}:{exc.span.line}:{exc.span.col}: error: {exc.message}"
+    return text + (f"\nhint: {exc.hint}" if exc.hint else "")
