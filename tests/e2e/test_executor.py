@@ -158,8 +158,19 @@ def assert_dependencies_first(span: Mapping[str, tuple[int, int, int]],
 SRC_CSV = "id,k,v\n" + "".join(f"{i},{(i * 7) % 5},{(i * 37) % 101}\n" for i in range(40))
 
 
+# A Python transform for generated DAGs: its one input, mapped (`**inputs`, depends_on).
+DAG_OPS = """
+def bump(**inputs):
+    (frame,) = inputs.values()
+    out = frame[["id", "k", "v"]].copy()
+    out["v"] = (out["v"] * 3 + 1) % 1009
+    return out
+"""
+
+
 def small_project(root: Path, nodes: Mapping[str, str]) -> Path:
-    """A project of one csv source `src` and SQL nodes {name: sql}."""
+    """A project of one csv source `src` and SQL nodes {name: sql}; a node whose "sql" is
+    `python: PARENT` is the Python transform `dag_ops.ops:bump` of PARENT instead."""
     lines = ["project: dag",
              "connections:",
              "  raw: {type: local, base_path: data}",
@@ -167,7 +178,14 @@ def small_project(root: Path, nodes: Mapping[str, str]) -> Path:
              "  - name: src",
              "    read: {connection: raw, path: src.csv, format: csv}"]
     for name, sql in nodes.items():
-        lines += [f"  - name: {name}", f"    sql: {sql}"]
+        if sql.startswith("python: "):
+            lines += [f"  - name: {name}", "    python: dag_ops.ops:bump",
+                      f"    depends_on: [{sql.removeprefix('python: ')}]"]
+        else:
+            lines += [f"  - name: {name}", f"    sql: {sql}"]
+    (root / "dag_ops").mkdir(parents=True, exist_ok=True)
+    (root / "dag_ops" / "__init__.py").write_text("")
+    (root / "dag_ops" / "ops.py").write_text(DAG_OPS)
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "data" / "src.csv").write_text(SRC_CSV)
     (root / "odibi.yaml").write_text("\n".join(lines) + "\n")
@@ -176,7 +194,8 @@ def small_project(root: Path, nodes: Mapping[str, str]) -> Path:
 
 @st.composite
 def dags(draw: st.DrawFn) -> dict[str, tuple[tuple[str, ...], str]]:
-    """Up to 12 SQL nodes over `src`: {name: (parents, sql)}, names in topological order."""
+    """Up to 12 SQL and Python nodes over `src`: {name: (parents, sql)}, names in
+    topological order."""
     n = draw(st.integers(1, 12))
     nodes: dict[str, tuple[tuple[str, ...], str]] = {}
     for i in range(n):
@@ -187,9 +206,11 @@ def dags(draw: st.DrawFn) -> dict[str, tuple[tuple[str, ...], str]]:
                                       unique=True)))
         a = parents[0]
         if len(parents) == 1:
-            shape = draw(st.sampled_from(("filter", "aggregate", "map")))
+            shape = draw(st.sampled_from(("filter", "aggregate", "map", "python")))
             c = draw(st.integers(0, 60))
-            if shape == "filter":
+            if shape == "python":
+                sql = f"python: {a}"
+            elif shape == "filter":
                 sql = f"SELECT id, k, v FROM {a} WHERE v > {c}"
             elif shape == "aggregate":
                 sql = f"SELECT min(id) AS id, k, sum(v) % 1009 AS v FROM {a} GROUP BY k"
@@ -219,7 +240,9 @@ def test_any_jobs_gives_the_outputs_and_lock_of_one_job(dag) -> None:
             report = build(root, "-j", str(jobs), "--profile", str(profile))
             assert outcomes(report) == {n: "built" for n in everything}, report
             events = load_profile(profile)
-            assert_workers(events, jobs)
+            # a Python node commits its output on a spare worker, off its slot
+            python = any(s.startswith("python: ") for s in sql.values())
+            assert_workers(events, 2 * jobs if python else jobs)
             span = spans(events)
             assert set(span) == everything
             assert_dependencies_first(span, parents)
