@@ -200,6 +200,17 @@ class Prepared:
         return self.resolved.project.root / ".odibi" / WAREHOUSE
 
 
+def env_redactions(resolved: Resolved, environ: Mapping[str, str] = os.environ
+                   ) -> dict[str, str]:
+    """{value: '${env:NAME}'} for each environment variable a node uses, longest value
+    first: error messages show the placeholder, never the value (DESIGN §1). Values shorter
+    than 3 characters are left alone: replacing them would garble any message."""
+    names = {n for node in resolved.project.nodes.values() for n in node.env_used}
+    pairs = {environ[n]: f"${{env:{n}}}" for n in sorted(names)
+             if len(environ.get(n, "")) >= 3}
+    return dict(sorted(pairs.items(), key=lambda kv: -len(kv[0])))
+
+
 def warehouse_stamp(path: Path) -> str | None:
     """Size/mtime/inode of the warehouse file and its WAL: if it is what odibi recorded when
     it last closed the warehouse, nothing was changed by hand since."""
@@ -295,12 +306,21 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
     if stamp is None:
         missing = set(built)
         tables_out[0] = frozenset()
+        if built and state.meta("warehouse") is not None:
+            warnings.append(f"the warehouse {shown(path, project.root)} is missing: the "
+                            f"{len(built)} nodes stored in it are rebuilt")
     elif stamp != state.meta("warehouse"):
-        present = _catalog(path, project.python_path, engine, warnings)
+        said = len(warnings)
+        present = _catalog(path, project.python_path, engine, warnings, state.writable)
         if present is not None:
             tables, views = present
             tables_out[0] = tables
             missing = {n for n in built if traces[n].table not in tables}
+            if missing and len(warnings) == said:  # (a corrupt warehouse was reported)
+                some = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
+                are = "outputs are" if len(missing) > 1 else "output is"
+                warnings.append(f"{len(missing)} stored {are} missing from the warehouse "
+                                f"({some}): rebuilt")
             pending = state.pending_views()  # repointed when a build next opens it
             unviewed = {n for n in built if n not in missing and n not in pending
                         and views.get(n) != traces[n].table}
@@ -327,17 +347,34 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
 
 
 def _catalog(path: Path, python_path: tuple[Path, ...], engine: Engine | None,
-             warnings: list[str]) -> tuple[frozenset[str], Mapping[NodeId, str]] | None:
+             warnings: list[str], writable: bool
+             ) -> tuple[frozenset[str], Mapping[NodeId, str]] | None:
+    """The warehouse's (store tables, views), or None when another process holds it. A
+    file that is not a DuckDB database holds nothing: a build moves it aside."""
     if engine is not None:
         return engine.outputs()
     from odibi.engines.duckdb_engine import DuckDBEngine
 
     try:
         ro = DuckDBEngine(path, python_path, read_only=True)
-    except EngineError:
-        warnings.append("the warehouse is in use by another process; assuming the outputs "
-                        "odibi recorded are still there")
-        return None
+    except EngineError as e:
+        if "not a valid DuckDB database" not in str(e):
+            warnings.append("the warehouse is in use by another process; assuming the outputs "
+                            "odibi recorded are still there")
+            return None
+        if not writable:
+            warnings.append(f"the warehouse {path.name} is not a DuckDB database; "
+                            "treating its outputs as missing")
+            return frozenset(), {}
+        import time
+
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", ".wal"):
+            if Path(str(path) + suffix).exists():
+                os.replace(Path(str(path) + suffix), Path(str(aside) + suffix))
+        warnings.append(f"the warehouse was not a DuckDB database; moved it to {aside.name} "
+                        "and rebuilding what it held")
+        return frozenset(), {}
     try:
         return ro.outputs()
     finally:
@@ -527,7 +564,8 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
         return
     traces = {**prepared.traces, **state.recorded}
     text = render(project.name, traces, [*project.nodes, *project.checks])
-    written, problem = write_if_changed(project.root, text)
+    written, problem = write_if_changed(project.root, text,
+                                        ours=stamp is not None and state.meta("lock") == stamp)
     if problem:
         reporter.emit(Warning_(f"odibi.lock was unreadable ({problem}); rewrote it from the "
                                "build state"))

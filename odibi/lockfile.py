@@ -42,6 +42,7 @@ from odibi.state import Trace
 
 LOCK_FILE = "odibi.lock"
 LOCK_VERSION = 1
+_TEMP_PREFIX = ".odibi.lock."
 HEADER = ("# odibi.lock: what odibi built, and from what. Written by `odibi build`; commit it.\n"
           "# Deterministic (sorted; no times or machine paths): the same inputs give the same bytes.\n")
 
@@ -119,6 +120,8 @@ def check(text: str) -> str | None:
     except tomllib.TOMLDecodeError as e:
         return f"it does not parse ({e})"
     version = doc.get("version")
+    if version is None:
+        return "it has no version"
     if version != LOCK_VERSION:
         return f"lock version {version!r} is not {LOCK_VERSION}"
     if not isinstance(doc.get("nodes", {}), dict):
@@ -126,24 +129,30 @@ def check(text: str) -> str | None:
     return None
 
 
-def write_if_changed(root: Path, text: str) -> tuple[bool, str | None]:
+def write_if_changed(root: Path, text: str, *, ours: bool = False) -> tuple[bool, str | None]:
     """Write the lock atomically (temp file, fsync, rename) unless it already holds `text`.
-    Returns (written, problem with the old file or None)."""
+    Returns (written, problem with the old file or None). `ours`: the file is as odibi last
+    wrote it (same size, mtime and inode), so it need not be parsed to be trusted; a file
+    changed since (a checkout, a merge, a truncation) is parsed, so damage is reported.
+    Temp files that a killed build left behind are removed."""
     path = root / LOCK_FILE
     try:
         old = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         old = None
     except (OSError, UnicodeDecodeError):
-        old = ""
+        old = "\0"  # a TOML parser refuses a NUL: reported as unreadable below
     if old == text:
         return False, None
-    ours = HEADER + f"version = {LOCK_VERSION}\n"
-    problem = None if old is None or old.startswith(ours) else (
-        check(old) if old else "it is unreadable")
+    head = HEADER + f"version = {LOCK_VERSION}\n"
+    problem = None if old is None or (ours and old.startswith(head)) else (
+        "it is empty" if not old else "it is unreadable" if old == "\0" else check(old))
     import tempfile  # only when the lock changes
 
-    fd, tmp = tempfile.mkstemp(prefix=".odibi.lock.", dir=root)
+    for stale in root.glob(f"{_TEMP_PREFIX}*"):  # one build at a time: these are dead
+        stale.unlink(missing_ok=True)
+
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)

@@ -245,6 +245,9 @@ def _upstream_outputs(name: NodeId, upstream: Mapping[NodeId, Digest], trace: Tr
     for u in upstream:
         then = trace.inputs.get(u)
         now = inputs.traces[u].output if u in inputs.traces else None
+        if statuses.get(u) is Status.RESTORE:  # what it will hold: the restored version
+            restored = inputs.stored.get((u, upstream[u]))
+            now = restored.output if restored is not None else now
         if then is not None and now is not None and then != now:
             out.append(ReasonDetail(Reason.UPSTREAM_OUTPUT_CHANGED, u, nodes=(u,)))
         elif statuses.get(u) is Status.REBUILD and old_up.get(u) == upstream[u]:

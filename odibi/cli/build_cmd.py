@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odibi.builder import (Prepared, finish, make_plan, run, source_display_names, sync_views,
-                           update_metadata)
+from odibi.builder import (Prepared, env_redactions, finish, make_plan, run,
+                           source_display_names, sync_views, update_metadata)
+from odibi.cli.common import project_root
 from odibi.cli.explain_cmd import print_plan
 from odibi.cli.opening import forced, open_prepared, overrides, selection
 from odibi.cli.render import LiveBoard, Out
@@ -22,7 +24,7 @@ from odibi.engines.base import WarehouseUnavailable
 from odibi.errors import UsageError
 from odibi.ids import ExitCode, Outcome
 from odibi.planner import Plan, Status
-from odibi.state import State
+from odibi.state import STATE_DIR, State
 
 if TYPE_CHECKING:
     from odibi.executor import RunOptions, RunResult
@@ -32,15 +34,21 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
     jobs = args.jobs if args.jobs is not None else (args.workers or os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"-j must be at least 1, got {jobs}")
+    if args.profile and not Path(args.profile).parent.is_dir():
+        raise UsageError(f"--profile {args.profile}: the directory "
+                         f"{Path(args.profile).parent} does not exist")
     t0 = time.perf_counter()
     saved = _saved_plan(args)
+    fresh = not (project_root(args) / STATE_DIR).is_dir()
     state, prepared, lock = open_prepared(args, out, writable=not args.dry_run)
+    planned = False
     try:
         if saved is not None:
             p = _replan(saved, prepared, args.plan)
         else:
             names = selection(prepared, args, out)
             p = make_plan(prepared, frozenset(names), forced(prepared, args, out))
+        planned = True
         for n in p.stale_unselected:
             out.warning(f"{n} is out of date but not selected; its dependants are built from "
                         "its last output")
@@ -51,6 +59,8 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         state.close()
         if lock is not None:
             lock.release()
+        if fresh and not planned:  # a mistake found only now (a selector): write nothing
+            shutil.rmtree(project_root(args) / STATE_DIR, ignore_errors=True)
 
 
 def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared, p: Plan,
@@ -129,7 +139,8 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
     # opened by the executor before anything runs, or never: a build that only restores
     # records its restores in the state and leaves the warehouse closed
     engine = DuckDBEngine(prepared.warehouse, project.python_path, lazy=True,
-                          on_open=lambda e: sync_views(state, e))
+                          on_open=lambda e: sync_views(state, e),
+                          redact=env_redactions(prepared.resolved))
     cancel = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from odibi.hashing import digest_parts
 from odibi.ids import Digest, Format, NodeId
 
 STORE = "odibi_store"
+BLOCK_SIZE = 65536  # bytes, for a warehouse created by odibi
+READER_WAIT = 30.0  # seconds a build waits for a reader to let go of the warehouse
 _VIEW_TARGET = re.compile(r'FROM\s+"?odibi_store"?\.(?:"((?:[^"]|"")*)"|([A-Za-z0-9_]+))', re.I)
 _READERS = {Format.CSV: "read_csv", Format.PARQUET: "read_parquet", Format.JSON: "read_json"}
 
@@ -60,18 +63,24 @@ def _copy_options(fmt: Format, options: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _error(e: Exception) -> EngineError:
+def _error(e: Exception, redact: Mapping[str, str] | None = None) -> EngineError:
     text = str(e).strip()
-    return EngineError(text.split("\n\nLINE")[0] if text else type(e).__name__)
+    text = text.split("\n\nLINE")[0] if text else type(e).__name__
+    # DuckDB quotes the values it could not use: an `${env:X}` value would otherwise reach
+    # the terminal, the logs and the state's record of the failure
+    for value, placeholder in (redact or {}).items():
+        text = text.replace(value, placeholder)
+    return EngineError(text)
 
 
 class DuckDBSession:
     """One worker's connection (a cursor of the engine's database). Not thread-safe; one
     thread uses it at a time, another may call `interrupt`."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: Any, redact: Mapping[str, str] | None = None) -> None:
         self.cur = cursor
         self.in_txn = False
+        self.redact = redact
 
     def _run(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         import duckdb
@@ -81,7 +90,7 @@ class DuckDBSession:
         except duckdb.InterruptException:
             raise EngineInterrupted("interrupted") from None
         except duckdb.Error as e:
-            raise _error(e) from None
+            raise _error(e, self.redact) from None
 
     def _one(self, sql: str) -> Any:
         """Execute and fetch one row (fetching runs the query too: errors are mapped)."""
@@ -92,7 +101,7 @@ class DuckDBSession:
         except duckdb.InterruptException:
             raise EngineInterrupted("interrupted") from None
         except duckdb.Error as e:
-            raise _error(e) from None
+            raise _error(e, self.redact) from None
 
     def begin(self) -> None:
         self._run("BEGIN TRANSACTION")
@@ -136,7 +145,7 @@ class DuckDBSession:
         except duckdb.InterruptException:
             raise EngineInterrupted("interrupted") from None
         except duckdb.Error as e:
-            raise _error(e) from None
+            raise _error(e, self.redact) from None
 
     def create_from_frame(self, table: str, frame: Any) -> int:
         import pandas as pd
@@ -212,7 +221,11 @@ class DuckDBEngine:
 
     def __init__(self, path: Path, python_path: Sequence[Path] = (), *,
                  threads: int | None = None, read_only: bool = False, lazy: bool = False,
-                 on_open: Callable[[DuckDBEngine], None] | None = None) -> None:
+                 on_open: Callable[[DuckDBEngine], None] | None = None,
+                 redact: Mapping[str, str] | None = None) -> None:
+        """`redact`: {secret text: what to show instead}, applied to every error message
+        (the values of the project's `${env:X}`, see `builder.env_redactions`)."""
+        self.redact = redact
         self.path = path
         self.python_path = python_path
         self.threads = threads
@@ -234,12 +247,27 @@ class DuckDBEngine:
                 return
             import duckdb  # deferred: only commands that touch data pay for it
 
-            config = {"threads": self.threads} if self.threads else {}
-            try:
-                con = duckdb.connect(str(self.path), read_only=self.read_only, config=config)
-            except duckdb.Error as e:
-                raise WarehouseUnavailable(
-                    f"cannot open the warehouse {self.path}: {e}") from None
+            # 64 KiB blocks (DuckDB's default is 256 KiB) for a warehouse created now: every
+            # stored version is a table of at least one block, so a project of many small
+            # nodes writes (and checkpoints) a quarter of the bytes; no slower on big data
+            # (bench/). An existing warehouse keeps the block size it was made with.
+            config: dict[str, Any] = {"default_block_size": str(BLOCK_SIZE)}
+            if self.threads:
+                config["threads"] = self.threads
+            deadline = time.monotonic() + (0 if self.read_only else READER_WAIT)
+            while True:
+                try:
+                    con = duckdb.connect(str(self.path), read_only=self.read_only,
+                                         config=config)
+                    break
+                except duckdb.Error as e:
+                    # a read-only command (`show`, `test --generate`) holds the file for a
+                    # moment: a build, which holds the build lock, waits for it to let go
+                    if "Conflicting lock" in str(e) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    raise WarehouseUnavailable(
+                        f"cannot open the warehouse {self.path}: {e}") from None
             if not self.read_only:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {STORE}")
             self._con = con
@@ -253,7 +281,7 @@ class DuckDBEngine:
         return self._con
 
     def session(self) -> DuckDBSession:
-        return DuckDBSession(self.con.cursor())
+        return DuckDBSession(self.con.cursor(), self.redact)
 
     def prepare_python(self) -> None:
         """Import pandas once, up front, rather than inside the first Python node."""
@@ -290,7 +318,7 @@ class DuckDBEngine:
             rows = cur.fetchall()
             total = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         except duckdb.Error as e:
-            raise EngineError(f"cannot read {table}: {_error(e)}") from None
+            raise EngineError(f"cannot read {table}: {_error(e, self.redact)}") from None
         return columns, rows, int(total[0]) if total else 0
 
     def drop_views(self, names: Iterable[NodeId]) -> None:

@@ -7,6 +7,8 @@ with a line `--- NAME`: a project file (`--- odibi.yaml`, `--- pipelines/p.yaml`
 `--- argv` (the command, default `validate`), `--- env` (NAME=VALUE lines), and
 `--- expected` (the stderr, exactly). Regenerate with `pytest --update-goldens`. A unit-test
 file is a project file like any other (`--- tests/test_x.yaml`, with `--- argv` `test`).
+A command-line mistake (a case with `--- argv`) may be located by naming the argument it is
+about (an option, a selector, a file) rather than a file:line or a node.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def parse_case(path: Path) -> tuple[str, dict[str, str]]:
         else:
             current.append(line)
     return " ".join(description).strip(), {k: "".join(v) for k, v in sections.items()}
+
+
+def names_an_argument(err: str, argv: list[str]) -> bool:
+    """A command-line mistake is located by naming what it is about: its error line holds
+    one of the command's arguments (an option, a selector, a file)."""
+    line = next((x for x in err.splitlines() if "error: " in x), "")
+    words = {w for arg in argv[1:] for w in arg.split("=") if w} | {argv[0]}
+    return any(w in line.split("error: ", 1)[1] for w in words) if line else False
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -66,7 +76,8 @@ def test_bad_project(case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert result.code == 2, result.text
     assert "Traceback" not in result.text
     assert snapshot(root) == before, "a failed command wrote into the project"
-    assert _LOCATED.search(result.err), f"message names no file:line or node:\n{result.err}"
+    assert _LOCATED.search(result.err) or ("argv" in sections and names_an_argument(
+        result.err, argv)), f"message names no file:line, node or argument:\n{result.err}"
     if request.config.getoption("--update-goldens"):
         text = case.read_text()
         head = text.split("--- expected\n")[0].rstrip("\n") + "\n"

@@ -189,7 +189,7 @@ def test_check_messages() -> None:
     assert check("version = 1\n") is None
     assert check("version = 2\n") == "lock version 2 is not 1"
     assert check('version = "1"\n') == "lock version '1' is not 1"
-    assert check("") == "lock version None is not 1"
+    assert check("") == "it has no version"
     assert check("version = 1\nnodes = 3\n") == "it has no [nodes] table"
     problem = check("<<<<<<< HEAD\nversion = 1\n=======\n")
     assert problem is not None and problem.startswith("it does not parse (")
