@@ -13,6 +13,7 @@ written for odibi (here) and, for comparisons, for other tools.
 from __future__ import annotations
 
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,45 @@ def write_odibi(nodes: list[GenNode], dest: Path, rows: int = 1000,
             lines.append(f"      {node.sql}")
         (dest / "pipelines" / f"layers_{index:03d}.yaml").write_text("\n".join(lines) + "\n")
     return dest
+
+
+def closure_sizes(nodes: list[GenNode]) -> dict[str, int]:
+    """Size of each node's downstream closure (itself included)."""
+    children: dict[str, list[str]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            children.setdefault(i, []).append(n.name)
+    below: dict[str, set[str]] = {}
+    for n in reversed(nodes):
+        mine = {n.name}
+        for c in children.get(n.name, []):
+            mine |= below[c]
+        below[n.name] = mine
+    return {k: len(v) for k, v in below.items()}
+
+
+def edit_target(nodes: list[GenNode], near: int = 241) -> tuple[GenNode, int, str, str]:
+    """What the edit benchmarks change: the filter node (`... WHERE v > C`) whose downstream
+    closure is nearest `near` nodes, that closure's size, its filter `WHERE v > C` and the
+    edited filter. The edit keeps about half the rows (a new threshold would often keep
+    them all: values grow layer by layer), so the output changes and the closure runs."""
+    sizes = closure_sizes(nodes)
+    filters = [x for x in nodes if re.search(r" WHERE v > \d+\Z", x.sql)]
+    node = min(filters, key=lambda x: abs(sizes[x.name] - near))
+    where = re.search(r"WHERE v > \d+\Z", node.sql).group(0)  # type: ignore[union-attr]
+    return node, sizes[node.name], where, f"{where} AND id % 2 = 0"
+
+
+def set_sql(proj: Path, node: GenNode, old: str, new: str) -> None:
+    """In an odibi project written by `write_odibi`, replace `old` by `new` in `node`'s SQL."""
+    for f in (proj / "pipelines").glob("*.yaml"):
+        text = f.read_text()
+        needle = f"- name: {node.name}\n"
+        if needle in text:
+            head, tail = text.split(needle, 1)
+            f.write_text(head + needle + tail.replace(old, new, 1))
+            return
+    raise SystemExit(f"{node.name} not found")
 
 
 if __name__ == "__main__":
