@@ -329,7 +329,10 @@ def bench_heavy_cutoff(rows_n: int, work: Path) -> list[list[str]]:
     text = yaml.read_text()
     cmd = odibi("-C", str(proj), "build", "--json", "-j", "1")
     took = {}
-    for label, where in [("cut", "WHERE NOT (v < 0)"), ("cut", "WHERE v >= 0 AND v = v")]:
+    # (rewrites no DuckDB version folds back into the original: 1.5 parses
+    # `NOT (v < 0)` as `v >= 0`, which odibi then rightly calls a reformat)
+    for label, where in [("cut", "WHERE v >= 0 AND id IS NOT NULL"),
+                         ("cut", "WHERE v >= 0 AND v = v")]:
         yaml.write_text(text.replace("WHERE v >= 0", where, 1))
         t = time.perf_counter()
         r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
