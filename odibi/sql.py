@@ -176,7 +176,7 @@ def _interpret(raw: str, text: str) -> SqlResult:
             return SqlProblem("must be a single SELECT statement (DDL and DML are not allowed)")
         pos = doc.get("position")
         offset = int(pos) if isinstance(pos, str) and pos.isdigit() else None
-        return SqlProblem(message.split("\n")[0], offset)
+        return SqlProblem(message.split("\n")[0], _chars(text, offset))
     statements = doc.get("statements", [])
     if len(statements) == 0:
         return SqlProblem("holds no statement")
@@ -189,10 +189,21 @@ def _interpret(raw: str, text: str) -> SqlResult:
     if readers:
         first = min(readers, key=lambda r: r.offset)
         return SqlProblem(f"reads files directly with {first.name}(); add a read node for them "
-                          "so odibi can fingerprint them", first.offset)
+                          "so odibi can fingerprint them", _chars(text, first.offset))
     canonical = _LOCATION_RE.sub("", raw)
+    tables = {k: TableRef(t.name, c if (c := _chars(text, t.offset)) is not None else -1)
+              for k, t in tables.items()}
     ordered = sorted(tables.values(), key=lambda t: (t.offset < 0, t.offset, t.name.lower()))
     return SqlInfo(digest_text(canonical), tuple(ordered))
+
+
+def _chars(text: str, offset: int | None) -> int | None:
+    """DuckDB's offsets count UTF-8 bytes; ours count characters (None/-1: unknown)."""
+    if offset is None or offset < 0:
+        return None
+    if text.isascii():
+        return offset
+    return len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
 
 
 def second_statement(text: str) -> int | None:

@@ -275,3 +275,14 @@ def test_placeholders_keep_the_tree_when_a_value_changes() -> None:
     assert tables(placeholder_text(template)) == {"t"}
     assert logic.tree == info(placeholder_text(template.replace("  ", " "))).tree
     assert logic.tree != info(placeholder_text(template.replace("min_amount", "max"))).tree
+
+
+def test_error_offsets_count_characters_not_utf8_bytes() -> None:
+    from odibi.sql import SqlProblem, analyze
+
+    text = "SELECT 'é€' AS s FROM t WHERE"  # é and € take 2 and 3 bytes in UTF-8
+    result = analyze([text])[text]
+    assert isinstance(result, SqlProblem), result
+    assert result.offset is not None and text[result.offset:] == "WHERE"
+    info = analyze(["SELECT 'é€' AS s FROM src"])["SELECT 'é€' AS s FROM src"]
+    assert [(t.name, t.offset) for t in info.tables] == [("src", 22)]
