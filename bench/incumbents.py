@@ -408,6 +408,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="odibi vs dbt vs SQLMesh, one size, no write-up")
     ap.add_argument("nodes", type=int, nargs="?", default=100)
     ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--out", help="write the BENCHMARKS.md section to this file "
+                                  "(bench/run.py --incumbents-python does)")
     args = ap.parse_args()
     if missing():
         raise SystemExit(f"missing: {', '.join(missing())} (pip install '.[bench]')")
@@ -422,7 +424,11 @@ def main() -> None:
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
 
-        print(section(ts, facts, args.jobs, table))
+        text = section(ts, facts, args.jobs, table)
+        if args.out:
+            Path(args.out).write_text(text)
+        else:
+            print(text)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -464,8 +464,12 @@ def main() -> None:
     ap.add_argument("--incumbents", action=argparse.BooleanOptionalAction,
                     help="dbt and SQLMesh side by side at 1,000 nodes (default: when they are "
                          f"installed, {incumbents.INSTALL}, and not --quick)")
+    ap.add_argument("--incumbents-python", metavar="PYTHON",
+                    help="run the side by side with this interpreter (a venv with "
+                         f"{incumbents.INSTALL}), and everything else with this one: "
+                         "the incumbents pin DuckDB < 2, odibi's own numbers should not")
     args = ap.parse_args()
-    side = incumbents.wanted(args.incumbents, args.quick)
+    side = args.incumbents_python is not None or incumbents.wanted(args.incumbents, args.quick)
     sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     heavy_rows = 2_000_000 if args.quick else 10_000_000
     jobs = 8
@@ -474,8 +478,14 @@ def main() -> None:
         side_doc = incumbents.skipped(args.quick)
         if side:
             print("side by side with dbt and SQLMesh (1,000 nodes) ...", flush=True)
-            tools, facts = incumbents.side_by_side(1000, work / "side", jobs, ENV)
-            side_doc = incumbents.section(tools, facts, jobs, table)
+            if args.incumbents_python:
+                subprocess.run([args.incumbents_python, str(HERE / "incumbents.py"), "1000",
+                                "--jobs", str(jobs), "--out", str(work / "side.md")],
+                               env=ENV, check=True)
+                side_doc = (work / "side.md").read_text()
+            else:
+                tools, facts = incumbents.side_by_side(1000, work / "side", jobs, ENV)
+                side_doc = incumbents.section(tools, facts, jobs, table)
         print("load ...", flush=True)
         load_rows = bench_load(sizes, work)
         print("no-op and explain ...", flush=True)
@@ -499,7 +509,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     doc = f"""# Benchmarks
 
-Written by `python bench/run.py{' --quick' if args.quick else ''}{' --incumbents' if side else ''}` on {datetime.date.today()}:
+Written by `python bench/run.py{' --quick' if args.quick else ''}{' --incumbents-python PYTHON' if args.incumbents_python else ' --incumbents' if side else ''}` on {datetime.date.today()}:
 {machine()}. Every ratio compares two numbers measured in this same run. Commands run as
 separate processes (`python -m odibi`), wall-clock seconds, best of 2-5 runs.
 
