@@ -89,6 +89,7 @@ class _Loop:
     size: int = 0  # slots: nodes computing at once
     running: set[NodeId] = field(default_factory=set)  # on a worker
     computing: set[NodeId] = field(default_factory=set)  # holding a slot
+    committing: set[NodeId] = field(default_factory=set)  # function returned, on a worker
     prepared: dict[NodeId, Ticket] = field(default_factory=dict)  # waiting for a slot
     began: set[NodeId] = field(default_factory=set)  # NodeStarted emitted
 
@@ -186,13 +187,16 @@ class _Loop:
                     heapq.heappush(ready, (-self.priority.get(node, 0.0), node))
             case Computed(node):
                 self.computing.discard(node)
+                self.committing.add(node)
             case Unstarted(node):
                 self.running.discard(node)
                 self.computing.discard(node)
+                self.committing.discard(node)
             case StepResult():
                 node = message.node
                 self.running.discard(node)
                 self.computing.discard(node)
+                self.committing.discard(node)
                 if node not in self.began:
                     if message.outcome is Outcome.INTERRUPTED:
                         return  # stopped while loading its inputs: it never started
@@ -204,7 +208,8 @@ class _Loop:
     def _stop(self, pool: Pool) -> None:
         """Start nothing new; interrupt what runs; call off jobs waiting for a slot."""
         self.stop = True
-        pool.interrupt()
+        # a Python node whose function returned is only committing its result: let it
+        pool.interrupt(spare=frozenset(self.committing))
         self._call_off()
 
     def _call_off(self) -> None:

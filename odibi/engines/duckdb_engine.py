@@ -10,6 +10,7 @@ a Python node needs it as a DataFrame.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -82,26 +83,24 @@ class DuckDBSession:
         self.in_txn = False
         self.redact = redact
 
-    def _run(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+    def _mapped(self, call: Callable[[], Any]) -> Any:
+        """call(), with DuckDB's errors as the engine's (an interrupt, or an EngineError)."""
         import duckdb
 
         try:
-            return self.cur.execute(sql, params) if params is not None else self.cur.execute(sql)
+            return call()
         except duckdb.InterruptException:
             raise EngineInterrupted("interrupted") from None
         except duckdb.Error as e:
             raise _error(e, self.redact) from None
+
+    def _run(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        return self._mapped(lambda: self.cur.execute(sql, params) if params is not None
+                            else self.cur.execute(sql))
 
     def _one(self, sql: str) -> Any:
         """Execute and fetch one row (fetching runs the query too: errors are mapped)."""
-        import duckdb
-
-        try:
-            return self.cur.execute(sql).fetchone()
-        except duckdb.InterruptException:
-            raise EngineInterrupted("interrupted") from None
-        except duckdb.Error as e:
-            raise _error(e, self.redact) from None
+        return self._mapped(lambda: self.cur.execute(sql).fetchone())
 
     def begin(self) -> None:
         self._run("BEGIN TRANSACTION")
@@ -137,15 +136,9 @@ class DuckDBSession:
 
     def frames(self, inputs: Mapping[str, NodeId]) -> dict[str, Any]:
         """Each input node's output as a pandas DataFrame, by parameter name."""
-        import duckdb
-
-        try:
-            return {param: self.cur.execute(f"SELECT * FROM main.{quote_ident(node)}").df()
-                    for param, node in inputs.items()}
-        except duckdb.InterruptException:
-            raise EngineInterrupted("interrupted") from None
-        except duckdb.Error as e:
-            raise _error(e, self.redact) from None
+        return self._mapped(lambda: {
+            param: self.cur.execute(f"SELECT * FROM main.{quote_ident(node)}").df()
+            for param, node in inputs.items()})
 
     def create_from_frame(self, table: str, frame: Any) -> int:
         import pandas as pd
@@ -159,11 +152,14 @@ class DuckDBSession:
             data = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError):
             data = frame  # mixed-type object columns: let DuckDB's pandas scan decide
-        self.cur.register(view, data)
+        self._mapped(lambda: self.cur.register(view, data))
         try:
             return self._create(table, f"SELECT * FROM {quote_ident(view)}")
-        finally:
-            self.cur.unregister(view)
+        finally:  # (after an interrupt the transaction is aborted: the view goes with it)
+            import duckdb
+
+            with contextlib.suppress(duckdb.Error):
+                self.cur.unregister(view)
 
     def describe(self, table: str, rows: int) -> TableInfo:
         """Schema and an order-insensitive content digest: the sum of DuckDB's 64-bit row

@@ -11,10 +11,14 @@ Each function appends `start end` (wall clock) to a file of its own in the proje
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import run_cli
+from tests.e2e.test_executor import finish, start_build, wait_for
 
 NAP = '''
 import time
@@ -156,3 +160,58 @@ def test_a_transform_that_cannot_be_imported_fails_its_node_only(tmp_path: Path)
     report = build(root, "-j", "2", code=1)
     assert outcomes(report) == {"broken": "failed", "after": "blocked"}
     assert {tag for tag, _, _ in calls(root)} == {"tenth"}
+
+
+COMMITTING = '''
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def big():
+    frame = pd.DataFrame({"x": range(10_000_000)})
+    (HERE / "big_returned").write_text("")
+    return frame
+
+
+def waiter():
+    (HERE / "waiter_started").write_text("")
+    while (HERE / "hold").exists():
+        time.sleep(0.01)
+    return pd.DataFrame({"y": [1]})
+'''
+
+
+@pytest.mark.slow
+def test_ctrl_c_lets_a_node_whose_function_returned_commit(tmp_path: Path) -> None:
+    # `big` returned 10M rows and is storing and validating them (off its slot) when
+    # Ctrl-C comes: its work is done, so it is committed, not interrupted; `waiter`'s
+    # function cannot be interrupted and is waited for
+    root = tmp_path / "p"
+    (root / "slots_c").mkdir(parents=True)
+    (root / "slots_c" / "__init__.py").write_text("")
+    (root / "slots_c" / "c.py").write_text(COMMITTING)
+    (root / "odibi.yaml").write_text(
+        "project: committing\nnodes:\n"
+        "  - name: big\n    python: slots_c.c:big\n    validate: [unique(x)]\n"
+        "  - name: waiter\n    python: slots_c.c:waiter\n")
+    (root / "hold").write_text("")
+    log = tmp_path / "log"
+    proc = start_build(root, "--json", "-j", "2", log=log)
+    try:
+        wait_for(lambda: (root / "big_returned").exists() and (root / "waiter_started").exists(),
+                 "big to return and waiter to start", proc=proc)
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "interrupted" in Path(f"{log}.err").read_text(),
+                 "the build to say it stops", proc=proc)
+        (root / "hold").unlink()
+        code = finish(proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, Path(f"{log}.err").read_text()
+    assert outcomes(json.loads(Path(f"{log}.out").read_text())) == {"big": "built",
+                                                                    "waiter": "built"}
