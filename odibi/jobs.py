@@ -408,9 +408,11 @@ class Pool:
             self.running.pop(node, None)
             self.done.put(result)
 
-    def interrupt(self) -> None:
-        for index in list(self.running.values()):
-            self.sessions[index].interrupt()
+    def interrupt(self, spare: frozenset[NodeId] = frozenset()) -> None:
+        """Interrupt what the workers run, but for the nodes in `spare`."""
+        for node, index in list(self.running.items()):
+            if node not in spare:
+                self.sessions[index].interrupt()
 
     def close(self, grace: float = 30.0) -> None:
         for _ in self.threads:
