@@ -133,14 +133,16 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
     """Run the plan. Ctrl-C stops scheduling, interrupts running queries, records what
     finished (the caller writes odibi.lock) and exits 130; a second Ctrl-C exits at once
     (every record is its own transaction, so the state stays consistent)."""
-    from odibi.engines.duckdb_engine import DuckDBEngine
+    from odibi.engines.duckdb_engine import DuckDBEngine, block_size_for
 
     project = prepared.resolved.project
     # opened by the executor before anything runs, or never: a build that only restores
     # records its restores in the state and leaves the warehouse closed
+    sources = sum(size for own in prepared.own.values() for _, size in own.sources.values())
     engine = DuckDBEngine(prepared.warehouse, project.python_path, lazy=True,
                           on_open=lambda e: sync_views(state, e),
-                          redact=env_redactions(prepared.resolved))
+                          redact=env_redactions(prepared.resolved),
+                          block_size=block_size_for(sources))
     cancel = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:

@@ -26,7 +26,22 @@ from odibi.hashing import digest_parts
 from odibi.ids import Digest, Format, NodeId
 
 STORE = "odibi_store"
-BLOCK_SIZE = 65536  # bytes, for a warehouse created by odibi
+# The block size of a warehouse is chosen when odibi creates it (an existing one keeps
+# its own). DuckDB stores every table in blocks of its own: a tiny table costs a whole
+# block, written at each checkpoint, so a project of many small nodes wants small blocks;
+# large tables are scanned and written faster in DuckDB's default 256 KiB ones (bench/,
+# README "Warehouse blocks").
+SMALL_BLOCKS = 16384  # bytes: sources that add up to less than SMALL_SOURCES
+LARGE_BLOCKS = 262144  # bytes: DuckDB's default
+SMALL_SOURCES = 4 * 1024 * 1024  # bytes of source files
+
+
+def block_size_for(source_bytes: int) -> int:
+    """The block size of a new warehouse for a project whose sources add up to
+    `source_bytes` (its outputs are of that order)."""
+    return SMALL_BLOCKS if source_bytes < SMALL_SOURCES else LARGE_BLOCKS
+
+
 READER_WAIT = 30.0  # seconds a build waits for a reader to let go of the warehouse
 _VIEW_TARGET = re.compile(r'FROM\s+"?odibi_store"?\.(?:"((?:[^"]|"")*)"|([A-Za-z0-9_]+))', re.I)
 _READERS = {Format.CSV: "read_csv", Format.PARQUET: "read_parquet", Format.JSON: "read_json"}
@@ -221,10 +236,13 @@ class DuckDBEngine:
     def __init__(self, path: Path, python_path: Sequence[Path] = (), *,
                  threads: int | None = None, read_only: bool = False, lazy: bool = False,
                  on_open: Callable[[DuckDBEngine], None] | None = None,
-                 redact: Mapping[str, str] | None = None) -> None:
+                 redact: Mapping[str, str] | None = None,
+                 block_size: int = LARGE_BLOCKS) -> None:
         """`redact`: {secret text: what to show instead}, applied to every error message
-        (the values of the project's `${env:X}`, see `builder.env_redactions`)."""
+        (the values of the project's `${env:X}`, see `builder.env_redactions`).
+        `block_size`: of the warehouse, if this creates it (`block_size_for`)."""
         self.redact = redact
+        self.block_size = block_size
         self.path = path
         self.python_path = python_path
         self.threads = threads
@@ -246,11 +264,8 @@ class DuckDBEngine:
                 return
             import duckdb  # deferred: only commands that touch data pay for it
 
-            # 64 KiB blocks (DuckDB's default is 256 KiB) for a warehouse created now: every
-            # stored version is a table of at least one block, so a project of many small
-            # nodes writes (and checkpoints) a quarter of the bytes; no slower on big data
-            # (bench/). An existing warehouse keeps the block size it was made with.
-            config: dict[str, Any] = {"default_block_size": str(BLOCK_SIZE)}
+            # (applies only to a warehouse created now)
+            config: dict[str, Any] = {"default_block_size": str(self.block_size)}
             if self.threads:
                 config["threads"] = self.threads
             deadline = time.monotonic() + (0 if self.read_only else READER_WAIT)

@@ -231,3 +231,57 @@ def test_show_with_a_negative_limit_is_a_usage_error(tmp_path: Path) -> None:
     build(root)
     r = run_cli("-C", str(root), "show", "d", "--limit", "-1")
     assert r.code == 2 and "--limit must be 0 or more" in r.err and "Traceback" not in r.text
+
+
+# -- the warehouse's block size --------------------------------------------------------------
+def _block_size(root: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect(str(root / ".odibi" / "warehouse.duckdb"), read_only=True)
+    try:
+        return int(con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _sized_source(path: Path, size: int) -> None:
+    """A csv of about `size` bytes (id,v rows)."""
+    rows = max(1, size // 16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id,v\n" + "".join(f"{i:>7},{i % 97:>7}\n" for i in range(rows)))
+
+
+SIZED = """\
+    pipeline: p
+    nodes:
+      - name: src
+        read: {connection: raw, path: a.csv}
+      - name: total
+        sql: SELECT sum(v) AS v FROM src
+"""
+
+
+def test_a_project_of_small_data_gets_small_warehouse_blocks(tmp_path: Path) -> None:
+    """Every table takes at least one block: many tiny nodes in DuckDB's default 256 KiB
+    blocks would write a quarter of a megabyte each (README "Warehouse blocks")."""
+    from odibi.engines.duckdb_engine import SMALL_BLOCKS, SMALL_SOURCES
+
+    root = make(tmp_path, SIZED)
+    _sized_source(root / "data" / "a.csv", SMALL_SOURCES // 2)
+    build(root)
+    assert _block_size(root) == SMALL_BLOCKS == 16384
+    # the warehouse keeps the block size it was made with, whatever the data becomes
+    _sized_source(root / "data" / "a.csv", SMALL_SOURCES + 4096)
+    report = build(root)
+    assert outcomes(report) == {"src": "built", "total": "built"}
+    assert _block_size(root) == SMALL_BLOCKS
+
+
+def test_a_project_of_large_data_gets_duckdbs_default_blocks(tmp_path: Path) -> None:
+    from odibi.engines.duckdb_engine import LARGE_BLOCKS, SMALL_SOURCES
+
+    root = make(tmp_path, SIZED)
+    _sized_source(root / "data" / "a.csv", SMALL_SOURCES + 4096)
+    report = build(root)
+    assert outcomes(report) == {"src": "built", "total": "built"}
+    assert _block_size(root) == LARGE_BLOCKS == 262144
