@@ -310,7 +310,9 @@ class DuckDBEngine:
     def outputs(self) -> tuple[frozenset[str], Mapping[NodeId, str]]:
         tables = frozenset(
             f"{STORE}.{quote_ident(t)}" for (t,) in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [STORE]).fetchall())
+                # (no parameter: DuckDB 1.x imports pandas on its first parameterized query)
+                f"SELECT table_name FROM duckdb_tables() WHERE schema_name = {sql_literal(STORE)}"
+                ).fetchall())
         views: dict[NodeId, str] = {}
         for name, sql in self.con.execute(
                 "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'main' "

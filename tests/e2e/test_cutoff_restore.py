@@ -228,6 +228,19 @@ def test_a_revert_after_a_first_build_needs_neither_duckdb_nor_pandas(tmp_path: 
     assert imports_of("-C", str(root), "build", "-q") == "0 []"  # views synced: nothing left
 
 
+def test_building_sql_nodes_never_imports_pandas(tmp_path: Path) -> None:
+    """pandas costs a command ~0.3 s to import: only Python nodes and `show` need it. A cold
+    build, an edit and its rebuild of a project of SQL nodes import DuckDB, never pandas
+    (DuckDB 1.x imports it on the first query that has a parameter: odibi passes none)."""
+    root = make_gen(tmp_path / "gen")
+    node = SQL_NODE["middle"]
+    assert imports_of("-C", str(root), "build", "-q") == "0 ['duckdb']"
+    edit_node(root, node, f"WHERE v > {GEN_CONST[node]}", f"WHERE v > {new_cut(node)}")
+    assert imports_of("-C", str(root), "explain", "-q") == "0 ['duckdb']"  # parses the edit
+    assert imports_of("-C", str(root), "build", "-q") == "0 ['duckdb']"
+    assert executed(build(root)) == set()
+
+
 def test_gc_after_a_restore_only_build_leaves_the_views_on_the_restored_versions(
         tmp_path: Path) -> None:
     root = make_gen(tmp_path / "gen")
