@@ -6,7 +6,7 @@ baseline it is compared with (also measured in this run, on the same machine).
 
 With dbt and SQLMesh installed (`pip install -e '.[bench]'`, pinned versions), the full run
 starts with odibi, dbt and SQLMesh side by side at 1,000 nodes (`bench/incumbents.py`,
-about 12 minutes more); `--incumbents` / `--no-incumbents` force it on / off.
+6 to 10 minutes more); `--incumbents` / `--no-incumbents` force it on / off.
 
 Commands run as separate processes, as a user runs them (`python -m odibi ...`), with
 bytecode caching on. Fast scenarios take the best of several runs.
