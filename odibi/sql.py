@@ -110,7 +110,8 @@ def _connection() -> Any:
 def _serialize(texts: list[str]) -> list[str]:
     with _lock:
         con = _connection()
-        if any("\x00" in t for t in texts):  # (a NUL cannot stand in a literal)
+        if any("\x00" in t for t in texts):  # DuckDB 1.x cannot read a NUL in a literal:
+            # as a parameter, such a text fails on its own (a located problem)
             rows = con.execute("SELECT json_serialize_sql(unnest($1))", [texts]).fetchall()
         else:
             # the texts as literals, not as a parameter: DuckDB 1.x imports pandas and

@@ -188,6 +188,33 @@ def test_analyze_many_texts_at_once() -> None:
     assert {t.name for t in results["SELECT * FROM b"].tables} == {"b"}  # type: ignore[union-attr]
 
 
+def test_texts_with_quotes_backslashes_unicode_and_nul_parse_together() -> None:
+    """The texts reach DuckDB's parser as SQL literals, in one query for all of them: every
+    character a SELECT may hold survives (each text's tree differs from its twin's without
+    that character), and each text keeps its own result."""
+    twins = {"SELECT 'it''s' AS q FROM a": "SELECT 'its' AS q FROM a",
+             "SELECT '\\n' || 'é' AS \"naïve\" FROM b": "SELECT '\\n' || 'e' AS \"naive\" FROM b",
+             "SELECT '''' FROM d -- it's": "SELECT '' FROM d"}
+    results = analyze([*twins, *twins.values()])
+    assert [{t.name for t in results[text].tables} for text in twins] == \
+        [{"a"}, {"b"}, {"d"}]  # type: ignore[union-attr]
+    for text, twin in twins.items():
+        assert results[text].tree != results[twin].tree, text  # type: ignore[union-attr]
+
+
+def test_a_nul_in_one_text_does_not_break_the_others() -> None:
+    """DuckDB 2 parses a NUL inside a quoted name; DuckDB 1.x cannot read one at all: that
+    text is then a located problem of its own, and the texts parsed with it are fine."""
+    nul, plain = 'SELECT 1 AS "a\x00b" FROM c', "SELECT * FROM a"
+    results = analyze([nul, plain])
+    assert {t.name for t in results[plain].tables} == {"a"}  # type: ignore[union-attr]
+    got = results[nul]
+    if isinstance(got, SqlInfo):
+        assert {t.name for t in got.tables} == {"c"}
+    else:
+        assert got.offset is not None and "\n" not in got.message
+
+
 def test_a_reformatted_statement_reuses_the_parse_without_duckdb() -> None:
     cache = DictCache()
     analyze(["SELECT a FROM t WHERE x > 1"], cache)
