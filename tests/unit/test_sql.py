@@ -188,7 +188,7 @@ def test_analyze_many_texts_at_once() -> None:
     assert {t.name for t in results["SELECT * FROM b"].tables} == {"b"}  # type: ignore[union-attr]
 
 
-def test_texts_with_quotes_backslashes_unicode_and_nul_parse_together() -> None:
+def test_texts_with_quotes_backslashes_and_unicode_parse_together() -> None:
     """The texts reach DuckDB's parser as SQL literals, in one query for all of them: every
     character a SELECT may hold survives (each text's tree differs from its twin's without
     that character), and each text keeps its own result."""
