@@ -436,7 +436,9 @@ def source_display_names(prepared: Prepared) -> dict[str, str]:
 
 
 def make_plan(prepared: Prepared, selection: frozenset[NodeId],
-              forced: frozenset[NodeId] = frozenset()) -> Plan:
+              forced: frozenset[NodeId] = frozenset(), *, only: bool = False) -> Plan:
+    """The plan for the targets `selection` (see `planner.plan`); `forced` nodes rebuild
+    even if up to date; `only`: just the selection, from its upstreams' last outputs."""
     p = prepared.resolved.project
     graph = prepared.resolved.graph
     source_names = source_display_names(prepared)
@@ -444,9 +446,58 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
         graph=graph, own=prepared.own, traces=prepared.traces,
         failures=prepared.failures, outputs=prepared.outputs,
         always_run=frozenset(n for n, node in p.nodes.items() if node.always_run),
-        source_names=source_names, stored=prepared.stored)
+        source_names=source_names, stored=prepared.stored,
+        guards=ExportGuards(prepared.resolved))
     nodes = frozenset(n for n in selection if n in p.nodes or n in p.checks)
-    return plan(inputs, PlanOptions(nodes, forced & nodes))
+    return plan(inputs, PlanOptions(nodes, forced, only))
+
+
+class ExportGuards(Mapping[NodeId, tuple[NodeId, ...]]):
+    """Node with a `write:` -> the halting checks its exports wait for: every check with
+    `on_fail: halt` that reads the node, directly or through other nodes, but not through
+    a read of that node's own export (such a check checks the file itself, which must be
+    written first). Worked out on first use: a build that exports nothing never asks."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        self.resolved = resolved
+        self._found: dict[NodeId, tuple[NodeId, ...]] | None = None
+
+    def _all(self) -> dict[NodeId, tuple[NodeId, ...]]:
+        if self._found is None:
+            self._found = export_guards(self.resolved)
+        return self._found
+
+    def __getitem__(self, name: NodeId) -> tuple[NodeId, ...]:
+        return self._all()[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
+    """See `ExportGuards`. One walk upstream from each halting check."""
+    project, graph = resolved.project, resolved.graph
+    out: dict[NodeId, list[NodeId]] = {}
+    for name in sorted(project.checks):
+        if project.checks[name].on_fail is not OnFail.HALT:
+            continue
+        seen, stack = {name}, [name]
+        while stack:
+            x = stack.pop()
+            reader = x in project.nodes and isinstance(project.nodes[x].producer, ReadSpec)
+            for u in graph.upstream(x):
+                node = project.nodes[u]
+                if node.writes and not reader:  # (a read of u reads u's export)
+                    guards = out.setdefault(u, [])
+                    if name not in guards:
+                        guards.append(name)
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+    return {n: tuple(g) for n, g in out.items()}
 
 
 def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
@@ -515,7 +566,7 @@ def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
     """The trace a node may keep if its upstream outputs come out unchanged: only for a
     node rebuilt for no reason of its own, whose outputs and exports are in order."""
     old = prepared.traces.get(step.node)
-    if (step.status is not Status.REBUILD or old is None or not step.reasons
+    if (step.status is not Status.REBUILD or old is None or not step.reasons or old.held
             or any(r.reason not in _UPSTREAM_ONLY for r in step.reasons)
             or old.write_key != step.own.write_key or step.node in prepared.outputs
             or set(old.inputs) != set(prepared.resolved.graph.upstream(step.node))):

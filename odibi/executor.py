@@ -7,7 +7,11 @@ and repeats. Workers only run `run_job(job, session)` on their own engine sessio
 
 A node's outcome is committed in order: its output (the engine's transaction, exports
 included), then its state record; a node counts as built only once that record is
-written. A failure is a value, not an exception: its dependants are `blocked` and
+written. Exports that halting checks guard (`PlannedStep.export_waits`) are written
+apart, by an export task that runs once the node is recorded (with its exports marked
+`held`) and every guard has passed: a guard that fails, or never runs, holds them back
+(`RunResult.held`), and the next build writes them once the guards pass. Dependants in
+the warehouse do not wait for the export; a read node that reads the exported file does. A failure is a value, not an exception: its dependants are `blocked` and
 independent branches go on (`--keep-going`), or nothing new starts and running queries
 are interrupted (`--fail-fast`, a halting check, or `cancel` being set, as Ctrl-C does).
 """
@@ -27,6 +31,7 @@ from odibi.engines.base import Engine, EngineError
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.graph import Graph
 from odibi.ids import Digest, NodeId, Outcome
+from odibi.paths import shown
 from odibi.jobs import (Computed, Job, Message, Pool, Prepared, PythonCall, StepResult,
                         Ticket, Unstarted, export_outputs, prepares, run_job)
 from odibi.planner import Plan, Reason, Status
@@ -43,6 +48,15 @@ class RunOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldExport:
+    """Exports of a node that were not written: `why` names the guard that held them."""
+
+    paths: tuple[str, ...]
+    check: NodeId | None
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunResult:
     results: Mapping[NodeId, StepResult]
     blocked: Mapping[NodeId, NodeId]  # node -> the failed node that blocked it
@@ -51,6 +65,7 @@ class RunResult:
     not_started: tuple[NodeId, ...] = ()  # left out: --fail-fast, a halt, an interrupt
     cancelled: bool = False  # stopped by `cancel` (Ctrl-C)
     halted: NodeId | None = None  # a halting check failed and stopped the build
+    held: Mapping[NodeId, HeldExport] = field(default_factory=dict)  # exports not written
 
     @property
     def failed(self) -> list[NodeId]:
@@ -63,7 +78,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return (not self.failed and not self.blocked and not self.not_started
-                and not self.cancelled and not any(r.outcome is Outcome.INTERRUPTED
+                and not self.held and not self.cancelled and not any(r.outcome is Outcome.INTERRUPTED
                                                    for r in self.results.values()))
 
 
@@ -92,18 +107,23 @@ class _Loop:
     committing: set[NodeId] = field(default_factory=set)  # function returned, on a worker
     prepared: dict[NodeId, Ticket] = field(default_factory=dict)  # waiting for a slot
     began: set[NodeId] = field(default_factory=set)  # NodeStarted emitted
+    # export tasks: node -> the task writing its guarded exports, and back
+    tasks: Mapping[NodeId, NodeId] = field(default_factory=dict)
+    owner: Mapping[NodeId, NodeId] = field(default_factory=dict)
+    after: dict[NodeId, list[NodeId]] = field(default_factory=dict)  # waits outside the graph
+    exported: set[NodeId] = field(default_factory=set)  # export tasks done
+    dropped: set[NodeId] = field(default_factory=set)  # export tasks not needed after all
 
     def run(self, engine: Engine) -> RunResult:
         started = time.time()
-        waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
-                       and _must_wait(self.jobs[n], self.jobs[u])} for n in self.jobs}
+        waiting = self._waiting()
         ready: list[tuple[float, NodeId]] = []
         if self._restore_without_warehouse(engine):
             return RunResult(self.results, self.blocked, started, time.time(), (),
                              self.cancel.is_set(), self.halted)
         engine.open()  # before any node runs (it applies views an earlier build deferred)
         self._restore_batch(engine, waiting, ready)
-        for n, deps in sorted(waiting.items(), key=lambda item: self.graph.index[item[0]]):
+        for n, deps in sorted(waiting.items(), key=lambda item: self._rank(item[0])):
             if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
                 heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
         python = sum(1 for n, j in self.jobs.items() if prepares(j) and n not in self.results)
@@ -127,10 +147,69 @@ class _Loop:
         finally:
             self._call_off()
             pool.close()
-        not_started = tuple(n for n in self.jobs if n not in self.results
-                            and n not in self.blocked)
+        held = self._held()
+        not_started = tuple(n for n in self.jobs if n not in self.results and n not in self.owner
+                            and n not in self.blocked and n not in held)
         return RunResult(self.results, self.blocked, started, time.time(), not_started,
-                         self.cancel.is_set(), self.halted)
+                         self.cancel.is_set(), self.halted, held)
+
+    def _waiting(self) -> dict[NodeId, set[NodeId]]:
+        """What each job waits for: the upstream jobs whose output it reads, and for
+        guarded exports (`export_waits`), the node and its guards; a read node that
+        reads a guarded export waits for its export task. Waits that are not edges of
+        the graph are kept in `after` (dependency -> dependants)."""
+        waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
+                       and _must_wait(self.jobs[n], self.jobs[u])}
+                   for n in self.jobs if n not in self.owner}
+        extra: dict[NodeId, set[NodeId]] = {}
+        for n, job in self.jobs.items():
+            if n in self.owner:
+                extra[n] = {self.owner[n], *job.step.export_waits}
+            elif job.step.status is Status.REEXPORT and job.step.export_waits:
+                extra[n] = set(job.step.export_waits)
+            if job.read is not None:
+                extra.setdefault(n, set()).update(
+                    self.tasks[u] for u in self.graph.upstream(n) if u in self.tasks)
+        for n, deps in extra.items():
+            waiting.setdefault(n, set()).update(deps)
+            for d in deps:
+                self.after.setdefault(d, []).append(n)
+        return waiting
+
+    def _rank(self, n: NodeId) -> tuple[int, int]:
+        """Build order, an export task right after its node."""
+        return (self.graph.index[self.owner.get(n, n)], n in self.owner)
+
+    def _held(self) -> dict[NodeId, HeldExport]:
+        """Guarded exports that were not written, and the guard that held each back."""
+        out = {}
+        for n, job in self.jobs.items():
+            if n in self.owner:
+                if n in self.exported or n in self.dropped:
+                    continue
+            elif (job.step.status is not Status.REEXPORT or not job.step.export_waits
+                  or n in self.results or n in self.blocked):
+                continue
+            paths = tuple(shown(dest, job.root) if job.root else str(dest)
+                          for _, dest in job.writes)
+            out[self.owner.get(n, n)] = HeldExport(paths, *self._holder(job.step.export_waits))
+        return out
+
+    def _holder(self, guards: tuple[NodeId, ...]) -> tuple[NodeId | None, str]:
+        for c in guards:
+            r = self.results.get(c)
+            if r is not None and r.outcome is Outcome.FAILED:
+                return c, f"check {c} failed"
+        for c in guards:
+            if c in self.blocked:
+                return c, f"check {c} did not run: blocked because {self.blocked[c]} failed"
+            if c not in self.jobs:
+                step = self.plan.by_name.get(c)
+                why = f" ({step.headline})" if step is not None and step.headline else ""
+                return c, f"check {c} cannot run{why}"
+        waiting = next((c for c in guards if c not in self.results), None)
+        return waiting, (f"the build stopped before check {waiting} ran" if waiting
+                         else "the build stopped before they were written")
 
     def _fill(self, ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         """Start ready jobs, highest priority first, while slots and workers are free. A
@@ -169,6 +248,9 @@ class _Loop:
         self.prepared.pop(n).decide(True)
 
     def _started(self, n: NodeId) -> None:
+        if n in self.owner:  # an export task: part of its node, which has said why it runs
+            self.began.add(n)
+            return
         if n not in self.began:
             self.began.add(n)
             step = self.jobs[n].step
@@ -231,6 +313,9 @@ class _Loop:
     def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
                 ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         name = result.node
+        if name in self.owner:
+            self._exported(result, waiting, ready)
+            return
         job = self.jobs[name]
         self.results[name] = result
         # the record first, then the word: a node reported done is durably done
@@ -246,6 +331,8 @@ class _Loop:
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None,
                                         result.error or result.note, result.attempts))
+        if result.outcome in (Outcome.INTERRUPTED, Outcome.FAILED) and name in self.tasks:
+            self.dropped.add(self.tasks[name])  # its output was not committed: no export
         if result.outcome is Outcome.INTERRUPTED:
             return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
@@ -254,6 +341,34 @@ class _Loop:
                 self._stop(pool)
             return
         self._release(name, waiting, ready)
+
+    def _exported(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
+                  ready: list[tuple[float, NodeId]]) -> None:
+        """An export task's result: the node's record gets its exports (no longer held);
+        a failed export fails the node (its output stays committed, its exports held, so
+        the next build writes them) and blocks the reads of those files."""
+        task = result.node
+        name = self.owner[task]
+        if result.outcome is Outcome.INTERRUPTED:
+            return  # held: the next build writes them
+        if result.outcome is Outcome.EXPORTED:
+            trace = self.state.recorded[name]  # recorded when the node finished
+            self.state.record(name, replace(trace, exports=result.exports, held=()))
+            self.exported.add(task)
+            self.results[name] = replace(self.results[name], exports=result.exports)
+            self._release(task, waiting, ready)
+            return
+        error = f"export failed: {result.error}"
+        self.dropped.add(task)
+        self.results[name] = replace(self.results[name], outcome=Outcome.FAILED, error=error,
+                                     internal=result.internal)
+        self.reporter.emit(NodeFinished(name, Outcome.FAILED, result.seconds, result.worker,
+                                        None, error, result.attempts))
+        for reader in self.after.get(task, ()):
+            if reader in waiting and reader not in self.blocked and reader not in self.results:
+                self.blocked[reader] = name
+                self.reporter.emit(NodeBlocked(reader, name))
+                self._block(reader, name, waiting)
 
     def _restore_batch(self, engine: Engine, waiting: dict[NodeId, set[NodeId]],
                        ready: list[tuple[float, NodeId]]) -> None:
@@ -330,7 +445,8 @@ class _Loop:
 
     def _release(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
                  ready: list[tuple[float, NodeId]]) -> None:
-        for child in self.graph.downstream(name):
+        children = self.graph.downstream(name) if name in self.graph.index else ()
+        for child in (*children, *self.after.get(name, ())):
             deps = waiting.get(child)
             if deps is not None and name in deps:
                 deps.discard(name)
@@ -357,6 +473,11 @@ class _Loop:
         now = time.time()
         self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
         self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF, 0.0, -1))
+        task = self.tasks.get(name)
+        if task is not None:  # its output and exports stand as they were
+            self.dropped.add(task)
+            waiting.pop(task, None)
+            self._release(task, waiting, ready)
         self._release(name, waiting, ready)
         return True
 
@@ -387,7 +508,7 @@ class _Loop:
             return replace(base, exports=result.exports, write_key=step.own.write_key,
                            validate_key=step.own.validate_key,
                            contracts_key=step.own.contracts_key, sql_text=step.own.sql_text,
-                           text_digest=step.own.text_digest)
+                           text_digest=step.own.text_digest, held=job.held)
         info = result.info
         assert info is not None
         self.outputs[step.node] = info.digest
@@ -398,7 +519,7 @@ class _Loop:
             inputs={u: d for u in step.upstream if (d := self.outputs.get(u)) is not None},
             exports=result.exports, write_key=step.own.write_key,
             validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
-            sql_text=step.own.sql_text, text_digest=step.own.text_digest)
+            sql_text=step.own.sql_text, text_digest=step.own.text_digest, held=job.held)
 
 
 def _must_wait(job: Job, upstream: Job) -> bool:
@@ -418,10 +539,31 @@ def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine
     outputs: dict[NodeId, Digest | None] = {n: t.output for n, t in traces.items()}
     if root is not None:
         jobs = {n: replace(j, root=root) for n, j in jobs.items()}
+    jobs, tasks = _export_tasks(jobs)
     loop = _Loop(plan, jobs, graph, state, reporter, options, outputs,
                  critical_path(graph, jobs, durations or {}), traces,
-                 cancel or threading.Event())
+                 cancel or threading.Event(), tasks=tasks,
+                 owner={t: n for n, t in tasks.items()})
     return loop.run(engine)
+
+
+def _export_tasks(jobs: Mapping[NodeId, Job]) -> tuple[dict[NodeId, Job], dict[NodeId, NodeId]]:
+    """A node that computes (or restores) an output whose exports are guarded gives its
+    writes to an export task (`<node>:export`, never a node name), which runs once the
+    node is recorded and its guards have passed. The node's record says its exports are
+    `held` until then."""
+    out = dict(jobs)
+    tasks: dict[NodeId, NodeId] = {}
+    for n, job in jobs.items():
+        step = job.step
+        if job.writes and step.export_waits and step.status in (Status.REBUILD, Status.RESTORE):
+            task = NodeId(f"{n}:export")
+            out[n] = replace(job, writes=(), held=step.export_waits)
+            out[task] = Job(step=replace(step, status=Status.REEXPORT), table=job.table,
+                            writes=job.writes, retry=job.retry, timeout=job.timeout,
+                            root=job.root, task=task)
+            tasks[n] = task
+    return out, tasks
 
 
 def critical_path(graph: Graph, jobs: Mapping[NodeId, Job],

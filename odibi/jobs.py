@@ -67,6 +67,13 @@ class Job:
     tables: Mapping[str, str] = field(default_factory=dict)  # dataset -> how SQL reads it
     check: RulePlan | None = None  # a check node: its rule
     halt: bool = False  # a check whose failure stops the build
+    held: tuple[NodeId, ...] = ()  # its exports are written apart, once these checks pass
+    task: NodeId | None = None  # the scheduler's name for it, when not its node's (exports)
+
+    @property
+    def key(self) -> NodeId:
+        """What the scheduler calls this job, and its results."""
+        return self.task if self.task is not None else self.step.node
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +148,14 @@ def run_job(job: Job, session: Session, worker: int, hooks: Hooks | None = None)
             if job.check is not None and job.stored is None:
                 return _run_check(job, session, started, worker)
             outcome, info, exports = _attempt(job, session, timer, hooks)
-            return StepResult(job.step.node, outcome, hooks.granted or started, time.time(),
+            return StepResult(job.key, outcome, hooks.granted or started, time.time(),
                               worker, info=info, exports=exports, attempts=attempts)
         except RulesFailed as e:  # the data broke a rule: retrying would not help
-            return StepResult(job.step.node, Outcome.FAILED, hooks.granted or started,
+            return StepResult(job.key, Outcome.FAILED, hooks.granted or started,
                               time.time(), worker, error=str(e), attempts=attempts)
         except EngineInterrupted:
             if not timer.fired:
-                return StepResult(job.step.node, Outcome.INTERRUPTED, hooks.granted or started,
+                return StepResult(job.key, Outcome.INTERRUPTED, hooks.granted or started,
                                   time.time(), worker, error="interrupted", attempts=attempts)
             error = f"timed out after {job.timeout:g}s"
         except EngineError as e:  # the node's work failed: SQL, data, the user's Python
@@ -156,14 +163,14 @@ def run_job(job: Job, session: Session, worker: int, hooks: Hooks | None = None)
         except NotStarted:
             raise
         except Exception as e:  # noqa: BLE001 - a bug in odibi: kept apart, with its traceback
-            return StepResult(job.step.node, Outcome.FAILED, hooks.granted or started,
+            return StepResult(job.key, Outcome.FAILED, hooks.granted or started,
                               time.time(), worker, error=f"internal error: {e!r}",
                               attempts=attempts, internal="".join(traceback.format_exception(e)))
         finally:
             timer.cancel()
             session.rollback()
         if attempts >= job.retry.attempts:
-            return StepResult(job.step.node, Outcome.FAILED, hooks.granted or started,
+            return StepResult(job.key, Outcome.FAILED, hooks.granted or started,
                               time.time(), worker, error=error, attempts=attempts)
         time.sleep(job.retry.backoff * (2 ** (attempts - 1)))
 
@@ -394,7 +401,7 @@ class Pool:
             job = self.todo.get()
             if job is None:
                 return
-            node = job.step.node
+            node = job.key
             self.running[node] = index
             result: Message
             try:

@@ -1,24 +1,34 @@
 """The rebuilder: (graph, own parts, state, selection, options) -> Plan. Pure.
 
-`plan()` decides *whether* each selected node runs and why; the executor decides *when*.
-The same frozen `Plan` feeds `odibi build`, `build -n`, `explain` and `plan -o`.
+`plan()` decides *whether* each node runs and why; the executor decides *when*. The same
+frozen `Plan` feeds `odibi build`, `build -n`, `explain` and `plan -o`.
+
+A selection names *targets*, and building a target brings it up to date (Make, Bazel):
+the plan considers the targets, all their ancestors, and the halting checks that guard
+the exports it will write (with their ancestors); of those, exactly the ones that are not
+up to date run. With `only` (dbt's habit) just the selected nodes are considered, and
+every out-of-date ancestor they read is left out and named (`stale_unselected`).
 
 Fingerprints are chained here, in build order, because a node's fingerprint depends on
 the fingerprints its upstream outputs will have when it runs: for an upstream that is
-selected (or already up to date) that is its current fingerprint; for an out-of-date
-upstream that was *not* selected it is the fingerprint of the output still in the
-warehouse, so the node is recorded as built from what it really read.
+considered (or already up to date) that is its current fingerprint; for an out-of-date
+upstream left out by `only` it is the fingerprint of the output still in the warehouse,
+so the node is recorded as built from what it really read.
+
+Exports wait for their guards: a node's `write:` is held until every halting check that
+reads the node (directly or through other nodes, but not through a read of that very
+export) has passed in this build (`PlannedStep.export_waits`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from odibi.fingerprint import SCHEME, OwnParts, chain
-from odibi.graph import Graph
+from odibi.graph import Graph, ancestors
 from odibi.ids import Digest, NodeId, NodeKind, Status
 from odibi.state import Trace
 
@@ -53,6 +63,7 @@ class Reason(Enum):
     CHECK_CHANGED = "rule changed"
     STORED = "a stored version matches"
     LAST_WARNING = "last run warned"
+    EXPORT_HELD = "export held back"  # by a halting check that failed, or not yet run
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,8 @@ class ReasonDetail:
 
     def summary(self) -> str:
         text = self.reason.value
+        if self.reason is Reason.STORED and self.subject:
+            return f"{text} ({self.subject})"
         if self.subject:
             text += f": {self.subject}"
         if self.old is not None or self.new is not None:
@@ -91,8 +104,9 @@ class OutputCheck:
 
 @dataclass(frozen=True, slots=True)
 class PlanOptions:
-    selection: frozenset[NodeId]
+    selection: frozenset[NodeId]  # the targets (every node: the whole project)
     forced: frozenset[NodeId] = frozenset()
+    only: bool = False  # run just the selection, from its upstreams' last outputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,9 @@ class PlannedStep:
     upstream: Mapping[NodeId, Digest]  # the upstream fingerprints it is chained with
     own: OwnParts
     notes: tuple[ReasonDetail, ...] = ()  # said but not acted on (reformatted only)
+    # the halting checks its exports wait for (they run in this build, or were left out
+    # and so hold the exports back); () when it exports nothing or nothing guards it
+    export_waits: tuple[NodeId, ...] = ()
 
     @property
     def headline(self) -> str:
@@ -113,9 +130,10 @@ class PlannedStep:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    steps: tuple[PlannedStep, ...]  # the selected nodes, in build order
-    stale_unselected: tuple[NodeId, ...] = ()  # out of date upstream nodes left out
+    steps: tuple[PlannedStep, ...]  # the nodes considered, in build order
+    stale_unselected: tuple[NodeId, ...] = ()  # `only`: out-of-date ancestors left out
     by_name: Mapping[NodeId, PlannedStep] = field(default_factory=dict)
+    targets: frozenset[NodeId] = frozenset()  # what was selected (the rest: what it needs)
 
     def to_run(self) -> tuple[PlannedStep, ...]:
         return tuple(s for s in self.steps if s.status.runs)
@@ -140,14 +158,45 @@ class PlanInputs:
     # earlier outputs still in the warehouse, by (node, fingerprint): a node whose new
     # fingerprint is one of them is restored, not recomputed (looked up lazily)
     stored: Mapping[tuple[NodeId, Digest], Trace] = field(default_factory=dict)
+    # node with a `write:` -> the halting checks that guard its exports
+    guards: Mapping[NodeId, tuple[NodeId, ...]] = field(default_factory=dict)
+
+
+_EXPORTING = (Status.REBUILD, Status.RESTORE, Status.REEXPORT)
 
 
 def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
+    """The plan for `options.selection`: of the targets and their ancestors (with `only`,
+    of exactly the targets), and of the checks that guard the exports this plan writes
+    (with their ancestors, unless `only`), grown until no new guard is needed: each round
+    adds only checks, which write nothing, so it ends after at most two."""
+    considered = options.selection
+    while True:
+        if not options.only:
+            considered = _with_ancestors(inputs.graph, considered)
+        p = _plan(inputs, considered, options.forced, options.selection, only=options.only)
+        needed = {c for s in p.steps if s.status in _EXPORTING
+                  for c in inputs.guards.get(s.node, ())}
+        if needed <= considered:
+            return p
+        considered = considered | needed
+
+
+def _with_ancestors(graph: Graph, names: frozenset[NodeId]) -> frozenset[NodeId]:
+    if len(names) >= len(graph.names):
+        return names
+    found = ancestors(graph, [graph.index[n] for n in names])
+    return names | {graph.names[i] for i in found}
+
+
+def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[NodeId],
+          targets: frozenset[NodeId], *, only: bool) -> Plan:
     graph = inputs.graph
     effective: dict[NodeId, Digest | None] = {}
     steps: list[PlannedStep] = []
-    stale: list[NodeId] = []
+    stale: set[NodeId] = set()  # left out, and not up to date
     statuses: dict[NodeId, Status] = {}
+    options = PlanOptions(selection, forced & selection, only)
     for name in graph.names:
         own = inputs.own.get(name)
         if own is None:  # a check: nothing depends on it, it is planned with the rules
@@ -157,12 +206,12 @@ def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
         upstream = {u: d for u in ups if (d := effective[u]) is not None}
         fp = chain(own.digest, upstream)
         trace = inputs.traces.get(name)
-        if name not in options.selection:
+        if name not in selection:
             current = (trace is not None and trace.fingerprint == fp and not missing
                        and not inputs.outputs.get(name, OutputCheck()).table_missing)
             effective[name] = fp if current else (trace.fingerprint if trace else None)
-            if not current and trace is not None and _feeds(graph, name, options.selection):
-                stale.append(name)
+            if not current:
+                stale.add(name)
             continue
         if missing:
             step = PlannedStep(name, own.kind, Status.BLOCKED,
@@ -174,11 +223,32 @@ def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
             effective[name] = fp
         statuses[name] = step.status
         steps.append(step)
-    return Plan(tuple(steps), tuple(stale), {s.node: s for s in steps})
+    steps = _with_export_waits(steps, inputs.guards, statuses, stale)
+    left_out: tuple[NodeId, ...] = ()
+    if only and stale:
+        read = ancestors(graph, [graph.index[n] for n in selection])
+        left_out = tuple(n for n in graph.names if n in stale and graph.index[n] in read
+                         and n in inputs.traces)
+    return Plan(tuple(steps), left_out, {s.node: s for s in steps}, targets)
 
 
-def _feeds(graph: Graph, name: NodeId, selection: frozenset[NodeId]) -> bool:
-    return any(c in selection for c in graph.downstream(name))
+def _with_export_waits(steps: list[PlannedStep], guards: Mapping[NodeId, tuple[NodeId, ...]],
+                       statuses: Mapping[NodeId, Status], stale: set[NodeId]
+                       ) -> list[PlannedStep]:
+    """Each step that writes exports learns the guards it must wait for: those not up to
+    date (they run in this build, or cannot: then they hold the exports back)."""
+    if not any(s.status in _EXPORTING for s in steps) or not guards:
+        return steps
+    out = []
+    for s in steps:
+        mine = guards.get(s.node, ())
+        if mine and s.status in _EXPORTING:
+            waits = tuple(c for c in mine if statuses.get(c, Status.UP_TO_DATE)
+                          is not Status.UP_TO_DATE or (c not in statuses and c in stale))
+            if waits:
+                s = replace(s, export_waits=waits)
+        out.append(s)
+    return out
 
 
 def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, Digest],
@@ -199,15 +269,15 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
         changes = (_changes(own, upstream, trace, inputs.source_names, statuses)
                    if trace is not None else [ReasonDetail(Reason.NEW)])
         stored = inputs.stored.get((name, fp)) if not lead else None
-        if stored is not None:
-            return step(Status.RESTORE, changes + [ReasonDetail(Reason.STORED, fp[:12])])
+        if stored is not None:  # a revert: it reads as one
+            return step(Status.RESTORE, [_as_before(changes)] + changes)
         return step(Status.REBUILD, lead + changes)
     check = inputs.outputs.get(name, OutputCheck())
     if check.table_missing:
         return step(Status.REBUILD, lead + [ReasonDetail(Reason.OUTPUT_MISSING, "table")])
     if check.view_missing and not lead and (name, fp) in inputs.stored:
         return step(Status.RESTORE, [ReasonDetail(Reason.OUTPUT_MISSING, "view"),
-                                     ReasonDetail(Reason.STORED, fp[:12])])
+                                     ReasonDetail(Reason.STORED, "its table is still stored")])
     if lead:
         return step(Status.REBUILD, lead)
     notes = _reformatted(own, trace)
@@ -218,6 +288,8 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
         return step(Status.REBUILD, moved, notes)
     export = [ReasonDetail(Reason.OUTPUT_MISSING, p) for p in check.exports_missing]
     export += [ReasonDetail(Reason.OUTPUT_MODIFIED, p) for p in check.exports_modified]
+    if trace.held:
+        export.insert(0, ReasonDetail(Reason.EXPORT_HELD, ", ".join(trace.held)))
     if trace.write_key != own.write_key:
         export.insert(0, ReasonDetail(Reason.WRITE_CHANGED))
     if export:
@@ -230,6 +302,37 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
     if recheck:
         return step(Status.REVALIDATE, recheck, notes)
     return step(Status.UP_TO_DATE, [], notes)
+
+
+_AS_BEFORE = {Reason.SQL_CHANGED: "sql", Reason.CHECK_CHANGED: "rule",
+              Reason.SCHEME_CHANGED: "fingerprint scheme", Reason.INPUT_ADDED: "inputs",
+              Reason.INPUT_REMOVED: "inputs", Reason.SOURCE_ADDED: "sources",
+              Reason.SOURCE_REMOVED: "sources"}
+
+
+def _as_before(changes: list[ReasonDetail]) -> ReasonDetail:
+    """`a stored version matches (sql, var min_amount = 0 as in an earlier build)`: what
+    came back to an earlier state. When only upstream nodes did, it names them (and root
+    causes are traced through them)."""
+    said: dict[str, None] = {}
+    for r in changes:
+        match r.reason:
+            case Reason.PYTHON_CHANGED | Reason.ENV_CHANGED:
+                said[f"{r.reason.value.split()[0]} {r.subject}".rstrip()] = None
+            case Reason.CONFIG_CHANGED:
+                said[f"config {r.subject}"] = None
+            case Reason.VAR_CHANGED:
+                said[f"var {r.subject} = {r.new}"] = None
+            case Reason.SOURCE_CHANGED:
+                said[f"source {r.subject.rsplit(' (', 1)[0]}"] = None
+            case Reason.UPSTREAM_REBUILT:
+                said[f"upstream {r.subject.removesuffix(' (earlier)')}"] = None
+            case other:
+                said[_AS_BEFORE.get(other, other.value)] = None
+    nodes = tuple(n for r in changes for n in r.nodes)
+    upstream_only = all(r.nodes for r in changes)
+    return ReasonDetail(Reason.STORED, ", ".join(said) + " as in an earlier build",
+                        nodes=nodes if upstream_only else ())
 
 
 def _upstream_outputs(name: NodeId, upstream: Mapping[NodeId, Digest], trace: Trace,

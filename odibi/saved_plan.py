@@ -7,8 +7,10 @@ refuses, naming the node and what changed, if any node's fingerprint or status d
 the build runs exactly what was reviewed, or nothing.
 
 Format (JSON): {"odibi_plan": 1, "project": ..., "selection": [...], "forced": [...],
-"vars": {...}, "nodes": [{"node", "kind", "status", "fingerprint", "reasons": [...],
-"parts": {...}, "sql": ...}]}.
+"vars": {...}, "only": true (made with --only; absent otherwise), "nodes": [{"node",
+"kind", "status", "fingerprint", "reasons": [...], "parts": {...}, "sql": ...}]}. The
+selection is every node the plan considered (the targets and what they need), so the
+same plan is made again; a node that would run but is not in it is drift too.
 """
 
 from __future__ import annotations
@@ -33,17 +35,22 @@ class SavedPlan:
     forced: frozenset[NodeId]
     vars: Mapping[str, Any]
     nodes: Mapping[NodeId, Mapping[str, Any]]
+    only: bool = False  # made with --only
 
 
-def dump(project: str, plan: Plan, forced: frozenset[NodeId], overrides: Mapping[str, Any]) -> str:
+def dump(project: str, plan: Plan, forced: frozenset[NodeId], overrides: Mapping[str, Any],
+         *, only: bool = False) -> str:
     nodes = [{
         "node": s.node, "kind": s.kind.value, "status": s.status.value,
         "fingerprint": s.fingerprint, "reasons": [r.summary() for r in s.reasons],
         "parts": s.own.as_trace_parts(s.upstream).to_dict(), "sql": s.own.sql_text,
+        **({"export_waits": list(s.export_waits)} if s.export_waits else {}),
     } for s in plan.steps]
     doc = {"odibi_plan": PLAN_VERSION, "project": project,
            "selection": sorted(s.node for s in plan.steps), "forced": sorted(forced),
            "vars": dict(overrides), "nodes": nodes}
+    if only:
+        doc["only"] = True
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
 
@@ -61,7 +68,8 @@ def load(text: str, source: str) -> SavedPlan:
             selection=frozenset(NodeId(n) for n in doc["selection"]),
             forced=frozenset(NodeId(n) for n in doc["forced"]),
             vars=dict(doc.get("vars", {})),
-            nodes={NodeId(n["node"]): n for n in doc["nodes"]})
+            nodes={NodeId(n["node"]): n for n in doc["nodes"]},
+            only=doc.get("only") is True)
     except (KeyError, TypeError) as e:
         raise UsageError(f"{source} is not a valid saved plan (missing {e})") from None
 
@@ -94,6 +102,10 @@ def drift(saved: SavedPlan, now: Plan, source_names: Mapping[str, str]) -> list[
             downstream += 1  # changed only because something upstream did
             continue
         problems.append(f"{name}: " + "; ".join(r.summary() for r in own))
+    for s in now.to_run():  # (the plan grew: a guard its exports now need, say)
+        if s.node not in saved.nodes:
+            problems.append(f"{s.node}: not in the plan, would now {s.status.value}"
+                            + (f" ({s.headline})" if s.headline else ""))
     if downstream:
         problems.append(f"and {downstream} node{'s' if downstream > 1 else ''} downstream "
                         "of these")

@@ -79,6 +79,9 @@ class Trace:
     sql_text: str | None = None  # the SQL as last built, to diff against
     text_digest: Digest | None = None
     note: str | None = None  # a check's last warning
+    # its exports are not written yet for this output: they wait for these halting checks
+    # (`exports` still describes the files as odibi last wrote them)
+    held: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         d = {
@@ -90,6 +93,8 @@ class Trace:
             "contracts_key": self.contracts_key,
             "sql_text": self.sql_text, "text_digest": self.text_digest, "note": self.note,
         }
+        if self.held:
+            d["held"] = list(self.held)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @staticmethod
@@ -104,6 +109,7 @@ class Trace:
             write_key=d.get("write_key"), validate_key=d.get("validate_key"),
             contracts_key=d.get("contracts_key"),
             sql_text=d.get("sql_text"), text_digest=d.get("text_digest"), note=d.get("note"),
+            held=tuple(d.get("held", ())),
         )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from odibi.builder import (Prepared, env_redactions, finish, make_plan, run,
                            source_display_names, sync_views, update_metadata)
 from odibi.cli.common import project_root
-from odibi.cli.explain_cmd import print_plan
+from odibi.cli.explain_cmd import print_plan, warn_left_out
 from odibi.cli.opening import forced, open_prepared, overrides, selection
 from odibi.cli.render import LiveBoard, Out
 from odibi.cli.report import BuildReporter, chrome_trace, summary
@@ -47,11 +47,10 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
             p = _replan(saved, prepared, args.plan)
         else:
             names = selection(prepared, args, out)
-            p = make_plan(prepared, frozenset(names), forced(prepared, args, out))
+            p = make_plan(prepared, frozenset(names), forced(prepared, args, out, names),
+                          only=args.only)
         planned = True
-        for n in p.stale_unselected:
-            out.warning(f"{n} is out of date but not selected; its dependants are built from "
-                        "its last output")
+        warn_left_out(out, p)
         if args.dry_run:
             return print_plan(out, p, prepared, dry_run=True)
         return _build(args, out, state, prepared, p, jobs, t0)
@@ -92,8 +91,8 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
     blocked = [s for s in p.steps if s.status is Status.BLOCKED]
     for s in blocked:
         missing = ", ".join(r.subject for r in s.reasons)
-        out.err(f"[yellow]blocked[/] {s.node}: {missing} never built and not "
-                              f"selected; select +{s.node} to build them too")
+        out.err(f"[yellow]blocked[/] {s.node}: {missing} never built and left out by --only; "
+                f"build without --only to build them too")
     code = _exit_code(result, bool(blocked), out)
     state.finish_run(run_id, _status(code), _counts(p, result, seconds))
     return code
@@ -187,9 +186,9 @@ def _sync_views(prepared: Prepared, state: State) -> bool:
 def _saved_plan(args: argparse.Namespace) -> Any:
     if not getattr(args, "plan", None):
         return None
-    if args.select or args.exclude or args.force or args.var:
+    if args.select or args.select_opt or args.exclude or args.force or args.var or args.only:
         raise UsageError("--plan runs exactly the saved plan: give no selectors, --exclude, "
-                         "--force or --var with it")
+                         "--only, --force or --var with it")
     from odibi import saved_plan
 
     path = Path(args.plan)
@@ -208,7 +207,7 @@ def _replan(saved: Any, prepared: Prepared, source: str) -> Plan:
     project = prepared.resolved.project
     if saved.project != project.name:
         raise UsageError(f"{source} is a plan of project '{saved.project}', not '{project.name}'")
-    p = make_plan(prepared, saved.selection, saved.forced)
+    p = make_plan(prepared, saved.selection, saved.forced, only=saved.only)
     problems = saved_plan.drift(saved, p, source_display_names(prepared))
     if problems:
         raise UsageError(f"{source} is out of date; the project changed since the plan was "
@@ -223,12 +222,14 @@ def cmd_plan(args: argparse.Namespace, out: Out) -> int:
     state, prepared, _ = open_prepared(args, out, writable=False)
     try:
         names = selection(prepared, args, out)
-        chosen = forced(prepared, args, out)
-        p = make_plan(prepared, frozenset(names), chosen)
+        chosen = forced(prepared, args, out, names)
+        p = make_plan(prepared, frozenset(names), chosen, only=args.only)
     finally:
         state.close()
+    warn_left_out(out, p)
     values = {o.name: o.value for o in overrides(args)}
-    text = saved_plan.dump(prepared.resolved.project.name, p, chosen & frozenset(names), values)
+    text = saved_plan.dump(prepared.resolved.project.name, p, chosen & frozenset(p.by_name),
+                           values, only=args.only)
     if not args.output:
         out.raw(text)
         return ExitCode.OK

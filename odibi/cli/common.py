@@ -76,8 +76,9 @@ def state_hook(resolved: Resolved, out: Out, own: Mapping[NodeId, Any] | None = 
 
 def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
              state: StateHook | None = None) -> list[NodeId]:
-    """The nodes chosen by the SELECTOR arguments and --exclude, in build order."""
-    texts = getattr(args, "select", None) or []
+    """The nodes chosen by the SELECTOR arguments (positional or -s/--select) and
+    --exclude, in build order."""
+    texts = [*(getattr(args, "select", None) or []), *(getattr(args, "select_opt", None) or [])]
     excludes = getattr(args, "exclude", None) or []
     if not texts and not excludes:
         return list(resolved.graph.names)  # everything: no selector parser needed

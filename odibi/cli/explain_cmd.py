@@ -19,34 +19,54 @@ def cmd_explain(args: argparse.Namespace, out: Out) -> int:
     state, prepared, _ = open_prepared(args, out, writable=False)
     try:
         names = selection(prepared, args, out)
-        p = make_plan(prepared, frozenset(names))
-        return print_plan(out, p, prepared, dry_run=False, all_nodes=bool(args.select))
+        p = make_plan(prepared, frozenset(names), only=args.only)
+        warn_left_out(out, p)
+        chosen = bool(args.select or args.select_opt)
+        return print_plan(out, p, prepared, dry_run=False, all_nodes=chosen)
     finally:
         state.close()
 
 
+def warn_left_out(out: Out, p: Plan) -> None:
+    """--only: name every out-of-date ancestor the selection reads as it was."""
+    for n in p.stale_unselected:
+        out.warning(f"{n} is out of date but left out by --only; what reads it is built from "
+                    "its last output")
+
+
 def print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,
-                all_nodes: bool = False) -> int:
+               all_nodes: bool = False) -> int:
+    """Each step that runs, and with `all_nodes` (a selection) every target too, with its
+    reasons; then the counts. Up-to-date ancestors of the targets are only counted."""
     graph = prepared.resolved.graph
     if out.json_mode:
         out.json({"nodes": [_step_json(s, p, graph) for s in p.steps],
-                  "stale_unselected": list(p.stale_unselected)})
+                  "targets": sorted(p.targets), "stale_unselected": list(p.stale_unselected)})
         return ExitCode.OK
-    shown = [s for s in p.steps if all_nodes or out.verbose or s.status is not Status.UP_TO_DATE
-             or s.notes]
+    shown = [s for s in p.steps if (all_nodes and s.node in p.targets) or out.verbose
+             or s.status is not Status.UP_TO_DATE or s.notes]
     width = max((len(s.node) for s in shown), default=0)
     for s in shown:
         _print_step(out, s, p, graph, width, detail=not dry_run or out.verbose > 0)
-    maybe = sum(1 for s in p.to_run() if s.reasons and all(
-        r.reason is Reason.UPSTREAM_RERUN for r in s.reasons))
-    run_count = len(p.to_run()) - maybe
-    quiet = p.count(Status.UP_TO_DATE)
-    verb = "would run" if dry_run else "to run"
-    out.line(f"{run_count} {verb}"
-             + (f", {maybe} more if their upstream output changes" if maybe else "")
-             + f", {quiet} up to date"
-             + (f", {p.count(Status.BLOCKED)} blocked" if p.count(Status.BLOCKED) else ""))
+    out.line(_counts(p, dry_run))
     return ExitCode.OK
+
+
+def _counts(p: Plan, dry_run: bool) -> str:
+    """`3 to run, 7 to restore, 12 up to date` (a dry run: `3 would run, ...`)."""
+    runs = p.to_run()
+    maybe = sum(1 for s in runs if s.reasons and all(
+        r.reason is Reason.UPSTREAM_RERUN for r in s.reasons))
+    restores = p.count(Status.RESTORE)
+    parts = [f"{len(runs) - maybe - restores} {'would run' if dry_run else 'to run'}"]
+    if maybe:
+        parts[0] += f", {maybe} more if their upstream output changes"
+    if restores:
+        parts.append(f"{restores} {'would be restored' if dry_run else 'to restore'}")
+    parts.append(f"{p.count(Status.UP_TO_DATE)} up to date")
+    if p.count(Status.BLOCKED):
+        parts.append(f"{p.count(Status.BLOCKED)} blocked")
+    return ", ".join(parts)
 
 
 def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, detail: bool) -> None:
@@ -54,9 +74,11 @@ def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, de
     head = s.headline or (s.notes[0].summary() if s.notes else "")
     out.markup(f"[bold]{s.node:<{width}}[/]  [{style}]{s.status.value}[/]"
                + (f": {escape(head)}" if head else ""))
-    if not detail:
-        return
     pad = "    "
+    if not detail:
+        if s.export_waits:
+            out.line(f"{pad}export waits for: {', '.join(s.export_waits)}")
+        return
     for i, r in enumerate(list(s.reasons) + list(s.notes)):
         if i:  # the first is on the headline
             out.line(f"{pad}also: {r.summary()}")
@@ -69,6 +91,8 @@ def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, de
             if len(chain) > 1:
                 path = " <- ".join(n for n, _ in chain)
                 out.line(f"{pad}  {path} <- {chain[-1][1].summary()}", style="dim")
+    if s.export_waits:
+        out.line(f"{pad}export waits for: {', '.join(s.export_waits)}")
 
 
 def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
@@ -83,7 +107,8 @@ def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
         r.reason is Reason.UPSTREAM_REBUILT for r in s.reasons) else []
     return {"node": s.node, "kind": s.kind.value, "status": s.status.value,
             "reasons": [reason(r) for r in s.reasons], "notes": [reason(r) for r in s.notes],
-            "fingerprint": s.fingerprint,
+            "fingerprint": s.fingerprint, "target": s.node in p.targets,
+            "export_waits": list(s.export_waits),
             "root_cause": [{"node": n, "reason": r.summary()} for n, r in chain]}
 
 

@@ -30,11 +30,18 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="no colours (also: NO_COLOR=1)")
 
 
-def _selector_args(p: argparse.ArgumentParser) -> None:
+def _selector_args(p: argparse.ArgumentParser, *, only: bool = False) -> None:
     p.add_argument("select", nargs="*", metavar="SELECTOR",
                    help="nodes to include: name, +name, name+, tag:x, pipeline:x, path:x, globs")
+    p.add_argument("-s", "--select", dest="select_opt", action="extend", nargs="+", default=[],
+                   metavar="SELECTOR", help="the same as the positional SELECTOR (as in dbt)")
     p.add_argument("--exclude", action="append", default=[], metavar="SELECTOR",
                    help="nodes to leave out (repeatable)")
+    if only:
+        p.add_argument("--only", action="store_true",
+                       help="run just the selected nodes, from their upstreams' last outputs "
+                            "(as dbt does); by default a selected node brings every "
+                            "out-of-date ancestor up to date too (as make does)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("build", "run"):
         p = sub.add_parser(name, parents=[common],
                            help="rebuild what changed" if name == "build" else "same as build")
-        _selector_args(p)
+        _selector_args(p, only=True)
         p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                        help="run N nodes at a time (default: the number of CPUs)")
         p.add_argument("--workers", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-n", "--dry-run", action="store_true",
                        help="print what would run and why; run nothing")
         p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR",
-                       help="rebuild even if up to date (all selected nodes, or SELECTOR)")
+                       help="rebuild even if up to date (the selected nodes, or SELECTOR)")
         p.add_argument("--var", action="append", default=[], metavar="K=V",
                        help="override a project variable")
         p.add_argument("--plan", metavar="FILE",
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", parents=[common], help="save what a build would do, to review "
                                                       "and run later with build --plan")
-    _selector_args(p)
+    _selector_args(p, only=True)
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan here (default: stdout)")
     p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR")
     p.add_argument("--var", action="append", default=[], metavar="K=V")
@@ -107,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N")
 
     p = sub.add_parser("explain", parents=[common], help="why each node will (or won't) run")
-    _selector_args(p)
+    _selector_args(p, only=True)
     p.add_argument("--var", action="append", default=[], metavar="K=V")
 
     p = sub.add_parser("show", parents=[common], help="the first rows of a node's output")

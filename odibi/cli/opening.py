@@ -31,12 +31,15 @@ def selection(prepared: Prepared, args: argparse.Namespace, out: Out) -> list[No
     return selected(prepared.resolved, args, out, state=_state_hook(prepared, out))
 
 
-def forced(prepared: Prepared, args: argparse.Namespace, out: Out) -> frozenset[NodeId]:
+def forced(prepared: Prepared, args: argparse.Namespace, out: Out,
+           names: list[NodeId] | None = None) -> frozenset[NodeId]:
+    """--force: the selected nodes (not the ancestors a build brings up to date with
+    them: --force=+X forces those too), or those of --force=SELECTOR."""
     force = getattr(args, "force", None)
     if force is None:
         return frozenset()
-    if force == "*":  # every node and check
-        return frozenset(prepared.resolved.graph.names)
+    if force == "*":
+        return frozenset(prepared.resolved.graph.names if names is None else names)
     from odibi.cli.common import select_index
     from odibi.select import parse_selector, select
 

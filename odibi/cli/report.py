@@ -90,6 +90,9 @@ def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None
         out.line(f"  {n} blocked because {cause} failed")
     if result.halted:
         out.line(f"  check {result.halted} failed: the build was halted")
+    for node, h in result.held.items():
+        out.line(f"  held back: {', '.join(h.paths)} ({node}): {h.why}; the previous "
+                 "file is kept")
 
 
 def _table(out: Out, result: RunResult) -> None:
@@ -121,10 +124,15 @@ def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str,
             nodes[n].update(outcome="blocked", because=cause)
         for n in result.not_started:
             nodes[n].update(outcome="not started")
+        for n, h in result.held.items():
+            nodes[n].update(held_exports=list(h.paths), held_by=h.check)
     ok = (result is None or result.ok) and not p.count(Status.BLOCKED)
     out: dict[str, Any] = {"ok": ok, "seconds": round(seconds, 3), "nodes": nodes}
     if result is not None and result.halted:
         out["halted_by"] = result.halted  # the check whose failure stopped the build
+    if result is not None and result.held:  # exports not written: the previous files stay
+        out["held_exports"] = [{"node": n, "paths": list(h.paths), "check": h.check,
+                                "reason": h.why} for n, h in result.held.items()]
     return out
 
 

@@ -89,6 +89,31 @@ def _error(e: Exception, redact: Mapping[str, str] | None = None) -> EngineError
     return EngineError(text)
 
 
+def _drop_stale_temps(dest: Path) -> None:
+    """Remove what a killed odibi left of an earlier write of `dest` (its temp files, named
+    after the process that wrote them, when that process is gone)."""
+    prefix = f".{dest.name}.odibi-tmp-"
+    try:
+        names = [n for n in os.listdir(dest.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for n in names:
+        pid = n[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(dest.parent / n)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's: leave it
+    return True
+
+
 class DuckDBSession:
     """One worker's connection (a cursor of the engine's database). Not thread-safe; one
     thread uses it at a time, another may call `interrupt`."""
@@ -203,6 +228,7 @@ class DuckDBSession:
 
     def export(self, name: NodeId, write: WriteSpec, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _drop_stale_temps(dest)
         tmp = dest.with_name(f".{dest.name}.odibi-tmp-{os.getpid()}-{threading.get_ident()}")
         try:
             self._run(f"COPY (SELECT * FROM main.{quote_ident(name)}) TO "

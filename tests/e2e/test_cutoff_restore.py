@@ -128,7 +128,17 @@ def test_revert_restores_without_running_anything(shop: Path) -> None:
     changed = {n for n, e in plan.items() if e["status"] != "up-to-date"}
     assert changed == closure(SHOP_PARENTS, SHOP_ORDER, {"stg_orders"})
     assert {plan[n]["status"] for n in changed} == {"restore"}
-    assert summaries(plan["stg_orders"])[0] == "sql changed"
+    # a revert reads as one: the headline says what came back, the evidence what changed
+    assert summaries(plan["stg_orders"])[:2] == [
+        "a stored version matches (sql, var min_amount = 0 as in an earlier build)",
+        "sql changed"]
+    assert summaries(plan["customer_orders"])[0] == \
+        "a stored version matches (upstream order_payments as in an earlier build)"
+    r = odibi(shop, "explain")
+    assert r.out.splitlines()[-1] == f"0 to run, {len(changed)} to restore, " \
+        f"{len(plan) - len(changed)} up to date"
+    assert "restore: a stored version matches (sql, var min_amount = 0 as in an earlier " \
+        "build)" in r.out
     report = build(shop)
     assert executed(report) == set()
     assert {n for n, o in outcomes(report).items() if o == "restored"} == changed
@@ -314,15 +324,22 @@ def test_a_saved_plan_runs_exactly_what_it_says(shop: Path, tmp_path: Path) -> N
     r = odibi(shop, "plan", "-o", str(saved), "stg_customers+")
     assert r.code == 0, r.text
     doc = json.loads(saved.read_text())
-    assert {n["node"]: n["status"] for n in doc["nodes"]} == {
+    assert {n["node"]: n["status"] for n in doc["nodes"] if n["status"] != "up-to-date"} == {
         "stg_customers": "rebuild", "customer_orders": "rebuild",
         "customer_segments": "rebuild", "export_segments": "rebuild"}
-    # something outside the plan's selection changes: still exactly the plan
-    edit_node(shop, "stg_payments", "WHERE amount > 0", "WHERE amount > 10")
+    # the targets' ancestors were checked too (they are up to date)
+    assert {"raw_customers", "stg_payments", "order_payments"} <= {n["node"] for n in doc["nodes"]}
+    # something outside what the plan considered changes: still exactly the plan
+    edit_node(shop, "daily_revenue", "count(*) AS orders", "count(*) AS n_orders")
     report = build(shop, "--plan", str(saved))
     ran = {n for n, o in outcomes(report).items() if o in ("built", "cut off")}
     assert ran == {"stg_customers", "customer_orders", "customer_segments", "export_segments"}
-    assert "stg_payments" not in report["nodes"]
+    assert "daily_revenue" not in report["nodes"]
+    # an ancestor of a planned node changes: the plan is out of date
+    assert odibi(shop, "plan", "-o", str(saved), "stg_customers+").code == 0
+    edit_node(shop, "stg_payments", "WHERE amount > 0", "WHERE amount > 10")
+    r = odibi(shop, "build", "--plan", str(saved))
+    assert r.code == 2 and "stg_payments: sql changed" in r.err, r.text
 
 
 def test_a_drifted_saved_plan_is_refused_naming_the_node(shop: Path, tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def test_explain_after_a_build_has_nothing_to_run(shop: Path) -> None:
     assert (r.code, r.err) == (0, "")
     assert lines(r.out) == ["0 to run, 13 up to date"]
     named = odibi(shop, "explain", "stg_orders")
-    assert squeeze(named.out) == ["stg_orders up-to-date", "0 to run, 1 up to date"]
+    # the node and what it reads were checked
+    assert squeeze(named.out) == ["stg_orders up-to-date", "0 to run, 2 up to date"]
 
 
 def test_explain_node_prints_the_sql_diff(shop: Path) -> None:
@@ -86,7 +87,7 @@ def test_explain_node_prints_the_sql_diff(shop: Path) -> None:
         "FROM raw_payments",
         "-WHERE amount > 0",
         "+WHERE amount > 100",
-        "1 to run, 0 up to date",
+        "1 to run, 1 up to date",
     ]
 
 
@@ -128,12 +129,31 @@ def test_explain_json_has_the_root_cause_of_a_downstream_node(shop: Path) -> Non
     assert nodes["stg_payments"]["root_cause"] == []
 
 
-def test_explain_json_of_a_node_whose_upstream_is_stale_but_not_selected(shop: Path) -> None:
+def test_explain_of_a_node_whose_upstream_is_stale_runs_the_upstream_too(shop: Path) -> None:
     build(shop)
     edit_payments_sql(shop)
+    r = odibi(shop, "explain", "order_payments")
+    assert (r.code, r.err) == (0, "")
+    out = squeeze(r.out)
+    assert out[0] == "stg_payments rebuild: sql changed"
+    assert "order_payments rebuild: upstream rebuilt: stg_payments" in out
+    assert out[-1] == "2 to run, 3 up to date"
     doc = json.loads(odibi(shop, "--json", "explain", "order_payments").out)
+    assert [(n["node"], n["status"], n["target"]) for n in doc["nodes"]
+            if n["status"] != "up-to-date"] == [("stg_payments", "rebuild", False),
+                                                ("order_payments", "rebuild", True)]
+    assert doc["targets"] == ["order_payments"] and doc["stale_unselected"] == []
+
+
+def test_explain_only_of_a_node_whose_upstream_is_stale_names_it(shop: Path) -> None:
+    build(shop)
+    edit_payments_sql(shop)
+    doc = json.loads(odibi(shop, "--json", "explain", "--only", "order_payments").out)
     assert [(n["node"], n["status"]) for n in doc["nodes"]] == [("order_payments", "up-to-date")]
     assert doc["stale_unselected"] == ["stg_payments"]
+    r = odibi(shop, "explain", "--only", "-s", "order_payments")
+    assert r.err == ("warning: stg_payments is out of date but left out by --only; what reads "
+                     "it is built from its last output\n")
 
 
 # -- build -n ----------------------------------------------------------------------------------
@@ -188,7 +208,9 @@ def test_force_rebuilds_every_selected_node(shop: Path) -> None:
     assert all(line.endswith("rebuild: forced") for line in squeeze(r.out)[:-1])
     some = build(shop, "stg_payments+", "--force")
     assert sorted(started(some)) == sorted(["stg_payments", *PAYMENTS_DOWNSTREAM, PAYMENTS_CHECK])
-    assert re.fullmatch(r"done: 5 built, 1 passed \(\d+\.\d\ds\)", lines(some.out)[-1])
+    # (the ancestors they read were checked: up to date)
+    assert re.fullmatch(r"done: 5 built, 1 passed, 5 up to date \(\d+\.\d\ds\)",
+                        lines(some.out)[-1])
 
 
 # -- state:modified ----------------------------------------------------------------------------

@@ -170,7 +170,8 @@ def test_a_failing_validation_keeps_the_previous_output_and_export(root: Path) -
     assert (root / "output" / "scored.csv").read_bytes() == export
     assert warehouse_rows(root, "scored") == before
     # the next build tries again (its last build failed), and succeeds once the data is fixed
-    plan = json.loads(odibi(root, "explain", "--json", "scored").out)["nodes"][0]
+    plan = next(n for n in json.loads(odibi(root, "explain", "--json", "scored").out)["nodes"]
+                if n["node"] == "scored")
     assert plan["status"] == "rebuild"
     assert plan["reasons"][0]["summary"] == "last build failed"
     write(root / "data" / "orders.csv", "order_id,amount\n1,10\n2,20\n3,7\n")

@@ -91,14 +91,17 @@ def built(graph: Graph, own: Mapping[str, OwnParts], only: set[str] | None = Non
 def make_plan(graph: Graph, own: Mapping[str, OwnParts], traces: Mapping[NodeId, Trace],
               *, select: set[str] | None = None, forced: set[str] = set(),
               failures: Mapping[str, Digest] = {}, outputs: Mapping[str, OutputCheck] = {},
-              always_run: set[str] = set(), source_names: Mapping[str, str] = {}) -> Plan:
+              always_run: set[str] = set(), source_names: Mapping[str, str] = {},
+              only: bool = False, guards: Mapping[str, tuple[str, ...]] = {},
+              stored: Mapping[tuple[NodeId, Digest], Trace] = {}) -> Plan:
     inputs = PlanInputs(graph=graph, own={NodeId(k): v for k, v in own.items()}, traces=traces,
                         failures={NodeId(k): v for k, v in failures.items()},
                         outputs={NodeId(k): v for k, v in outputs.items()},
                         always_run=frozenset(NodeId(n) for n in always_run),
-                        source_names=dict(source_names))
+                        source_names=dict(source_names), stored=stored,
+                        guards={NodeId(k): tuple(map(NodeId, v)) for k, v in guards.items()})
     selection = frozenset(graph.names) if select is None else frozenset(map(NodeId, select))
-    return plan(inputs, PlanOptions(selection, frozenset(map(NodeId, forced))))
+    return plan(inputs, PlanOptions(selection, frozenset(map(NodeId, forced)), only))
 
 
 def rows(p: Plan) -> list[tuple[str, Status, tuple[ReasonDetail, ...]]]:
@@ -488,12 +491,56 @@ def test_kind_changed_is_a_config_change() -> None:
     assert p.steps[0].headline == "config changed: kind sql -> python"
 
 
-# -- selection ------------------------------------------------------------------------------
-def test_unselected_up_to_date_upstream_is_used_as_is() -> None:
+# -- selection: a target is brought up to date (Make, Bazel) ------------------------------
+def test_a_selected_node_brings_its_out_of_date_ancestors_and_only_those() -> None:
+    new_stg = parts(logic="tree stg 2", sql=STG_SQL + " AND 1=1", vars={"min_amount": "0"})
+    own = chain_parts(stg_orders=new_stg)
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"})
+    assert rows(p) == [("raw_orders", UP, ()),
+                       ("stg_orders", REBUILD, (R(Reason.SQL_CHANGED, diff=p.steps[1].reasons[0].diff),)),
+                       ("order_totals", REBUILD, (R(Reason.UPSTREAM_REBUILT, "stg_orders"),))]
+    assert [s.node for s in p.to_run()] == ["stg_orders", "order_totals"]  # not report
+    assert p.targets == {"order_totals"}
+    assert p.stale_unselected == ()
+    assert [n for n, _ in root_cause(p, NodeId("order_totals"), CHAIN)] == [
+        "order_totals", "stg_orders"]
+
+
+def test_a_selected_node_whose_source_changed_two_levels_up_is_not_up_to_date() -> None:
+    own = chain_parts(raw_orders=parts(
+        NodeKind.READ, logic="csv {}", config=dict(BASE["raw_orders"].config),
+        sources={ORDERS: ("d_orders_2", 12_400)}))
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"}, source_names=NAMES)
+    assert [(s.node, s.status) for s in p.to_run()] == [
+        ("raw_orders", REBUILD), ("stg_orders", REBUILD), ("order_totals", REBUILD)]
+    assert p.by_name[NodeId("raw_orders")].headline == \
+        "source changed: data/orders.csv (12.1 kB -> 12.4 kB)"
+
+
+def test_an_up_to_date_selection_with_up_to_date_ancestors_runs_nothing() -> None:
+    p = make_plan(CHAIN, BASE, BASE_TRACES, select={"order_totals"})
+    assert p.to_run() == ()
+    assert [s.node for s in p.steps] == ["raw_orders", "stg_orders", "order_totals"]
+
+
+def test_never_built_ancestors_are_built_for_the_target() -> None:
+    p = make_plan(CHAIN, BASE, {}, select={"order_totals"})
+    assert [(s.node, s.status) for s in p.steps] == [
+        ("raw_orders", REBUILD), ("stg_orders", REBUILD), ("order_totals", REBUILD)]
+    assert p.count(BLOCKED) == 0
+
+
+def test_forced_target_does_not_force_its_ancestors() -> None:
+    p = make_plan(CHAIN, BASE, BASE_TRACES, select={"order_totals"}, forced={"order_totals"})
+    assert [(s.node, s.headline) for s in p.to_run()] == [("order_totals", "forced")]
+
+
+# -- selection with --only: dbt's habit ------------------------------------------------------
+def test_only_unselected_up_to_date_upstream_is_used_as_is() -> None:
     own = chain_parts(order_totals=parts(logic="tree totals 2",
                                          sql="SELECT sum(amount) AS s FROM stg_orders",
                                          write="write totals.csv"))
-    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"})
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"}, only=True)
     assert [(s.node, s.status, [r.reason for r in s.reasons]) for s in p.steps] == [
         ("order_totals", REBUILD, [Reason.SQL_CHANGED])]
     assert p.stale_unselected == ()
@@ -501,10 +548,10 @@ def test_unselected_up_to_date_upstream_is_used_as_is() -> None:
     assert dict(p.steps[0].upstream) == {"stg_orders": recorded}
 
 
-def test_unselected_stale_upstream_is_reported_and_its_recorded_fingerprint_used() -> None:
+def test_only_unselected_stale_upstream_is_reported_and_its_recorded_fingerprint_used() -> None:
     new_stg = parts(logic="tree stg 2", sql=STG_SQL + " AND 1=1", vars={"min_amount": "0"})
     own = chain_parts(stg_orders=new_stg)
-    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals", "report"})
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals", "report"}, only=True)
     assert rows(p) == [("order_totals", UP, ()), ("report", UP, ())]
     assert p.stale_unselected == ("stg_orders",)
     recorded = BASE_TRACES[NodeId("stg_orders")].fingerprint
@@ -514,41 +561,163 @@ def test_unselected_stale_upstream_is_reported_and_its_recorded_fingerprint_used
     assert step.fingerprint == BASE_TRACES[NodeId("order_totals")].fingerprint
 
 
-def test_stale_unselected_upstream_with_a_selected_node_that_changed_itself() -> None:
+def test_only_names_a_stale_ancestor_two_levels_up_too() -> None:
+    """The node in between is current relative to the stale ancestor's last output, so
+    only the ancestor is out of date; it must be named even though it does not feed the
+    selection directly."""
+    own = chain_parts(raw_orders=parts(
+        NodeKind.READ, logic="csv {}", config=dict(BASE["raw_orders"].config),
+        sources={ORDERS: ("d_orders_2", 12_400)}))
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"}, only=True)
+    assert rows(p) == [("order_totals", UP, ())]
+    assert p.stale_unselected == ("raw_orders",)
+
+
+def test_only_stale_unselected_upstream_with_a_selected_node_that_changed_itself() -> None:
     own = chain_parts(stg_orders=parts(logic="tree stg 2", sql=STG_SQL + " AND 1=1",
                                        vars={"min_amount": "0"}),
                       order_totals=parts(logic="tree totals 2", sql="SELECT 2",
                                          write="write totals.csv"))
-    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"})
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"order_totals"}, only=True)
     step = p.steps[0]
     assert [r.reason for r in step.reasons] == [Reason.SQL_CHANGED]  # not "upstream rebuilt"
     assert dict(step.upstream) == {"stg_orders": BASE_TRACES[NodeId("stg_orders")].fingerprint}
     assert p.stale_unselected == ("stg_orders",)
 
 
-def test_unselected_never_built_upstream_blocks_the_selected_node() -> None:
-    p = make_plan(CHAIN, BASE, {}, select={"order_totals"})
+def test_only_unselected_never_built_upstream_blocks_the_selected_node() -> None:
+    p = make_plan(CHAIN, BASE, {}, select={"order_totals"}, only=True)
     assert rows(p) == [("order_totals", BLOCKED, (R(Reason.UPSTREAM_NOT_BUILT, "stg_orders"),))]
     assert p.stale_unselected == ()  # nothing to warn about: it has no last output to use
     assert p.to_run() == ()
     assert p.steps[0].headline == "upstream not built: stg_orders"
     # and what depends on a blocked node is blocked too
-    both = make_plan(CHAIN, BASE, {}, select={"order_totals", "report"})
+    both = make_plan(CHAIN, BASE, {}, select={"order_totals", "report"}, only=True)
     assert rows(both) == [
         ("order_totals", BLOCKED, (R(Reason.UPSTREAM_NOT_BUILT, "stg_orders"),)),
         ("report", BLOCKED, (R(Reason.UPSTREAM_NOT_BUILT, "order_totals"),))]
 
 
-def test_unselected_upstream_with_its_table_missing_is_stale() -> None:
-    p = make_plan(CHAIN, BASE, BASE_TRACES, select={"order_totals"},
+def test_only_unselected_upstream_with_its_table_missing_is_stale() -> None:
+    p = make_plan(CHAIN, BASE, BASE_TRACES, select={"order_totals"}, only=True,
                   outputs={"stg_orders": OutputCheck(table_missing=True)})
     assert p.stale_unselected == ("stg_orders",)
 
 
-def test_selected_nodes_only_and_in_build_order() -> None:
-    p = make_plan(CHAIN, BASE, {}, select={"report", "raw_orders"})
+def test_only_selected_nodes_and_in_build_order() -> None:
+    p = make_plan(CHAIN, BASE, {}, select={"report", "raw_orders"}, only=True)
     assert [s.node for s in p.steps] == ["raw_orders", "report"]
     assert rows(p)[1] == ("report", BLOCKED, (R(Reason.UPSTREAM_NOT_BUILT, "order_totals"),))
+
+
+# -- exports wait for the checks that guard them ---------------------------------------------
+# raw_orders -> stg_orders -> order_totals (writes) ; check `balance` reads order_totals and
+# raw_customers (a second source)
+GUARDED = g({"raw_orders": [], "stg_orders": ["raw_orders"], "order_totals": ["stg_orders"],
+             "raw_customers": [], "balance": ["order_totals", "raw_customers"],
+             "report": ["order_totals"]})
+
+
+def guarded_parts(**changes: OwnParts) -> dict[str, OwnParts]:
+    own = {**chain_parts(),
+           "raw_customers": parts(NodeKind.READ, logic="csv customers",
+                                  sources={"raw:customers.csv": ("d_c_1", 500)}),
+           "balance": parts(NodeKind.CHECK, logic="rule balance")}
+    own.update(changes)
+    return own
+
+
+GUARDS = {"order_totals": ("balance",)}
+
+
+def test_an_export_that_will_be_written_waits_for_its_guard() -> None:
+    own = guarded_parts(order_totals=parts(logic="tree totals 2", sql="SELECT 2",
+                                           write="write totals.csv"))
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, own, traces, guards=GUARDS)
+    assert p.by_name[NodeId("order_totals")].export_waits == ("balance",)
+    assert p.by_name[NodeId("balance")].status is REBUILD
+
+
+def test_building_a_writer_brings_its_guard_and_the_guards_inputs_up_to_date() -> None:
+    own = guarded_parts(
+        order_totals=parts(logic="tree totals 2", sql="SELECT 2", write="write totals.csv"),
+        raw_customers=parts(NodeKind.READ, logic="csv customers",
+                            sources={"raw:customers.csv": ("d_c_2", 510)}))
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, own, traces, select={"order_totals"}, guards=GUARDS)
+    assert {s.node for s in p.to_run()} == {"order_totals", "raw_customers", "balance"}
+    assert p.targets == {"order_totals"}
+    assert p.by_name[NodeId("order_totals")].export_waits == ("balance",)
+
+
+def test_a_writer_with_nothing_to_export_does_not_pull_in_its_guard() -> None:
+    own = guarded_parts(raw_customers=parts(NodeKind.READ, logic="csv customers",
+                                            sources={"raw:customers.csv": ("d_c_2", 510)}))
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, own, traces, select={"order_totals"}, guards=GUARDS)
+    assert p.to_run() == ()
+    assert NodeId("balance") not in p.by_name
+
+
+def test_an_up_to_date_guard_holds_nothing() -> None:
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, guarded_parts(), traces, guards=GUARDS,
+                  outputs={"order_totals": OutputCheck(exports_missing=("output/totals.csv",))})
+    step = p.by_name[NodeId("order_totals")]
+    assert (step.status, step.export_waits) == (REEXPORT, ())
+
+
+def test_with_only_the_guard_of_an_export_joins_the_build_but_not_its_inputs() -> None:
+    """As dbt's `build -s x` runs x's tests: the check reads the other inputs' last
+    outputs (named as stale if they are)."""
+    own = guarded_parts(
+        order_totals=parts(logic="tree totals 2", sql="SELECT 2", write="write totals.csv"),
+        raw_customers=parts(NodeKind.READ, logic="csv customers",
+                            sources={"raw:customers.csv": ("d_c_2", 510)}))
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, own, traces, select={"order_totals"}, only=True, guards=GUARDS)
+    assert [(s.node, s.status) for s in p.steps] == [("order_totals", REBUILD),
+                                                     ("balance", REBUILD)]
+    assert p.by_name[NodeId("order_totals")].export_waits == ("balance",)
+    assert p.stale_unselected == ("raw_customers",)
+    assert p.targets == {"order_totals"}
+
+
+def test_an_export_held_back_last_time_is_re_exported_once_its_guard_passes() -> None:
+    traces = built(GUARDED, guarded_parts())
+    traces[NodeId("order_totals")] = replace(traces[NodeId("order_totals")], held=("balance",))
+    p = make_plan(GUARDED, guarded_parts(), traces, guards=GUARDS,
+                  failures={"balance": traces[NodeId("balance")].fingerprint})
+    step = p.by_name[NodeId("order_totals")]
+    assert (step.status, step.headline) == (REEXPORT, "export held back: balance")
+    assert step.export_waits == ("balance",)
+    assert p.by_name[NodeId("balance")].headline == "last build failed"
+
+
+# -- a revert reads as a restore ----------------------------------------------------------
+def test_a_reverted_node_is_restored_and_says_what_came_back() -> None:
+    old = chain_parts(stg_orders=parts(logic="tree stg 0", sql="SELECT 0 FROM raw_orders",
+                                       vars={"min_amount": "5"}))
+    stored = built(CHAIN, old)
+    stg = stored[NodeId("stg_orders")]
+    p = make_plan(CHAIN, old, BASE_TRACES, stored={(NodeId("stg_orders"), stg.fingerprint): stg})
+    step = p.by_name[NodeId("stg_orders")]
+    assert step.status is Status.RESTORE
+    assert step.headline == ("a stored version matches (sql, var min_amount = 5 as in an "
+                             "earlier build)")
+    assert [r.reason for r in step.reasons[1:]] == [Reason.SQL_CHANGED, Reason.VAR_CHANGED]
+
+
+def test_a_node_restored_because_its_upstream_was_traces_the_root_cause() -> None:
+    old = chain_parts(stg_orders=parts(logic="tree stg 0", sql="SELECT 0 FROM raw_orders"))
+    stored = built(CHAIN, old)
+    keys = {(n, t.fingerprint): t for n, t in stored.items()}
+    p = make_plan(CHAIN, old, BASE_TRACES, stored=keys)
+    step = p.by_name[NodeId("order_totals")]
+    assert step.headline == "a stored version matches (upstream stg_orders as in an earlier build)"
+    assert [n for n, _ in root_cause(p, NodeId("report"), CHAIN)] == [
+        "report", "order_totals", "stg_orders"]
 
 
 # -- what users read ---------------------------------------------------------------------
@@ -579,7 +748,10 @@ def test_summaries() -> None:
         (R(Reason.VALIDATE_CHANGED), "validations changed"),
         (R(Reason.CONTRACTS_CHANGED), "contracts changed"),
         (R(Reason.SCHEME_CHANGED, old="0", new="1"), "fingerprint scheme changed 0 -> 1"),
-        (R(Reason.STORED, "0123456789ab"), "a stored version matches: 0123456789ab"),
+        (R(Reason.STORED, "sql as in an earlier build"),
+         "a stored version matches (sql as in an earlier build)"),
+        (R(Reason.EXPORT_HELD, "orders_reference_customers"),
+         "export held back: orders_reference_customers"),
         (R(Reason.UPSTREAM_RERUN, "raw_orders"), "upstream reruns: raw_orders"),
         (R(Reason.UPSTREAM_OUTPUT_CHANGED, "raw_orders"), "upstream output changed: raw_orders"),
         (R(Reason.INPUT_ADDED, "raw_orders"), "input added: raw_orders"),
