@@ -286,3 +286,12 @@ def _walk(node: Any, ctes: frozenset[str], out: dict[str, TableRef],
 def _self_recursive(query: Any) -> bool:
     """DuckDB marks a recursive CTE body as a RECURSIVE_CTE_NODE."""
     return isinstance(query, dict) and query.get("type") == "RECURSIVE_CTE_NODE"
+
+
+def parse_tree(text: str) -> Any | None:
+    """DuckDB's parse tree (`json_serialize_sql`, decoded) of a text that is exactly one
+    statement, None when it is not. Not cached: for the occasional command that needs more
+    than `analyze` keeps (`odibi test --generate`)."""
+    doc = json.loads(_serialize([text])[0])
+    statements = doc.get("statements", [])
+    return statements[0] if not doc.get("error") and len(statements) == 1 else None

@@ -85,14 +85,30 @@ def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None
     out.markup(f"{head}: {', '.join(parts)} ({seconds:.2f}s)")
     if out.verbose or not result.ok:
         _table(out, result)
-    causes = Counter(result.blocked.values())
-    for cause, n in causes.most_common():
-        out.line(f"  {n} blocked because {cause} failed")
+    for cause, names in _blocked_by_cause(p, result):
+        out.line(f"  {len(names)} blocked because {cause} failed: {_name_list(names)}")
     if result.halted:
         out.line(f"  check {result.halted} failed: the build was halted")
     for node, h in result.held.items():
         out.line(f"  held back: {', '.join(h.paths)} ({node}): {h.why}; the previous "
                  "file is kept")
+
+
+def _blocked_by_cause(p: Plan, result: RunResult) -> list[tuple[str, list[str]]]:
+    """Each failed node with the nodes it blocked, the cause that blocked most first (ties
+    in the order the failures happened); the blocked nodes in build order."""
+    position = {s.node: i for i, s in enumerate(p.steps)}
+    causes = Counter(result.blocked.values())
+    return [(cause, sorted((n for n, c in result.blocked.items() if c == cause),
+                           key=lambda n: (position.get(n, len(position)), n)))
+            for cause, _ in causes.most_common()]
+
+
+def _name_list(names: list[str], most: int = 5) -> str:
+    """`a, b, c`; beyond `most` names, the first five and `and 7 more`."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} and {len(names) - most} more"
 
 
 def _table(out: Out, result: RunResult) -> None:

@@ -1,8 +1,12 @@
 """`odibi test --generate NODE`: a starter test from the last build.
 
-The first `rows` rows of each of the node's inputs (sorted by all columns, so the sample
-is the same every time) are read from the warehouse, read-only, from the table the build
-state points at (as `odibi show` does: a view can lag one build behind). The node is then
+Up to `rows` rows of each of the node's inputs are read from the warehouse, read-only,
+from the table the build state points at (as `odibi show` does: a view can lag one build
+behind): the first rows (sorted by all columns, so the sample is the same every time) of
+the input the node's SQL names first, then, following the SQL's join keys (testing/joins.py),
+the rows of each other input that join the rows already sampled, so that a sample of a join
+joins. An input no key reaches (a Python node's, a cross join's, one read through a
+subquery) and one whose rows match nothing sampled get their first rows. The node is then
 run on exactly those rows, as `odibi test` runs it, and its output becomes the expected
 rows. Every fixture carries a `schema:` of the warehouse's column types, so the rows mean
 the same after their trip through YAML. The test passes as written; trim it to what
@@ -21,12 +25,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from odibi.config.model import ReadSpec
+from odibi.config.model import ReadSpec, SqlSpec
 from odibi.errors import UnknownNodeError, UsageError, did_you_mean
 from odibi.ids import NodeId
 from odibi.resolve import Resolved
 from odibi.state import Trace
+from odibi.sql import parse_tree
 from odibi.testing.cases import load_cases
+from odibi.testing.joins import JoinShape, SampleStep, join_shape, sampling_plan
 
 CASE_NAME = "sample_of_last_build"
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -56,16 +62,77 @@ def check_node(resolved: Resolved, name: NodeId) -> None:
 
 def sample_inputs(resolved: Resolved, name: NodeId, traces: Mapping[NodeId, Trace],
                   rows: int) -> dict[NodeId, Sample]:
-    """The first `rows` rows of each input of `name`, from the last build's warehouse."""
+    """Up to `rows` rows of each input of `name`, from the last build's warehouse: the
+    first rows of the input its SQL names first (sorted by all columns), and of each other
+    input the rows that join those already sampled (`sampling_plan`), else its first rows."""
     from odibi.builder import built_outputs
 
-    out = {}
+    out: dict[NodeId, Sample] = {}
     with built_outputs(resolved, traces, resolved.deps(name)) as (engine, tables):
-        for i, table in tables.items():
-            found = engine.con.execute(f"SELECT * FROM {table} ORDER BY ALL LIMIT {int(rows)}")
-            out[i] = Sample([d[0] for d in found.description],
-                            [str(d[1]) for d in found.description], found.fetchall())
-    return out
+        con = engine.con
+        columns = {i: [d[0] for d in con.execute(f"SELECT * FROM {t} LIMIT 0").description]
+                   for i, t in tables.items()}
+        bodies: dict[str, str] = {}  # input -> the SELECT its sample came from
+        for step in sampling_plan(_shape(resolved, name, columns)):
+            i = NodeId(step.input)
+            found = _matching(con, tables[i], step, columns[i], bodies, rows)
+            if found is None:
+                bodies[i] = f"SELECT * FROM {tables[i]} ORDER BY ALL LIMIT {int(rows)}"
+                found = _fetch(con, bodies[i])
+            out[i] = found
+    return {i: out[i] for i in tables}
+
+
+def _shape(resolved: Resolved, name: NodeId, columns: Mapping[NodeId, Sequence[str]]
+           ) -> JoinShape:
+    """The join keys of a SQL node between its inputs; none for a Python node."""
+    producer = resolved.project.nodes[name].producer
+    tree = parse_tree(producer.rendered) if isinstance(producer, SqlSpec) else None
+    if tree is None:
+        return JoinShape(tuple(columns), ())
+    return join_shape(tree, columns)
+
+
+def _matching(con: Any, table: str, step: SampleStep, columns: Sequence[str],
+              bodies: dict[str, str], rows: int) -> Sample | None:
+    """Up to `rows` rows of `table` that join, on every key of `step`, the samples taken
+    before it: first each key value's first row (rows sorted by all columns), then each
+    one's second row, and so on, so that every sampled key finds a partner before any
+    finds two. None when nothing matches, or the keys cannot be compared."""
+    import duckdb
+
+    from odibi.engines.duckdb_engine import quote_ident as q
+
+    if not step.match:
+        return None
+    names = {n: f"__odibi_sample_{k}" for k, n in enumerate(bodies)}
+    exists, keys = [], []
+    for key in step.match:
+        other = key.other(step.input)
+        on = " AND ".join(f"__odibi_y.{q(b)} = __odibi_x.{q(a)}" for a, b in
+                          zip(key.columns_of(step.input), key.columns_of(other)))
+        exists.append(f"EXISTS (SELECT 1 FROM {names[other]} AS __odibi_y WHERE {on})")
+        keys += [c for c in key.columns_of(step.input) if c not in keys]
+    cols = ", ".join(q(c) for c in columns)
+    ctes = ", ".join(f"{names[n]} AS ({body})" for n, body in bodies.items())
+    body = (f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY "
+            f"{', '.join(q(c) for c in keys)} ORDER BY {cols}) AS __odibi_round "
+            f"FROM {table} AS __odibi_x WHERE {' AND '.join(exists)}) "
+            f"ORDER BY __odibi_round, {cols} LIMIT {int(rows)}")
+    try:
+        sample = _fetch(con, f"WITH {ctes} {body}")
+    except duckdb.Error:
+        return None
+    if not sample.rows:
+        return None
+    bodies[step.input] = body
+    return sample
+
+
+def _fetch(con: Any, sql: str) -> Sample:
+    found = con.execute(sql)
+    return Sample([d[0] for d in found.description], [str(d[1]) for d in found.description],
+                  found.fetchall())
 
 
 def generate(resolved: Resolved, name: NodeId, samples: Mapping[NodeId, Sample]) -> str:

@@ -7,13 +7,14 @@ exit 2 before anything runs, are the corpus in tests/fixtures/bad/.)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_files
 from tests.e2e.test_incremental import (
-    assert_noop, build, odibi, odibi_outputs, write_later,
+    assert_noop, build, odibi, odibi_outputs, warehouse, write_later,
 )
 from tests.e2e.test_executor import read_lock
 
@@ -133,3 +134,66 @@ def test_a_project_file_that_is_not_utf8_is_a_located_error(tmp_path: Path) -> N
         r.err
     assert "not valid UTF-8" in r.err and "Traceback" not in r.text
     assert sorted(p.name for p in root.iterdir()) == ["odibi.yaml"]
+
+
+# README, "Reader options": a CRLF file to which a row was appended with `echo row >> file`
+# (so its last line ends in LF alone). DuckDB's reader refuses it by default: a small file
+# while sniffing its dialect, one longer than the sniffer's sample (20,480 rows) on the row
+# itself (naming `new_line` does not help); `strict_mode: false`, passed through to read_csv,
+# reads every row, with no '\r'.
+@pytest.mark.parametrize("rows", [2, 30_000])
+def test_a_crlf_file_with_a_row_appended_by_echo_reads_with_strict_mode_off(
+        tmp_path: Path, rows: int) -> None:
+    root = write_files(tmp_path / "p", {
+        "odibi.yaml": "project: crlf\n"
+                      "connections:\n"
+                      "  raw: {type: local, base_path: data}\n"
+                      "nodes:\n"
+                      "  - name: raw_orders\n"
+                      "    read: {connection: raw, path: orders.csv}\n"
+                      "  - name: per_customer\n"
+                      "    sql: SELECT customer, count(*) AS n FROM raw_orders GROUP BY customer\n",
+    })
+    crlf = "order_id,amount,customer\r\n" + "".join(
+        f"{i},{i}.5,c{i % 3}\r\n" for i in range(1, rows + 1))
+    (root / "data").mkdir()
+    (root / "data" / "orders.csv").write_bytes(crlf.encode())
+    with open(root / "data" / "orders.csv", "a") as f:  # echo 999999,7.25,late >> orders.csv
+        f.write("999999,7.25,late\n")
+
+    r = odibi(root, "build")
+    assert r.code == 1, r.text
+    first = ("Error when sniffing file" if rows < 20_480
+             else "The CSV Parser state machine reached an invalid state")
+    assert f"failed raw_orders: Invalid Input Error: {first}" in r.err, r.err
+    assert "Disable the parser's strict mode (strict_mode=false)" in r.err
+    assert "Traceback" not in r.text
+
+    # naming the line ending does not help
+    yaml_path = root / "odibi.yaml"
+    plain = yaml_path.read_text()
+    yaml_path.write_text(plain.replace("path: orders.csv}",
+                                       "path: orders.csv, options: {new_line: '\\r\\n'}}"))
+    r = odibi(root, "build")
+    assert r.code == 1 and f"failed raw_orders: Invalid Input Error: {first}" in r.err, r.text
+
+    yaml_path.write_text(plain.replace(
+        "path: orders.csv}",
+        "path: orders.csv, options: {delim: ',', header: true, strict_mode: false}}"))
+    build(root)
+    with warehouse(root) as con:
+        assert con.execute("SELECT count(*), count(*) FILTER (WHERE customer LIKE '%\r%'), "
+                           "max(amount) FILTER (WHERE order_id <= 3) FROM raw_orders"
+                           ).fetchone() == (rows + 1, 0, min(rows, 3) + 0.5)
+        assert con.execute("SELECT amount, customer FROM raw_orders WHERE order_id = 999999"
+                           ).fetchall() == [(7.25, "late")]
+        assert con.execute("SELECT n FROM per_customer WHERE customer = 'late'"
+                           ).fetchall() == [(1,)]
+        assert con.execute("SELECT typeof(order_id), typeof(amount) FROM raw_orders LIMIT 1"
+                           ).fetchone() == ("BIGINT", "DOUBLE")
+
+    # the options are part of the node's fingerprint: changing one rebuilds it
+    yaml_path.write_text(yaml_path.read_text().replace("delim: ','", "delim: ';'"))
+    r = odibi(root, "explain")
+    assert re.search(r"^raw_orders +rebuild: config changed: read\.options\.delim ',' -> ';'$",
+                     r.out, re.M), r.out

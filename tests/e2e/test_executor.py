@@ -309,6 +309,60 @@ def test_keep_going_builds_the_independent_branch_and_blocks_dependants(project)
     assert outcomes(again) == {"bad": "built", "b2": "built", "b3": "built"}
 
 
+# Three failures: `bad` blocks one node, `raw` a chain of three whose build order is not
+# alphabetical (zeta, alpha, mid), `raw_orders` a fan of twelve.
+FAN = [f"o{i:02}" for i in range(1, 13)]
+BLOCKERS = {
+    "odibi.yaml": """
+        project: blockers
+        connections:
+          raw: {type: local, base_path: data}
+        nodes:
+          - name: src
+            read: {connection: raw, path: src.csv, format: csv}
+          - name: ok
+            sql: SELECT id FROM src
+          - name: bad
+            sql: SELECT CAST('x' AS INTEGER) AS v FROM src
+          - name: after_bad
+            sql: SELECT v FROM bad
+          - name: raw
+            sql: SELECT CAST('y' AS INTEGER) AS v FROM src
+          - name: zeta
+            sql: SELECT v FROM raw
+          - name: alpha
+            sql: SELECT v FROM zeta
+          - name: mid
+            sql: SELECT v FROM alpha
+          - name: raw_orders
+            sql: SELECT CAST('z' AS INTEGER) AS v FROM src
+    """ + "".join(f"""
+          - name: {n}
+            sql: SELECT v FROM raw_orders
+    """.rstrip(" ") for n in FAN),
+    "data/src.csv": "id\n1\n",
+}
+
+
+def test_keep_going_summary_names_the_blocked_nodes_up_to_five(project) -> None:
+    root = project(BLOCKERS)
+    r = odibi(root, "build", "-j", "1")
+    assert r.code == 1, r.text
+    lines = [line for line in r.out.splitlines() if " blocked because " in line]
+    assert lines == [
+        "  12 blocked because raw_orders failed: o01, o02, o03, o04, o05 and 7 more",
+        "  3 blocked because raw failed: zeta, alpha, mid",
+        "  1 blocked because bad failed: after_bad",
+    ], r.out
+
+    # --json still names the cause per node
+    report = build(root, code=1)
+    assert {n: v.get("because") for n, v in report["nodes"].items()
+            if v.get("outcome") == "blocked"} == (
+        {"after_bad": "bad"} | dict.fromkeys(("zeta", "alpha", "mid"), "raw")
+        | dict.fromkeys(FAN, "raw_orders"))
+
+
 def test_fail_fast_starts_nothing_after_the_failure(project, tmp_path: Path) -> None:
     root = project(BRANCHES)
     profile = tmp_path / "trace.json"

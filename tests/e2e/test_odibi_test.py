@@ -532,6 +532,117 @@ def test_generate_before_any_build_exits_2(proj) -> None:
         "-C", str(root), "test", "--generate", "clean_order").err
 
 
+# A join whose first rows do not join: 60 orders of customers 201-300 (the first five
+# orders' customers all differ), 300 customers in regions 30-49, 50 regions. The first five
+# customers (1-5) and regions (1-5) match nothing sampled from the other side.
+JOIN_ORDERS = [(i, 200 + (i * 7) % 100 + 1, float(i)) for i in range(1, 61)]
+JOIN_CUSTOMERS = [(c, f"cust{c}", 30 + c % 20) for c in range(1, 301)]
+JOIN_REGIONS = [(r, f"region{r}") for r in range(1, 51)]
+JOINS = {
+    "odibi.yaml": """
+        project: joins
+        connections:
+          raw: {type: local, base_path: data}
+        nodes:
+          - name: raw_orders
+            read: {connection: raw, path: orders.csv}
+          - name: raw_customers
+            read: {connection: raw, path: customers.csv}
+          - name: raw_regions
+            read: {connection: raw, path: regions.csv}
+          - name: order_names                     # JOIN ON, aliases
+            sql: |
+              SELECT o.order_id, c.name
+              FROM raw_orders o JOIN raw_customers c ON o.customer_id = c.id
+          - name: order_names_where              # an equality in WHERE, table names
+            sql: |
+              SELECT order_id, name FROM raw_orders, raw_customers
+              WHERE raw_orders.customer_id = raw_customers.id AND amount > 0
+          - name: order_regions                   # 3-way, LEFT JOIN, then USING
+            sql: |
+              SELECT o.order_id, c.name, r.region_name
+              FROM raw_orders o
+              LEFT JOIN raw_customers c ON o.customer_id = c.id
+              LEFT JOIN raw_regions r USING (region_id)
+        """,
+    "data/orders.csv": "order_id,customer_id,amount\n" + "".join(
+        f"{o},{c},{a}\n" for o, c, a in JOIN_ORDERS),
+    "data/customers.csv": "id,name,region_id\n" + "".join(
+        f"{c},{n},{r}\n" for c, n, r in JOIN_CUSTOMERS),
+    "data/regions.csv": "region_id,region_name\n" + "".join(
+        f"{r},{n}\n" for r, n in JOIN_REGIONS),
+}
+
+
+def _generated(root: Path, node: str) -> dict:
+    import yaml
+
+    r = run_cli("-C", str(root), "test", "--generate", node)
+    assert r.code == 0, r.text
+    case = yaml.safe_load((root / "tests" / f"test_{node}.yaml").read_text())["tests"][0]
+    return {"given": {k: v["rows"] for k, v in case["given"].items()},
+            "expect": case["expect"]["rows"]}
+
+
+def test_generate_samples_rows_that_join(tmp_path: Path) -> None:
+    root = write_files(tmp_path / "p", JOINS)
+    assert run_cli("-C", str(root), "build").code == 0
+    first_orders = JOIN_ORDERS[:5]
+    wanted = {c for _, c, _ in first_orders}
+    # the premise: the first rows of each input join nothing (the sample before this change)
+    assert not wanted & {c for c, _, _ in JOIN_CUSTOMERS[:5]}
+
+    for node in ("order_names", "order_names_where"):
+        got = _generated(root, node)
+        # the orders as before: the first five; the customers: exactly theirs
+        assert [r["order_id"] for r in got["given"]["raw_orders"]] == [1, 2, 3, 4, 5]
+        assert sorted(r["id"] for r in got["given"]["raw_customers"]) == sorted(wanted)
+        assert sorted((r["order_id"], r["name"]) for r in got["expect"]) == \
+            [(o, f"cust{c}") for o, c, _ in first_orders]
+
+    got = _generated(root, "order_regions")  # regions follow the customers' sample
+    regions = {30 + c % 20 for c in wanted}
+    assert sorted(r["region_id"] for r in got["given"]["raw_regions"]) == sorted(regions)
+    assert sorted((r["order_id"], r["name"], r["region_name"]) for r in got["expect"]) == \
+        [(o, f"cust{c}", f"region{30 + c % 20}") for o, c, _ in first_orders]
+
+    # the generated tests pass as written, and a second generation writes the same files
+    r = odibi_test(root, "--json")
+    assert r.code == 0, r.text
+    assert json.loads(r.out)["passed"] == 3
+    files = {p.name: p.read_text() for p in (root / "tests").iterdir()}
+    for node in ("order_names", "order_names_where", "order_regions"):
+        assert run_cli("-C", str(root), "test", "--generate", node, "--force").code == 0
+    assert {p.name: p.read_text() for p in (root / "tests").iterdir()} == files
+
+
+def test_generate_matches_every_sampled_key_before_any_twice(tmp_path: Path) -> None:
+    """Customers named first: each of the sampled customers with orders gets one order
+    before any gets a second (each has four)."""
+    files = dict(JOINS)
+    files["odibi.yaml"] = JOINS["odibi.yaml"].replace("""
+          - name: order_names                     # JOIN ON, aliases""", """
+          - name: customer_orders
+            sql: |
+              SELECT c.id, o.order_id
+              FROM raw_customers c JOIN raw_orders o ON o.customer_id = c.id
+          - name: order_names                     # JOIN ON, aliases""")
+    files["data/orders.csv"] = "order_id,customer_id,amount\n" + "".join(
+        f"{o},{1 + (o - 1) // 4},1.0\n" for o in range(1, 13))  # customer 1: orders 1-4, ...
+    root = write_files(tmp_path / "p", files)
+    assert run_cli("-C", str(root), "build").code == 0
+    r = run_cli("-C", str(root), "test", "--generate", "customer_orders", "--rows", "4")
+    assert r.code == 0, r.text
+    import yaml
+
+    case = yaml.safe_load((root / "tests" / "test_customer_orders.yaml").read_text())["tests"][0]
+    orders = case["given"]["raw_orders"]["rows"]
+    # customers 1-4 sampled; orders: the first of customers 1, 2 and 3, then the second of
+    # customer 1 (the first four rows by all columns would be customer 1's four orders)
+    assert [(r["order_id"], r["customer_id"]) for r in orders] == [(1, 1), (5, 2), (9, 3), (2, 1)]
+    assert odibi_test(root).code == 0
+
+
 # -- odibi init --------------------------------------------------------------------------------------
 def test_init_creates_a_project_with_a_passing_test(tmp_path: Path) -> None:
     assert run_cli("-C", str(tmp_path), "init", "fresh").code == 0
