@@ -123,6 +123,8 @@ class OwnParts:
     text_digest: Digest | None = None
     python_file: str | None = None  # project-relative, for explanations
     env: Mapping[str, str] = field(default_factory=dict)  # env var -> digest of its value
+    sql_file: str | None = None  # the node's .sql file, project-relative, for explanations
+    #                              (not part of any digest: moving SQL to a file changes nothing)
 
     def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> TraceParts:
         return TraceParts(self.logic, self.config, self.vars, self.sources, dict(upstream),
@@ -180,7 +182,7 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
     variables = {v: _canon(project.vars[v]) for v in sorted(target.vars_used)}
     config: dict[str, str] = {}
     sources: dict[str, tuple[Digest, int]] = {}
-    sql_text = text_digest = python_file = None
+    sql_text = text_digest = python_file = sql_file = None
     if isinstance(target, Check):
         kind = NodeKind.CHECK
         logic = digest_text(target.rule.text)
@@ -194,6 +196,7 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
         if isinstance(target.producer, SqlSpec):
             sql_text = target.producer.template
             text_digest = resolved.sql[name].text
+            sql_file = target.producer.file
         if target.version is not None:
             config["version"] = _canon(target.version)
         keys = (_rules_key(target.contracts), _rules_key(target.validate),
@@ -202,7 +205,8 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
                           _canon(sorted((k, d) for k, (d, _) in sources.items())),
                           _canon(env))
     return OwnParts(kind, logic, config, variables, sources, digest, *keys,
-                    sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env)
+                    sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env,
+                    sql_file=sql_file)
 
 
 def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str, str],
