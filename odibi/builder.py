@@ -34,11 +34,14 @@ from odibi.events import Reporter, Warning_
 from odibi.fingerprint import (
     FileDigests,
     OwnParts,
+    Stamp,
     chain,
     export_changed,
     export_path,
     exported_paths,
     own_parts,
+    same_file,
+    stamp_file,
 )
 from odibi.hashing import digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, OnFail
@@ -76,7 +79,7 @@ class _LoadedFrom:
     patterns: tuple[str, ...]
     files: Mapping[str, Digest]  # project-relative YAML file -> content digest
     modules: Mapping[str, Digest]  # Python transform module file -> content digest
-    sql_files: Mapping[str, Digest] = field(default_factory=dict)  # .sql file -> digest
+    sql_files: Mapping[str, Stamp] = field(default_factory=dict)  # project-relative .sql files
 
 
 CachedProject = tuple[_LoadedFrom, Resolved]
@@ -112,12 +115,12 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         if hit is not None:
             return hit, None
     digests: dict[str, Digest] = {}
-    sql_files: dict[str, Digest] = {}
+    sql_files: dict[str, Stamp] = {}
     uses_env = [False]
 
     def read_sql(path: Path) -> bytes:
-        data = read_bytes(path)
-        sql_files[path.relative_to(root).as_posix()] = digest_bytes(data)
+        data, stamp = stamp_file(path, read_bytes)  # many small files: stat, not hash, later
+        sql_files[path.relative_to(root).as_posix()] = stamp
         uses_env[0] = uses_env[0] or b"${env:" in data or b"${ env:" in data
         return data
 
@@ -179,8 +182,7 @@ def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None
         try:
             return all(digest_bytes((root / rel).read_bytes()) == made.files[rel]
                        for rel in files) and \
-                all(digest_bytes((root / rel).read_bytes()) == d
-                    for rel, d in made.sql_files.items()) and \
+                all(same_file(root / rel, st) for rel, st in made.sql_files.items()) and \
                 all(digest_bytes(Path(p).read_bytes()) == d for p, d in made.modules.items())
         except OSError:
             return False

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from blake3 import blake3
 
 from odibi.config.model import Check, Connection, Node, ReadSpec, SqlSpec, WriteSpec
 from odibi.errors import ConfigError, did_you_mean
-from odibi.hashing import DIGEST_CHARS, digest_parts, digest_text
+from odibi.hashing import DIGEST_CHARS, digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, NodeKind
 from odibi.paths import shown
 from odibi.resolve import Resolved
@@ -104,6 +104,29 @@ class FileDigests:
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+
+def stamp_file(path: Path, read: Callable[[Path], bytes]) -> tuple[bytes, Stamp]:
+    """Read a file through `read`, with a stamp that later tells cheaply whether it still
+    holds those bytes (`same_file`). The stat is taken before the read (a change during the
+    read shows as a changed stat), and a racy file's mtime is not trusted."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    data = read(path)  # a missing or unreadable file: `read`'s own error
+    st = st or os.stat(path)
+    racy = time.time_ns() - st.st_mtime_ns < RACY_NS
+    return data, (st.st_size, -1 if racy else st.st_mtime_ns, st.st_ino, digest_bytes(data))
+
+
+def same_file(path: Path, stamp: Stamp) -> bool:
+    """Whether the file still holds the bytes `stamp` was made from: its stat says so, or
+    else its digest. Raises OSError when it cannot be read."""
+    st = os.stat(path)
+    if (st.st_size, st.st_mtime_ns, st.st_ino) == stamp[:3]:
+        return True
+    return digest_bytes(path.read_bytes()) == stamp[3]
 
 
 @dataclass(frozen=True, slots=True)

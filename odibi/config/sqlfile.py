@@ -119,19 +119,21 @@ def _read(written: Path, shown_path: Path, rel: str, f: File, what: str, root: P
                           span=span) from None
 
 
-def _missing_hint(path: Path, rel: str, f: File, root: Path) -> str:
+def _missing_hint(path: Path, rel: str, f: File, root: Path) -> str | None:
     """A misspelt name (a sibling .sql file), or a path written from the project directory
     rather than from the YAML file."""
+    import difflib  # only on the way to an error message
+
     base = Path(f.path).parent
     from_root = (root / rel).resolve()
     if base.resolve() != root and from_root.is_file() and root in from_root.parents:
         fixed = Path(os.path.relpath(from_root, base.resolve())).as_posix()
         return f"paths are relative to {f.rel}: did you mean '{fixed}'?"
-    import difflib  # only on the way to an error message
-
-    siblings = sorted(p.name for p in path.parent.glob("*.sql")) if path.parent.is_dir() else []
+    if not path.parent.is_dir():
+        return f"paths are relative to the YAML file that names them ({f.rel})"
+    siblings = sorted(p.name for p in path.parent.glob("*.sql"))
     close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.6)
     if close:
         head = rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
         return f"did you mean '{head}{close[0]}'?"
-    return f"paths are relative to the YAML file that names them ({f.rel})"
+    return None
