@@ -34,11 +34,14 @@ from odibi.events import Reporter, Warning_
 from odibi.fingerprint import (
     FileDigests,
     OwnParts,
+    Stamp,
     chain,
     export_changed,
     export_path,
     exported_paths,
     own_parts,
+    same_file,
+    stamp_file,
 )
 from odibi.hashing import digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, OnFail
@@ -76,6 +79,7 @@ class _LoadedFrom:
     patterns: tuple[str, ...]
     files: Mapping[str, Digest]  # project-relative YAML file -> content digest
     modules: Mapping[str, Digest]  # Python transform module file -> content digest
+    sql_files: Mapping[str, Stamp] = field(default_factory=dict)  # project-relative .sql files
 
 
 CachedProject = tuple[_LoadedFrom, Resolved]
@@ -97,11 +101,11 @@ def remember(state: State, entry: CachedProject) -> None:
 def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
                ) -> tuple[Resolved, CachedProject | None]:
     """Load and resolve the project. When nothing it was made from changed (YAML files,
-    the files the pipeline globs match, Python transform modules, --var overrides), the
-    last resolved project is reused from the state; otherwise unchanged YAML files and SQL
-    texts still come from the state's parse caches, and the result is returned with what
-    to cache. A project that uses `${env:...}` is never cached whole: its values would be
-    written to disk."""
+    the files the pipeline globs match, the .sql files nodes name, Python transform modules,
+    --var overrides), the last resolved project is reused from the state; otherwise
+    unchanged YAML files and SQL texts still come from the state's parse caches, and the
+    result is returned with what to cache. A project that uses `${env:...}` is never
+    cached whole: its values would be written to disk."""
     usable = state is not None and state.available
     caching = usable or (state is not None and state.holding)
     root = root.resolve()
@@ -111,7 +115,14 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         if hit is not None:
             return hit, None
     digests: dict[str, Digest] = {}
+    sql_files: dict[str, Stamp] = {}
     uses_env = [False]
+
+    def read_sql(path: Path) -> bytes:
+        data, stamp = stamp_file(path, read_bytes)  # many small files: stat, not hash, later
+        sql_files[path.relative_to(root).as_posix()] = stamp
+        uses_env[0] = uses_env[0] or b"${env:" in data or b"${ env:" in data
+        return data
 
     def read(path: Path) -> tuple[Any, bytes]:
         data = read_bytes(path)
@@ -126,13 +137,14 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
             state.put_yaml(str(path), key, value)  # type: ignore[union-attr]
         return value, data
 
-    project = load_project(root, overrides, read_file=read)
+    project = load_project(root, overrides, read_file=read, read_sql=read_sql)
     resolved = resolve(project, state if caching else None)
     if uses_env[0]:
         return resolved, None
     modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
                for fn in resolved.python.values()}
-    made = _LoadedFrom(_cache_version(), wanted, project.pipeline_patterns, digests, modules)
+    made = _LoadedFrom(_cache_version(), wanted, project.pipeline_patterns, digests, modules,
+                       sql_files)
     return resolved, (made, resolved)
 
 
@@ -170,6 +182,7 @@ def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None
         try:
             return all(digest_bytes((root / rel).read_bytes()) == made.files[rel]
                        for rel in files) and \
+                all(same_file(root / rel, st) for rel, st in made.sql_files.items()) and \
                 all(digest_bytes(Path(p).read_bytes()) == d for p, d in made.modules.items())
         except OSError:
             return False

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from blake3 import blake3
 
 from odibi.config.model import Check, Connection, Node, ReadSpec, SqlSpec, WriteSpec
 from odibi.errors import ConfigError, did_you_mean
-from odibi.hashing import DIGEST_CHARS, digest_parts, digest_text
+from odibi.hashing import DIGEST_CHARS, digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, NodeKind
 from odibi.paths import shown
 from odibi.resolve import Resolved
@@ -106,6 +106,29 @@ class FileDigests:
         return time.time_ns()
 
 
+def stamp_file(path: Path, read: Callable[[Path], bytes]) -> tuple[bytes, Stamp]:
+    """Read a file through `read`, with a stamp that later tells cheaply whether it still
+    holds those bytes (`same_file`). The stat is taken before the read (a change during the
+    read shows as a changed stat), and a racy file's mtime is not trusted."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    data = read(path)  # a missing or unreadable file: `read`'s own error
+    st = st or os.stat(path)
+    racy = time.time_ns() - st.st_mtime_ns < RACY_NS
+    return data, (st.st_size, -1 if racy else st.st_mtime_ns, st.st_ino, digest_bytes(data))
+
+
+def same_file(path: Path, stamp: Stamp) -> bool:
+    """Whether the file still holds the bytes `stamp` was made from: its stat says so, or
+    else its digest. Raises OSError when it cannot be read."""
+    st = os.stat(path)
+    if (st.st_size, st.st_mtime_ns, st.st_ino) == stamp[:3]:
+        return True
+    return digest_bytes(path.read_bytes()) == stamp[3]
+
+
 @dataclass(frozen=True, slots=True)
 class OwnParts:
     """Everything in a fingerprint except the upstream fingerprints."""
@@ -123,6 +146,8 @@ class OwnParts:
     text_digest: Digest | None = None
     python_file: str | None = None  # project-relative, for explanations
     env: Mapping[str, str] = field(default_factory=dict)  # env var -> digest of its value
+    sql_file: str | None = None  # the node's .sql file, project-relative, for explanations
+    #                              (not part of any digest: moving SQL to a file changes nothing)
 
     def as_trace_parts(self, upstream: Mapping[NodeId, Digest]) -> TraceParts:
         return TraceParts(self.logic, self.config, self.vars, self.sources, dict(upstream),
@@ -180,7 +205,7 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
     variables = {v: _canon(project.vars[v]) for v in sorted(target.vars_used)}
     config: dict[str, str] = {}
     sources: dict[str, tuple[Digest, int]] = {}
-    sql_text = text_digest = python_file = None
+    sql_text = text_digest = python_file = sql_file = None
     if isinstance(target, Check):
         kind = NodeKind.CHECK
         logic = digest_text(target.rule.text)
@@ -194,6 +219,7 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
         if isinstance(target.producer, SqlSpec):
             sql_text = target.producer.template
             text_digest = resolved.sql[name].text
+            sql_file = target.producer.file
         if target.version is not None:
             config["version"] = _canon(target.version)
         keys = (_rules_key(target.contracts), _rules_key(target.validate),
@@ -202,7 +228,8 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
                           _canon(sorted((k, d) for k, (d, _) in sources.items())),
                           _canon(env))
     return OwnParts(kind, logic, config, variables, sources, digest, *keys,
-                    sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env)
+                    sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env,
+                    sql_file=sql_file)
 
 
 def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str, str],

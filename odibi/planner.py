@@ -402,7 +402,8 @@ def _changes(own: OwnParts, upstream: Mapping[NodeId, Digest], trace: Trace,
     elif parts.logic != own.logic:
         match own.kind:
             case NodeKind.SQL:
-                out.append(ReasonDetail(Reason.SQL_CHANGED, diff=_diff(trace.sql_text, own.sql_text)))
+                out.append(ReasonDetail(Reason.SQL_CHANGED, own.sql_file or "",
+                                        diff=_diff(trace.sql_text, own.sql_text)))
             case NodeKind.PYTHON:
                 out.append(ReasonDetail(Reason.PYTHON_CHANGED, own.python_file or ""))
             case NodeKind.CHECK:

@@ -79,8 +79,9 @@ def placeholder_text(template: str) -> str:
 
 
 def sql_span(spec: SqlSpec, offset: int | None, width: int = 1) -> Span:
-    """Where character `offset` of a node's (rendered) SQL sits in its YAML file."""
-    return spec.origin.span_at(spec.rendered, offset, width)
+    """Where character `offset` of a node's (rendered) SQL was written: in its YAML file,
+    or in its .sql file."""
+    return spec.span_at(offset, width)
 
 
 def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:

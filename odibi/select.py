@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from odibi.errors import SelectorError, Span, UnknownNodeError, did_you_mean
 from odibi.graph import Graph, ancestors, descendants
@@ -67,6 +67,7 @@ class SelectIndex:
     path: Mapping[NodeId, str]  # project-relative YAML file
     kind: Mapping[NodeId, str]
     state: Callable[[str], frozenset[NodeId]] | None = None  # 'modified'/'new' -> nodes
+    sql_path: Mapping[NodeId, str] = field(default_factory=dict)  # a node's .sql file
 
 
 def parse_selector(text: str) -> Selector:
@@ -210,6 +211,11 @@ def _path_glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+def _under(rx: re.Pattern[str], want: str, path: str | None) -> bool:
+    """Whether `path` matches a `path:` selector's glob or lies in its directory."""
+    return path is not None and (rx.match(path) is not None or path.startswith(want + "/"))
+
+
 def _eval_base(base: Base, index: SelectIndex, text: str, empty: list[str]) -> set[int]:
     graph = index.graph
     span = Span("<selector>", 1, base.col, text=text)
@@ -235,8 +241,8 @@ def _eval_base(base: Base, index: SelectIndex, text: str, empty: list[str]) -> s
         case "path":
             want = base.value.rstrip("/")
             rx = _path_glob(want)
-            found = {graph.index[n] for n, p in index.path.items()
-                     if rx.match(p) or p.startswith(want + "/")}
+            found = {graph.index[n] for n, p in index.path.items()  # its YAML or .sql file
+                     if _under(rx, want, p) or _under(rx, want, index.sql_path.get(n))}
         case "kind":
             found = {graph.index[n] for n, k in index.kind.items() if k == base.value}
             if base.value not in set(index.kind.values()) | {"read", "sql", "python", "check"}:

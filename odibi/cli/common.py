@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 from odibi.cli.render import Out
+from odibi.config.model import SqlSpec
 from odibi.config.load import find_project_root, parse_var_overrides
 from odibi.errors import UsageError
 from odibi.ids import NodeId
@@ -51,6 +52,8 @@ def select_index(resolved: Resolved, state: StateHook | None = None) -> SelectIn
         path={n: t.file for n, t in targets.items()},
         kind={n: p.kind_of(n).value for n in targets},
         state=state,
+        sql_path={n: node.producer.file for n, node in p.nodes.items()
+                  if isinstance(node.producer, SqlSpec) and node.producer.file is not None},
     )
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 from odibi.cli.common import open_project, selected
 from odibi.fingerprint import check_sources
 from odibi.cli.render import Out
+from odibi.config.model import SqlSpec
 from odibi.ids import ExitCode, NodeId, NodeKind
 from odibi.resolve import Resolved
 
@@ -35,7 +36,7 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
 def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:
     p = resolved.project
     t = p.target(name)
-    return {
+    described: dict[str, object] = {
         "name": name,
         "kind": p.kind_of(name).value,
         "pipeline": t.pipeline,
@@ -44,6 +45,10 @@ def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:
         "tags": sorted(t.tags),
         "description": t.description,
     }
+    spec = getattr(t, "producer", None)  # a check has none
+    if isinstance(spec, SqlSpec):
+        described["sql_file"] = spec.file  # None when the SQL is inline
+    return described
 
 
 def cmd_ls(args: argparse.Namespace, out: Out) -> int:

@@ -20,6 +20,7 @@ from odibi.config.model import (
     Check,
     Connection,
     Node,
+    Piece,
     Producer,
     Project,
     PythonSpec,
@@ -49,11 +50,12 @@ from odibi.config.fields import (
     type_name,
     version_of,
 )
+from odibi.config.sqlfile import sql_source
 from odibi.config.substitute import Substituter, VarOverride, parse_var_overrides
 
 __all__ = ["PROJECT_FILE", "VarOverride", "find_project_root", "load_project",
            "parse_var_overrides", "pipeline_files"]
-from odibi.config.ytree import YMap, YSeq
+from odibi.config.ytree import YMap, YSeq, read_bytes
 from odibi.errors import ConfigError, Span, TextOrigin, UsageError, did_you_mean
 from odibi.paths import shown
 from odibi.ids import NAME_RE, Format, NodeId, NodeKind, OnFail
@@ -104,11 +106,13 @@ class _Loader:
     """One load of one project. Holds the project-wide tables while nodes are built."""
 
     def __init__(self, root: Path, overrides: list[VarOverride], env: Mapping[str, str],
-                 read_file: Callable[[Path], tuple[Any, bytes]]) -> None:
+                 read_file: Callable[[Path], tuple[Any, bytes]],
+                 read_sql: Callable[[Path], bytes]) -> None:
         self.root = root.resolve()
         self.overrides = overrides
         self.env = env
         self.read_file = read_file
+        self.read_sql = read_sql
         self.connections: dict[str, Connection] = {}
         self.nodes: dict[NodeId, Node] = {}
         self.checks: dict[NodeId, Check] = {}
@@ -378,14 +382,11 @@ class _Loader:
         return ReadSpec(conn, path, rendered, fmt, options, rendered_options, span)
 
     def _sql(self, item: YMap, f: File, what: str) -> SqlSpec:
-        text = item["sql"]
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{what}: sql must be a non-empty SELECT statement",
-                              span=f.value(item, "sql"))
-        template = strip_sql(text)
-        origin = f.origin(item, "sql")
-        rendered = self.sub.render(template, origin, what)
-        return SqlSpec(template, rendered, origin)
+        source = sql_source(item, f, what, self.root, self.read_sql)
+        template = strip_sql(source.text)
+        pieces: list[Piece] = []
+        rendered = self.sub.render(template, source.origin, what, pieces=pieces)
+        return SqlSpec(template, rendered, source.origin, source.file, tuple(pieces))
 
     def _python(self, item: YMap, f: File, what: str) -> PythonSpec:
         ref = item["python"]
@@ -422,9 +423,12 @@ class _Loader:
 
 def load_project(root: Path, overrides: list[VarOverride] | None = None,
                  env: Mapping[str, str] | None = None,
-                 read_file: Callable[[Path], tuple[Any, bytes]] | None = None) -> Project:
+                 read_file: Callable[[Path], tuple[Any, bytes]] | None = None,
+                 read_sql: Callable[[Path], bytes] = read_bytes) -> Project:
     """Load and check the project in `root`. Pure apart from reading the YAML files (through
-    `read_file`, which a caller may back with a cache)."""
+    `read_file`, which a caller may back with a cache) and the .sql files nodes name
+    (through `read_sql`, which a caller may watch to know what the project was made from)."""
     if read_file is None:
         from odibi.config.yaml_load import read_yaml_file as read_file
-    return _Loader(root, overrides or [], os.environ if env is None else env, read_file).load()
+    return _Loader(root, overrides or [], os.environ if env is None else env, read_file,
+                   read_sql).load()

@@ -17,6 +17,7 @@ from odibi.ids import Format, NodeId, NodeKind, OnFail
 from odibi.pickling import compact_pickle
 
 Scalar = Union[str, int, float, bool, None]
+Piece = tuple[int, int, int]  # one substitution: template start, template end, value length
 
 
 @compact_pickle
@@ -48,9 +49,35 @@ class ReadSpec:
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class SqlSpec:
+    """A SQL node's statement, written inline in its YAML file or in a file of its own
+    (`sql: {file: ...}`); either way the same text is fingerprinted and run."""
+
     template: str  # as written (trailing semicolons and whitespace stripped)
     rendered: str  # vars and env substituted: what runs
-    origin: TextOrigin  # where the text sits in its YAML file
+    origin: TextOrigin  # where the text starts: in its YAML file, or line 1 of its .sql file
+    file: str | None = None  # the .sql file, project-relative; None when inline
+    pieces: tuple[Piece, ...] = ()  # the substitutions that made `rendered` from `template`
+
+    def span_at(self, offset: int | None, width: int = 1) -> Span:
+        """Where character `offset` of the rendered SQL was written (a substituted value
+        is found at its `${`)."""
+        if offset is None or offset < 0:
+            return self.origin.span_at(self.template, offset, width)
+        return self.origin.span_at(self.template, template_offset(self.pieces, offset), width)
+
+
+def template_offset(pieces: tuple[Piece, ...], offset: int) -> int:
+    """Where character `offset` of a rendered text was in its template, given the
+    substitutions (`pieces`, in order) that rendered it; an offset inside a substituted
+    value maps to the value's `${`."""
+    shift = 0  # rendered minus template, before the current piece
+    for start, end, length in pieces:
+        if offset < start + shift:
+            break
+        if offset < start + shift + length:
+            return start
+        shift += length - (end - start)
+    return offset - shift
 
 
 @compact_pickle

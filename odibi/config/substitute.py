@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from odibi.config.fields import File
-from odibi.config.model import Scalar
+from odibi.config.model import Piece, Scalar
 from odibi.config.ytree import YMap, YSeq
 from odibi.errors import ConfigError, Span, TextOrigin, UsageError, did_you_mean
 from odibi.ids import NAME_RE
@@ -37,36 +37,47 @@ class Substituter:
         self.used: set[str] = set()
         self.env_used: set[str] = set()
 
-    def render(self, template: str, origin: TextOrigin, what: str, *, track_env: bool = True
-               ) -> str:
+    def render(self, template: str, origin: TextOrigin, what: str, *, track_env: bool = True,
+               pieces: list[Piece] | None = None) -> str:
+        """The rendered text. `pieces`, when given, receives each substitution as (start,
+        end, length of its value): where the template and the rendered text differ, so a
+        position in the rendered text can be found again in the template (`template_offset`)."""
         if "$" not in template:
             return template
 
         def replace(m: re.Match[str]) -> str:
-            if m.group(1):  # $${...}: escaped
-                return "${" + m.group(2) + "}"
-            inner = m.group(2)
-            span = origin.span_at(template, m.start(), m.end() - m.start())
-            if vm := _VAR_RE.match(inner):
-                name = vm.group(1)
-                if name not in self.vars:
-                    raise ConfigError(f"{what}: undefined variable '{name}' in ${{{inner}}}",
-                                      span=span, hint=did_you_mean(name, self.vars)
-                                      or "define it under vars: in odibi.yaml")
-                self.used.add(name)
-                return _render_scalar(self.vars[name])
-            if em := _ENV_RE.match(inner):
-                name = em.group(1)
-                if name not in self.env:
-                    raise ConfigError(f"{what}: environment variable {name} is not set "
-                                      f"(${{{inner}}})", span=span)
-                if track_env:
-                    self.env_used.add(name)
-                return self.env[name]
-            raise ConfigError(f"{what}: unknown substitution ${{{inner}}}", span=span,
-                              hint="use ${vars.NAME} or ${env:NAME}; write $${ for a literal ${")
+            value = self._value(m, template, origin, what, track_env)
+            if pieces is not None:
+                pieces.append((m.start(), m.end(), len(value)))
+            return value
 
         return _SUB_RE.sub(replace, template)
+
+    def _value(self, m: re.Match[str], template: str, origin: TextOrigin, what: str,
+               track_env: bool) -> str:
+        """The text that replaces one ``${...}`` (or ``$${...}``) of `template`."""
+        if m.group(1):  # $${...}: escaped
+            return "${" + m.group(2) + "}"
+        inner = m.group(2)
+        span = origin.span_at(template, m.start(), m.end() - m.start())
+        if vm := _VAR_RE.match(inner):
+            name = vm.group(1)
+            if name not in self.vars:
+                raise ConfigError(f"{what}: undefined variable '{name}' in ${{{inner}}}",
+                                  span=span, hint=did_you_mean(name, self.vars)
+                                  or "define it under vars: in odibi.yaml")
+            self.used.add(name)
+            return _render_scalar(self.vars[name])
+        if em := _ENV_RE.match(inner):
+            name = em.group(1)
+            if name not in self.env:
+                raise ConfigError(f"{what}: environment variable {name} is not set "
+                                  f"(${{{inner}}})", span=span)
+            if track_env:
+                self.env_used.add(name)
+            return self.env[name]
+        raise ConfigError(f"{what}: unknown substitution ${{{inner}}}", span=span,
+                          hint="use ${vars.NAME} or ${env:NAME}; write $${ for a literal ${")
 
     def render_value(self, value: Any, f: File, m: YMap | YSeq, key: Any, what: str) -> Any:
         """Render every string inside an option value (scalars, lists, mappings)."""

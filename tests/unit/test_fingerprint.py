@@ -282,3 +282,33 @@ def test_env_values_never_appear_in_own_parts_state_or_lock(
         assert SECRET.encode() not in path.read_bytes(), path
     # and the lock holds the template
     assert "${env:ODIBI_TEST_SECRET}" in (shop / "odibi.lock").read_text()
+
+
+# -- stamps of the .sql files a project was loaded from ------------------------------------------
+def test_a_file_stamp_trusts_an_aged_stat_and_rehashes_a_changed_or_racy_one(
+        tmp_path: Path) -> None:
+    import os
+    import time
+
+    from odibi.config.ytree import read_bytes
+    from odibi.fingerprint import same_file, stamp_file
+
+    path = tmp_path / "x.sql"
+    path.write_text("SELECT 1 AS x\n")
+    old = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(old, old))
+    data, stamp = stamp_file(path, read_bytes)
+    assert data == b"SELECT 1 AS x\n" and stamp[1] == old
+    assert same_file(path, stamp)
+    path.write_text("SELECT 2 AS x\n")  # same size, a new mtime: rehashed, found different
+    assert not same_file(path, stamp)
+    os.utime(path, ns=(old, old))  # the same stat as stamped: trusted (as git and make do)
+    assert same_file(path, stamp)
+    path.write_text("SELECT 1 AS x\n")  # just written: racy, never trusted by its stat
+    _, racy = stamp_file(path, read_bytes)
+    assert racy[1] == -1
+    path.write_text("SELECT 3 AS x\n")
+    assert not same_file(path, racy)
+    path.unlink()
+    with pytest.raises(OSError):
+        same_file(path, stamp)

@@ -611,3 +611,46 @@ def test_node_kinds(tmp_path: Path) -> None:
     p = load(root)
     assert [(n, node.kind) for n, node in p.nodes.items()] == [
         ("raw_orders", NodeKind.READ), ("clean", NodeKind.SQL), ("plain", NodeKind.SQL)]
+
+
+# -- SQL in files -------------------------------------------------------------------------------
+def test_sql_file_is_read_relative_to_its_yaml_file_and_rendered(tmp_path: Path) -> None:
+    root = make(tmp_path, "pipeline: p\nnodes:\n  - name: a\n    sql: {file: sql/a.sql}\n",
+                extra={"pipelines/sql/a.sql": "-- a\nSELECT ${vars.label} AS x;\n"})
+    spec = sql_of(load(root), "a")
+    assert spec.file == "pipelines/sql/a.sql"
+    assert spec.template == "-- a\nSELECT ${vars.label} AS x"
+    assert spec.rendered == "-- a\nSELECT hello AS x"
+    assert spec.origin.file == str(root.resolve() / "pipelines/sql/a.sql")
+    # positions are the file's own: line 2, column 8 is the ${ of the substitution
+    assert (spec.span_at(12).line, spec.span_at(12).col) == (2, 8)
+    assert load(root).nodes[NodeId("a")].vars_used == frozenset({"label"})
+
+
+def test_inline_sql_has_no_file(tmp_path: Path) -> None:
+    root = make(tmp_path, "pipeline: p\nnodes:\n  - name: a\n    sql: SELECT 1 AS x\n")
+    assert sql_of(load(root), "a").file is None
+
+
+@pytest.mark.parametrize("value,label", [
+    ("${vars.n}", "1000000"), ("${vars.n}", ""), ("$${vars.n}", "${vars.n}"),
+])
+def test_positions_after_a_substitution_are_found_in_the_template(
+        value: str, label: str) -> None:
+    from odibi.config.model import template_offset
+
+    template = f"SELECT {value} AS n, {value} AS m FORM x"
+    start = template.index(value)
+    second = template.index(value, start + 1)
+    pieces = ((start, start + len(value), len(label)),
+              (second, second + len(value), len(label)))
+    rendered = template.replace(value, label)
+    for offset, char in enumerate(rendered):
+        inside = any(s + (len(label) - (e - s)) * i <= offset < s + (len(label) - (e - s)) * i
+                     + len(label) for i, (s, e, _) in enumerate(pieces))
+        found = template_offset(pieces, offset)
+        if inside:
+            assert found in (start, second)
+        else:
+            assert template[found] == char, (offset, found)
+    assert template_offset(pieces, rendered.index("FORM")) == template.index("FORM")
