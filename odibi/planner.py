@@ -360,7 +360,8 @@ def _upstream_outputs(name: NodeId, upstream: Mapping[NodeId, Digest], trace: Tr
 
 def _reformatted(own: OwnParts, trace: Trace) -> tuple[ReasonDetail, ...]:
     if own.text_digest is not None and trace.text_digest not in (None, own.text_digest):
-        return (ReasonDetail(Reason.SQL_REFORMATTED, diff=_diff(trace.sql_text, own.sql_text)),)
+        return (ReasonDetail(Reason.SQL_REFORMATTED, own.sql_file or "",
+                             diff=_diff(trace.sql_text, own.sql_text)),)
     return ()
 
 

@@ -108,7 +108,7 @@ def test_a_comment_only_edit_of_the_file_runs_nothing(shop: Path) -> None:
     edit(shop / SQL_FILE, "-- orders worth keeping", "-- the orders worth keeping (reviewed)")
     explain = odibi(shop, "explain")
     assert explain.code == 0, explain.text
-    assert re.search(r"stg_orders +up-to-date: sql reformatted only", explain.out)
+    assert re.search(rf"stg_orders +up-to-date: sql reformatted only: {SQL_FILE}", explain.out)
     assert "+-- the orders worth keeping (reviewed)" in explain.out
     assert explain.out.rstrip().endswith("0 to run, 3 up to date")
     assert build(shop) == {}
@@ -126,7 +126,7 @@ def test_an_edit_of_the_file_rebuilds_it_and_its_dependants_and_explain_names_th
     assert "+WHERE amount > 20" in out
     assert f"totals <- stg_orders <- sql changed: {SQL_FILE}" in out
     data = json.loads(odibi(shop, "--json", "explain", "stg_orders").out)
-    reason = data["nodes"][0]["reasons"][0]
+    (reason,) = [n["reasons"][0] for n in data["nodes"] if n["node"] == "stg_orders"]
     assert (reason["reason"], reason["subject"]) == ("sql changed", SQL_FILE)
     # the build runs exactly that, says why, and the output follows the file
     assert build(shop) == {"stg_orders": "built", "totals": "built"}
