@@ -129,6 +129,8 @@ class _Build:
                 return ast.Name(tuple(_unquote(str(k)) for k in kids), pos)
             case "list":
                 return ast.ListLit(tuple(self.build(k) for k in kids if k is not None), pos)
+            case "tuple":
+                return ast.Tuple(tuple(self.build(k) for k in kids), pos)
         raise AssertionError(node.data)  # pragma: no cover - every rule is handled above
 
     def token(self, tok: Any) -> ast.Expr:

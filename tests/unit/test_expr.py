@@ -33,7 +33,9 @@ from hypothesis import strategies as st
 
 from odibi.errors import ExprSyntaxError
 from odibi.expr import ast
-from odibi.expr.check import RuleError, RulePlan, Scope, compile_rules, evaluate
+from odibi.expr.check import RuleError, RulePlan, Scope, compile_rules
+from odibi.expr.measures import Form
+from odibi.expr.verdict import Offending, broken, evaluate
 from odibi.expr.parse import parse_rule
 
 # -- scopes, as odibi.rulesets builds them -------------------------------------------------
@@ -99,11 +101,11 @@ ACCEPTED = [
      {CO: 1}, ()),
     ("val", "unique(order_id)", "unique(order_id)", (CO,), {CO: 1}, ()),
     ("val", "unique(order_id, customer_id)", "unique(order_id, customer_id)", (CO,), {CO: 1}, ()),
-    # accepted_values: a count of other values, and a few of them for the message
+    # accepted_values: a count of other values (a few of them for the message: a follow-up)
     ("val", "accepted_values(status, ['paid', 'open', 'it''s'])",
-     "accepted_values(status, ['paid', 'open', 'it''s'])", (CO,), {CO: 2}, ()),
+     "accepted_values(status, ['paid', 'open', 'it''s'])", (CO,), {CO: 1}, ()),
     ("val", "accepted_values(code, [1, -2, null, true])",
-     "accepted_values(code, [1, -(2), null, true])", (CO,), {CO: 2}, ()),
+     "accepted_values(code, [1, -(2), null, true])", (CO,), {CO: 1}, ()),
     ("val", "has_columns(order_id, amount)", "has_columns(order_id, amount)", (CO,), {}, (CO,)),
     ("val", "column_type(amount) == 'BIGINT'", "(column_type(amount)) == ('BIGINT')", (CO,), {},
      (CO,)),
@@ -220,7 +222,9 @@ def test_a_rule_set_is_one_query_per_dataset() -> None:
     plan = compile_rules([(r, parse_rule(r)) for r in rules], SCOPES["val"])
     assert list(plan.queries()) == [CO]
     # row_count is measured once; null_count(order_id) is not_null(order_id)'s count
-    assert len(plan.measures) == 7
+    assert len(plan.queries()[CO]) == 7
+    # and the examples of not_null, unique and all are follow-ups, measured only on failure
+    assert len([m for m in plan.measures if m.only_if is not None]) == 3
     assert [r.datasets for r in plan.rules] == [(CO,)] * len(rules)
 
 
@@ -270,7 +274,7 @@ REJECTED = [
      "did you mean 'row_count'?"),
     ("val", "foo(x) > 0", M, 1, "foo(x)", "unknown function 'foo'",
      "functions: row_count, null_count, distinct_count, min, max, sum, avg, not_null, unique, "
-     "accepted_values, has_columns, all, column_type, abs"),
+     "accepted_values, has_columns, all, references, column_type, abs"),
     ("val", "roww_count > 0", M, 1, "roww_count",
      "'roww_count': a column is only meaningful inside a measure or all(...)",
      "did you mean 'row_count'?"),
@@ -439,13 +443,23 @@ EVALUATED = [
      "row_count(raw_orders) > 0 failed on raw_orders: row_count(raw_orders) = 0"),
     ("orders", "raw_orders.row_count >= 1", False, (("raw_orders.row_count", 0),),
      "raw_orders.row_count >= 1 failed on raw_orders: raw_orders.row_count = 0"),
-    ("orders", "unique(id)", False, (("duplicate rows", 1),),
-     "unique(id) failed on orders: duplicate rows = 1"),
+    # a broken predicate names what broke it: the most repeated keys with their counts,
+    # which columns hold nulls and the first rows holding them (their first other column),
+    # the first rows (of the columns read) where a condition is false
+    ("orders", "unique(id)", False, (("duplicate rows", Offending(1, ", e.g. 2 (x2)")),),
+     "unique(id) failed on orders: duplicate rows = 1, e.g. 2 (x2)"),
     ("orders", "unique(id, customer_id)", True, (("duplicate rows", 0),), None),
-    ("orders", "unique(customer_id)", False, (("duplicate rows", 1),),
-     "unique(customer_id) failed on orders: duplicate rows = 1"),
-    ("orders", "not_null(customer_id, amount)", False, (("rows with nulls", 2),),
-     "not_null(customer_id, amount) failed on orders: rows with nulls = 2"),
+    ("orders", "unique(customer_id)", False,
+     (("duplicate rows", Offending(1, ", e.g. 7 (x2)")),),
+     "unique(customer_id) failed on orders: duplicate rows = 1, e.g. 7 (x2)"),
+    ("orders", "not_null(customer_id, amount)", False,
+     (("rows with nulls", Offending(2, " (customer_id: 1 null, amount: 1 null), e.g. "
+                                       "{id: 2, customer_id: null}, {id: 4, amount: null}")),),
+     "not_null(customer_id, amount) failed on orders: rows with nulls = 2 (customer_id: 1 "
+     "null, amount: 1 null), e.g. {id: 2, customer_id: null}, {id: 4, amount: null}"),
+    ("orders", "not_null(amount)", False,
+     (("rows with nulls", Offending(1, ", e.g. {id: 4, amount: null}")),),
+     "not_null(amount) failed on orders: rows with nulls = 1, e.g. {id: 4, amount: null}"),
     ("orders", "not_null(id, status)", True, (("rows with nulls", 0),), None),
     ("orders", "accepted_values(status, ['paid', 'open'])", False,
      (("rows with other values", 1), ("other values, e.g.", ["void"])),
@@ -455,18 +469,28 @@ EVALUATED = [
      (("rows with other values", 0),), None),
     ("orders", "accepted_values(customer_id, [7, 8])", True, (("rows with other values", 0),),
      None),
-    ("orders", "all(amount > 0)", False, (("rows where it is false", 1),),
-     "all(amount > 0) failed on orders: rows where it is false = 1"),
-    ("orders", "all(abs(amount) < 15)", False, (("rows where it is false", 1),),
-     "all(abs(amount) < 15) failed on orders: rows where it is false = 1"),
+    ("orders", "all(amount > 0)", False,
+     (("rows where it is false", Offending(1, ", e.g. {amount: -3}")),),
+     "all(amount > 0) failed on orders: rows where it is false = 1, e.g. {amount: -3}"),
+    ("orders", "all(abs(amount) < 15)", False,
+     (("rows where it is false", Offending(1, ", e.g. {amount: 20}")),),
+     "all(abs(amount) < 15) failed on orders: rows where it is false = 1, e.g. {amount: 20}"),
+    ("orders", "all(id < 2 or status = 'open')", False,
+     (("rows where it is false", Offending(2, ", e.g. {id: 2, status: 'void'}, "
+                                              "{id: 4, status: 'paid'}")),),
+     "all(id < 2 or status = 'open') failed on orders: rows where it is false = 2, e.g. "
+     "{id: 2, status: 'void'}, {id: 4, status: 'paid'}"),
     ("orders", "all(status in ['paid', 'open', 'void'])", True, (("rows where it is false", 0),),
      None),
     ("orders", "all(status not in ['void'] or amount > 10)", True,
      (("rows where it is false", 0),), None),
-    ("orders", "all(customer_id is not null)", False, (("rows where it is false", 1),),
-     "all(customer_id is not null) failed on orders: rows where it is false = 1"),
-    ("orders", "all(id between 1 and 3)", False, (("rows where it is false", 1),),
-     "all(id between 1 and 3) failed on orders: rows where it is false = 1"),
+    ("orders", "all(customer_id is not null)", False,
+     (("rows where it is false", Offending(1, ", e.g. {customer_id: null}")),),
+     "all(customer_id is not null) failed on orders: rows where it is false = 1, e.g. "
+     "{customer_id: null}"),
+    ("orders", "all(id between 1 and 3)", False,
+     (("rows where it is false", Offending(1, ", e.g. {id: 4}")),),
+     "all(id between 1 and 3) failed on orders: rows where it is false = 1, e.g. {id: 4}"),
     ("orders", "has_columns(id, amount)", True, (), None),
     ("orders", "has_columns(id, amout, statuss)", False, (("missing", "amout, statuss"),),
      "has_columns(id, amout, statuss) failed on orders: missing = 'amout, statuss'"),
@@ -495,8 +519,10 @@ EVALUATED = [
     ("orders", "max(raw_orders.amount) is null", True, (("max(raw_orders.amount)", None),), None),
     ("orders", "sum(raw_orders.amount) > 0", False, (("sum(raw_orders.amount)", None),),
      "sum(raw_orders.amount) > 0 failed on raw_orders: sum(raw_orders.amount) = null"),
-    ("orders", "row_count > 0 and unique(id)", False, (("row_count", 4), ("duplicate rows", 1)),
-     "row_count > 0 and unique(id) failed on orders: row_count = 4, duplicate rows = 1"),
+    ("orders", "row_count > 0 and unique(id)", False,
+     (("row_count", 4), ("duplicate rows", Offending(1, ", e.g. 2 (x2)"))),
+     "row_count > 0 and unique(id) failed on orders: row_count = 4, duplicate rows = 1, e.g. "
+     "2 (x2)"),
     ("orders", "row_count >= 4 or unique(id)", True, (("row_count", 4), ("duplicate rows", 1)),
      None),
     ("orders", "not unique(id)", True, (("duplicate rows", 1),), None),
@@ -510,16 +536,25 @@ EVALUATED = [
 
 def measured_by_hand(con: duckdb.DuckDBPyConnection, plan: RulePlan
                      ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
-    """The plan's measures, one query per dataset, and the schemas it needs: done here
-    with plain DuckDB, independently of odibi's engine."""
-    values: dict[str, Any] = {}
-    for ds, measures in plan.queries().items():
-        select = ", ".join(f"{m.sql} AS {m.key}" for m in measures)
-        row = con.execute(f"SELECT {select} FROM {ds} AS t").fetchone()
-        assert row is not None
-        values.update({m.key: v for m, v in zip(measures, row)})
+    """The plan's measures and the schemas it needs, done here with plain DuckDB,
+    independently of odibi's engine: each query of the first pass, then the follow-ups
+    (examples) of the counts that came out non-zero."""
     schemas = {ds: {c[0]: c[1] for c in con.execute(f"DESCRIBE {ds}").fetchall()}
                for ds in plan.datasets}
+    values: dict[str, Any] = {}
+    for follow_up in (False, True):
+        for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
+            if query.form is Form.AGGREGATE:
+                select = ", ".join(f"{m.sql} AS {m.key}" for m in query.measures)
+                sql = f"SELECT {select} FROM {query.dataset} AS t"
+            else:
+                ctes = f"t AS (FROM {query.dataset})" + \
+                    (f", p AS (FROM {query.parent})" if query.parent else "")
+                select = ", ".join(f"({m.sql}) AS {m.key}" for m in query.measures)
+                sql = f"WITH {ctes} SELECT {select}"
+            row = con.execute(sql).fetchone()
+            assert row is not None
+            values.update({m.key: v for m, v in zip(query.measures, row)})
     return values, schemas
 
 
@@ -551,13 +586,17 @@ def test_distinct_aggregates_get_a_query_of_their_own_and_examples_come_only_on_
              "max(amount) < 10000", "accepted_values(status, ['paid', 'open'])"]
     plan = compile_rules([(r, parse_rule(r)) for r in rules], SCOPES["val"])
     first = plan.passes()
-    assert [(ds, [m.label for m in ms]) for ds, ms in first] == [
-        (CO, ["row_count", "max(amount)", "accepted_values(status): other values"]),
-        (CO, ["unique(order_id): duplicate rows", "distinct_count(customer_id)"])]
+    assert [(q.dataset, q.form, [m.label for m in q.measures]) for q in first] == [
+        (CO, Form.AGGREGATE, ["row_count", "max(amount)", "accepted_values(status): other values"]),
+        (CO, Form.AGGREGATE, ["unique(order_id): duplicate rows", "distinct_count(customer_id)"])]
     other = next(m for m in plan.measures if m.label.startswith("accepted_values")).key
+    dups = next(m for m in plan.measures if m.label.startswith("unique")).key
     assert plan.passes({other: 0}) == []  # nothing broke the rule: no examples to fetch
-    assert [[m.label for m in ms] for _, ms in plan.passes({other: 3})] == \
-        [["other values, e.g."]]
+    assert [(q.form, [m.label for m in q.measures]) for q in plan.passes({other: 3})] == \
+        [(Form.QUERY, ["other values, e.g."])]
+    # the examples of every broken rule of a dataset: one query
+    assert [[m.label for m in q.measures] for q in plan.passes({other: 3, dups: 1})] == \
+        [["unique(order_id): duplicate rows, e.g.", "other values, e.g."]]
 
 
 def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None:
@@ -571,15 +610,21 @@ def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None
 
 # -- run_rules on a warehouse session ---------------------------------------------------------
 class CountingSession:
-    """A session that counts the queries `measure` runs."""
+    """A session that counts the queries `measure` (aggregates over a table) and
+    `measure_queries` (scalar queries over named tables) run."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.measured: list[tuple[str, int]] = []
+        self.queried: list[tuple[tuple[str, ...], int]] = []
 
     def measure(self, table: str, measures: Any) -> Mapping[str, Any]:
         self.measured.append((table, len(measures)))
         return self.inner.measure(table, measures)
+
+    def measure_queries(self, relations: Mapping[str, str], queries: Any) -> Mapping[str, Any]:
+        self.queried.append((tuple(relations.values()), len(queries)))
+        return self.inner.measure_queries(relations, queries)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -602,7 +647,8 @@ TABLES = {"orders": "main.orders", "raw_orders": "main.raw_orders"}
 
 def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     """Plain aggregates in one query, DISTINCT ones in another, and the examples of what
-    broke accepted_values in a third, only because something did."""
+    broke unique, not_null, all and accepted_values in a third, only because something
+    did."""
     from odibi.rules import run_rules
 
     texts = ["row_count > 0", "unique(id)", "not_null(customer_id, amount)", "all(amount > 0)",
@@ -612,13 +658,18 @@ def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES)
-    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 1),
-                                         ("main.orders", 5), ("main.raw_orders", 2)]
+    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 5),
+                                         ("main.raw_orders", 2)]
+    # unique's examples, not_null's counts per column and rows, all's rows, accepted_values'
+    assert counting.queried == [(("main.orders",), 5)]
     assert [(r.ok, r.describe() if not r.ok else None) for r in results] == [
         (True, None),
-        (False, "unique(id) failed on orders: duplicate rows = 1"),
-        (False, "not_null(customer_id, amount) failed on orders: rows with nulls = 2"),
-        (False, "all(amount > 0) failed on orders: rows where it is false = 1"),
+        (False, "unique(id) failed on orders: duplicate rows = 1, e.g. 2 (x2)"),
+        (False, "not_null(customer_id, amount) failed on orders: rows with nulls = 2 "
+                "(customer_id: 1 null, amount: 1 null), e.g. {id: 2, customer_id: null}, "
+                "{id: 4, amount: null}"),
+        (False, "all(amount > 0) failed on orders: rows where it is false = 1, e.g. "
+                "{amount: -3}"),
         (False, "accepted_values(status, ['paid', 'open']) failed on orders: rows with other "
                 "values = 1, other values, e.g. = ['void']"),
         (True, None),
