@@ -115,10 +115,11 @@ def null_counts(cols: Sequence[str]) -> str:
 
 
 def null_rows(cols: Sequence[str]) -> str:
-    """not_null: the first rows holding a null, whole (the verdict picks what to show)."""
+    """not_null: the first distinct rows holding a null, whole (the verdict picks what to
+    show of them)."""
     where = " OR ".join(f"{q(c)} IS NULL" for c in cols)
-    return (f"SELECT list(_odibi_row ORDER BY _odibi_row) FROM (SELECT * FROM t WHERE {where} "
-            f"ORDER BY ALL LIMIT {EXAMPLES}) AS _odibi_row")
+    return (f"SELECT list(_odibi_row ORDER BY _odibi_row) FROM (SELECT DISTINCT * FROM t "
+            f"WHERE {where} ORDER BY ALL LIMIT {EXAMPLES}) AS _odibi_row")
 
 
 def false_rows(condition: str, cols: Sequence[str]) -> str:
