@@ -36,7 +36,7 @@ class Shape(Enum):
     KEYS = "keys"  # distinct keys (tuples for several columns): `e.g. [101, 102]`
     COUNTED = "counted"  # {k: key, n: rows}: `e.g. 7 (x3), 12 (x2)`
     ROWS = "rows"  # {column: value} of the columns a condition reads: `e.g. {amount: -3}`
-    NULL_ROWS = "null rows"  # whole rows: shown as their first other column and the nulls
+    NULL_ROWS = "null rows"  # whole rows: shown as their first non-null column and the nulls
     NULL_COUNTS = "null counts"  # a count per column of the rule: `(a: 2 nulls, c: 1 null)`
 
 

@@ -155,13 +155,12 @@ def _examples(ex: Example, items: Sequence[Any]) -> str:
 
 
 def _null_row(row: Mapping[str, Any], columns: Sequence[str]) -> list[tuple[str, Any]]:
-    """What identifies a row with nulls: the dataset's first column outside the rule, and
-    the rule's columns that are null in it (all the rule's columns, if it has no other)."""
+    """What identifies a row with nulls: its first column that is not null (usually its
+    id), then the rule's columns that are null in it."""
     rule = {c.lower() for c in columns}
-    key = next((c for c in row if c.lower() not in rule), None)
-    if key is None:
-        return [(c, v) for c, v in row.items()]
-    return [(key, row[key])] + [(c, v) for c, v in row.items() if c.lower() in rule and v is None]
+    key = next(((c, v) for c, v in row.items() if v is not None), None)
+    return ([key] if key else []) + [(c, v) for c, v in row.items()
+                                     if c.lower() in rule and v is None]
 
 
 def _key(k: Any) -> str:
