@@ -115,10 +115,11 @@ def null_counts(cols: Sequence[str]) -> str:
 
 
 def null_rows(cols: Sequence[str]) -> str:
-    """not_null: the first distinct rows holding a null, whole (the verdict picks what to
-    show of them)."""
+    """not_null: the first rows holding a null, whole (the verdict picks what to show of
+    them, and shows equal ones once). No DISTINCT: over whole rows it would hash every
+    offending row, where a top-5 streams (2.5M offending rows: 0.6 s -> 0.2 s)."""
     where = " OR ".join(f"{q(c)} IS NULL" for c in cols)
-    return (f"SELECT list(_odibi_row ORDER BY _odibi_row) FROM (SELECT DISTINCT * FROM t "
+    return (f"SELECT list(_odibi_row ORDER BY _odibi_row) FROM (SELECT * FROM t "
             f"WHERE {where} ORDER BY ALL LIMIT {EXAMPLES}) AS _odibi_row")
 
 

@@ -149,8 +149,8 @@ def _examples(ex: Example, items: Sequence[Any]) -> str:
             return _cut_list([f"{_key(d['k'])} (x{d['n']})" for d in items])
         case Shape.ROWS:
             return _cut_list([_row(d.items()) for d in items])
-        case Shape.NULL_ROWS:  # (rows that differ only in columns not shown: shown once)
-            return _cut_list(list(dict.fromkeys(_row(_null_row(d, ex.columns)) for d in items)))
+        case Shape.NULL_ROWS:
+            return _cut_list([_row(_null_row(d, ex.columns)) for d in items])
     raise AssertionError(ex.shape)  # pragma: no cover
 
 
@@ -176,10 +176,11 @@ def _row(items: Any) -> str:
 
 
 def _cut_list(parts: Sequence[str], open_: str = "", close: str = "") -> str:
-    """parts, comma-separated, stopping with '…' before EXAMPLES_WIDTH characters."""
+    """parts, comma-separated, each once (values that differ only past what is shown look
+    alike), stopping with '…' before EXAMPLES_WIDTH characters."""
     shown: list[str] = []
     width = 0
-    for p in parts:
+    for p in dict.fromkeys(parts):
         if shown and width + len(p) > EXAMPLES_WIDTH:
             shown.append("…")
             break
