@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from odibi.expr.check import (Apply, ColumnType, Example, HasColumns, Lit, Measured, RulePlan,
-                              Value, Zero)
+from odibi.expr.plan import (Apply, ColumnType, Example, HasColumns, Lit, Measured, RulePlan,
+                             Value, Zero)
 from odibi.expr.measures import Shape
 
 VALUE_WIDTH = 40  # characters of one shown value, at most
