@@ -143,7 +143,8 @@ def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, N
         rendered = results[spec.rendered]
         if isinstance(rendered, SqlProblem):
             raise SqlError(f"node '{name}': SQL {rendered.message}", node=name,
-                           span=sql_span(spec, rendered.offset))
+                           span=sql_span(spec, rendered.offset),
+                           hint=_template_hint(spec.template))
         logic = results[logic_text[name]]
         tree = logic.tree if isinstance(logic, SqlInfo) else rendered.tree
         found: list[NodeId] = []
@@ -166,6 +167,22 @@ def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, N
                 spans[(name, target)] = partial(sql_span, spec, ref.offset, len(ref.name))
         out[name] = (SqlFacts(digest_text(spec.template), tree), tuple(sorted(found)))
     return out
+
+
+_JINJA = re.compile(r"\{\{\s*[\w.]+\s*[(|}]|\{%")  # {{ source(...) }}, {{ x }}, {% if %}
+_JINJA_REF = re.compile(r"""\{\{\s*ref\s*\(\s*['"]([^'"]+)['"]\s*\)\s*\}\}""")
+
+
+def _template_hint(sql: str) -> str | None:
+    """For SQL written as a dbt (Jinja) template: what odibi reads instead."""
+    ref = _JINJA_REF.search(sql)
+    if ref:
+        return (f"odibi reads a node by its table name: FROM {ref.group(1)}, not "
+                f"{ref.group(0)}")
+    if _JINJA.search(sql):
+        return ("odibi's SQL is not a template: read nodes by their table names (FROM "
+                "orders), and variables as ${vars.NAME}")
+    return None
 
 
 def _known(node: Node, names: tuple[NodeId, ...], project: Project) -> tuple[NodeId, ...]:

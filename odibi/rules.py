@@ -1,9 +1,11 @@
 """Running compiled rules against data (contracts, validations, checks).
 
-One query per dataset (a second for DISTINCT aggregates, and one for examples of what broke
-a rule, only when something did) measures everything a rule set needs; the columns each
-measure reads are checked first, so a misspelt column is a clear failure naming the
-column and the dataset (with a did-you-mean), not a database error.
+One query per dataset (a second for DISTINCT aggregates; one per pair of datasets that a
+`references` rule reads; and one per dataset for examples of what broke a rule, only when
+something did) measures everything a rule set needs. The columns each measure reads are
+checked first, on both sides of a `references`, so a misspelt column is a clear failure
+naming the column and the dataset (with a did-you-mean), not a database error; so are
+keys that compare a string column with a non-string one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import Mapping
 
 from odibi.engines.base import Session
 from odibi.errors import did_you_mean
-from odibi.expr.check import Apply, Measured, RulePlan, RuleResult, Zero, evaluate
+from odibi.expr.check import RulePlan
+from odibi.expr.measures import Form, Measure, Query
+from odibi.expr.verdict import RuleResult, broken, evaluate, measure_keys
 
 
 def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> list[RuleResult]:
@@ -21,41 +25,71 @@ def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> li
     missing = _missing_columns(plan, schemas)
     values: dict[str, object] = {}
     for follow_up in (False, True):
-        for ds, measures in plan.passes(values if follow_up else None):
-            usable = [m for m in measures if m.key not in missing]
+        for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
+            usable = [m for m in query.measures if m.key not in missing]
             if usable:
-                values.update(session.measure(tables[ds], [(m.key, m.sql) for m in usable]))
+                values.update(_measure(session, query, usable, tables))
     results = evaluate(plan, values, schemas)
     if not missing:
         return results
     out = []
-    keys_of_rule = _rule_measures(plan)
     for rule, result in zip(plan.rules, results):
-        problems = [missing[k] for k in keys_of_rule.get(rule.text, ()) if k in missing]
+        problems = [missing[k] for k in measure_keys(rule.value) if k in missing]
         out.append(RuleResult(result.text, False, (), result.datasets, problems[0])
                    if problems else result)
     return out
 
 
+def _measure(session: Session, query: Query, measures: list[Measure],
+             tables: Mapping[str, str]) -> dict[str, object]:
+    sqls = [(m.key, m.sql) for m in measures]
+    if query.form is Form.AGGREGATE:
+        return session.measure(tables[query.dataset], sqls)
+    relations = {"t": tables[query.dataset]}
+    if query.parent is not None:
+        relations["p"] = tables[query.parent]
+    return session.measure_queries(relations, sqls)
+
+
 def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """measure key -> what is wrong, for measures reading columns a dataset lacks."""
+    """measure key -> what is wrong, for measures reading columns a dataset lacks (either
+    side of a references), or comparing a string key with a non-string one."""
     out = {}
     for m in plan.measures:
-        have = {c.lower() for c in schemas.get(m.dataset, {})}
-        for col in m.columns:
-            if col.lower() not in have:
-                hint = did_you_mean(col, schemas.get(m.dataset, {}))
-                out[m.key] = f"no column '{col}' in {m.dataset}" + (f" ({hint})" if hint else "")
-                break
+        sides = [(m.dataset, m.columns)]
+        if m.parent is not None:
+            sides.append((m.parent, m.parent_columns))
+        problem = next((p for ds, cols in sides for p in _absent(ds, cols, schemas)), None)
+        if problem is None and m.parent is not None:
+            problem = _mismatch(m, schemas)
+        if problem is not None:
+            out[m.key] = problem
     return out
 
 
-def _rule_measures(plan: RulePlan) -> dict[str, list[str]]:
-    """rule text -> the keys of the measures it reads."""
-    def keys(v: object) -> list[str]:
-        if isinstance(v, (Measured, Zero)):
-            return [v.key]
-        if isinstance(v, Apply):
-            return [k for a in v.args for k in keys(a)]
-        return []
-    return {r.text: keys(r.value) for r in plan.rules}
+def _absent(dataset: str, columns: tuple[str, ...],
+            schemas: Mapping[str, Mapping[str, str]]) -> list[str]:
+    have = {c.lower() for c in schemas.get(dataset, {})}
+    out = []
+    for col in columns:
+        if col.lower() not in have:
+            hint = did_you_mean(col, schemas.get(dataset, {}))
+            out.append(f"no column '{col}' in {dataset}" + (f" ({hint})" if hint else ""))
+    return out
+
+
+def _mismatch(m: Measure, schemas: Mapping[str, Mapping[str, str]]) -> str | None:
+    """A key column that is text on one side only: DuckDB would cast the text to the
+    other type (and fail on the first value that does not convert, or match '007' to 7)."""
+    assert m.parent is not None
+    for child, parent in zip(m.columns, m.parent_columns):
+        a, b = _type(schemas, m.dataset, child), _type(schemas, m.parent, parent)
+        if (a == "VARCHAR") != (b == "VARCHAR"):
+            return (f"{m.dataset}.{child} is {a} but {m.parent}.{parent} is {b} (cast one "
+                    "of them in a node, so that the keys compare as the same type)")
+    return None
+
+
+def _type(schemas: Mapping[str, Mapping[str, str]], dataset: str, column: str) -> str:
+    types = {c.lower(): t for c, t in schemas.get(dataset, {}).items()}
+    return types.get(column.lower(), "")

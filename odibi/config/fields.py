@@ -87,11 +87,32 @@ def expect_map(value: Any, f: File, mark: tuple[int, int] | None, what: str) -> 
     raise ConfigError(f"{what} must be a mapping (key: value), got {type_name(value)}", span=span)
 
 
-def check_keys(m: YMap, allowed: set[str], f: File, what: str) -> None:
+_TESTS_HINT = ("did you mean validate:? (odibi's rules: unique(id), not_null(id), "
+               "references(...), see README)")
+# Keys of a dbt model that a node does not have, and what odibi does instead: the hint of
+# an unknown key, ahead of any did-you-mean.
+DBT_NODE_KEYS = {
+    "tests": _TESTS_HINT,
+    "data_tests": _TESTS_HINT,
+    "columns": "column tests go in validate: (e.g. validate: [not_null(id), unique(id)]); "
+               "descriptions in description:",
+    "materialized": "odibi stores every node as a table, versioned by its fingerprint and "
+                    "restored on revert: there is nothing to choose",
+    "config": "a node's settings go on the node itself (tags:, description:, retry:, "
+              "timeout:); every node is stored as a table, so there is no materialized: "
+              "to choose",
+}
+
+
+def check_keys(m: YMap, allowed: set[str], f: File, what: str,
+               hints: dict[str, str] | None = None) -> None:
+    """Every key of `m` is `allowed`; an unknown one is an error at the key, with its
+    hint from `hints`, else a did-you-mean, else the allowed keys."""
     for key in m:
         if key not in allowed:
             raise ConfigError(f"unknown key '{key}' in {what}", span=f.key(m, str(key)),
-                              hint=did_you_mean(str(key), sorted(allowed))
+                              hint=(hints or {}).get(str(key))
+                              or did_you_mean(str(key), sorted(allowed))
                               or f"allowed: {', '.join(sorted(allowed))}")
 
 

@@ -31,6 +31,7 @@ from odibi.config.model import (
     WriteSpec,
 )
 from odibi.config.fields import (
+    DBT_NODE_KEYS,
     File,
     check_inside,
     check_keys,
@@ -270,7 +271,7 @@ class _Loader:
         return NodeId(name)
 
     def _node(self, item: YMap, f: File, pipeline: str, ptags: frozenset[str]) -> None:
-        check_keys(item, NODE_KEYS, f, "node")
+        check_keys(item, NODE_KEYS, f, "node", DBT_NODE_KEYS)
         name = self._claim_name(item, f, "node")
         what = f"node '{name}'"
         given = [p for p in PRODUCERS if p in item]

@@ -223,6 +223,22 @@ class DuckDBSession:
         return {key: (list(v) if isinstance(v, tuple) else v)
                 for (key, _), v in zip(measures, row or ())}
 
+    def measure_queries(self, relations: Mapping[str, str], queries: Sequence[tuple[str, str]]
+                        ) -> dict[str, Any]:
+        """Scalar queries over named relations, in one statement: {key: value}. Each name is
+        a CTE over its table; DuckDB gives lists, structs (dicts) and rows (tuples) back as
+        Python values, kept as they are (a top-level row becomes a list, as in `measure`)."""
+        # (tables first, under names of their own: an unqualified table called `t` or `p`
+        # must not be read as one of the relations)
+        ctes = ", ".join([f'"odibi__{i}" AS (SELECT * FROM {table})'
+                          for i, table in enumerate(relations.values())]
+                         + [f'{quote_ident(name)} AS (SELECT * FROM "odibi__{i}")'
+                            for i, name in enumerate(relations)])
+        select = ", ".join(f"({sql}) AS {quote_ident(key)}" for key, sql in queries)
+        row = self._one(f"WITH {ctes} SELECT {select}")
+        return {key: (list(v) if isinstance(v, tuple) else v)
+                for (key, _), v in zip(queries, row or ())}
+
     def publish(self, name: NodeId, table: str) -> None:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table}")
 

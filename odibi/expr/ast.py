@@ -82,6 +82,14 @@ class ListLit:
 
 
 @dataclass(frozen=True, slots=True)
+class Tuple:
+    """`(orders.a, orders.b)`: several columns as one key (an argument of references)."""
+
+    items: tuple[Expr, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     expr: Expr
     pos: Pos
@@ -144,8 +152,8 @@ class In:
     pos: Pos
 
 
-Expr = Union[Number, String, Bool, Null, Name, Call, ListLit, Not, Neg, And, Or, Compare, Arith,
-             Between, IsNull, In]
+Expr = Union[Number, String, Bool, Null, Name, Call, ListLit, Tuple, Not, Neg, And, Or, Compare,
+             Arith, Between, IsNull, In]
 
 
 def show(e: Expr) -> str:
@@ -165,6 +173,8 @@ def show(e: Expr) -> str:
             return f"{fn}({', '.join(show(a) for a in args)})"
         case ListLit(items=items):
             return "[" + ", ".join(show(i) for i in items) + "]"
+        case Tuple(items=items):
+            return "(" + ", ".join(show(i) for i in items) + ")"
         case Not(expr=x):
             return f"not ({show(x)})"
         case Neg(expr=x):

@@ -1,15 +1,15 @@
-"""Rules -> a plan of measurements -> results. Pure: no data is touched here.
+"""Rules -> a plan of measurements. Pure: no data is touched here.
 
 `compile_rules` checks a node's rules (or a check's) against the datasets they may see
 and turns them into:
-- `Measure`s, aggregate SQL over one dataset each (`count(*) FILTER (WHERE ...)`,
-  `sum(col)`, ...), grouped so that a rule set costs one query per dataset (and one more
-  for its DISTINCT aggregates), not one scan per rule;
+- `Measure`s (`odibi.expr.measures`): aggregate SQL over one dataset each (`count(*) FILTER
+  (WHERE ...)`, `sum(col)`, ...), grouped so that a rule set costs one query per dataset
+  (and one more for its DISTINCT aggregates), not one scan per rule; a `references` rule
+  reads two datasets, and its anti-join count is a query of its own; examples of what broke
+  a rule are follow-up queries, run only when it broke;
 - schema needs (`has_columns`, `column_type`), answered from the dataset's columns;
-- a small value tree per rule, evaluated in Python once the measures are known.
-
-`evaluate` gives each rule its verdict and the measured values a failure message names:
-`row_count > 0 failed on raw_orders: row_count = 0`.
+- a small value tree per rule, evaluated in Python once the measures are known
+  (`odibi.expr.verdict`).
 
 Names: a bare name is a column of the default dataset (the node's output for a
 validation, its only input for a contract), or a dataset when it names one where a
@@ -19,17 +19,27 @@ dataset is expected (`row_count(raw_orders)`); `ds.col` qualifies a column and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from odibi.errors import did_you_mean
 from odibi.expr import ast
+from odibi.expr import measures as gen
+from odibi.expr.measures import Form, Measure, Shape, lit, q
+from odibi.expr.plan import (Apply, ColumnType, CompiledRule, Example, HasColumns, Lit, Measured,
+                             RulePlan, Scope, Value, Zero)
+
+__all__ = ["FUNCTIONS", "REFERENCES_FORMS", "RuleError", "RulePlan", "Scope", "UnknownDataset",
+           "compile_rules"]
 
 MEASURES = ("row_count", "null_count", "distinct_count", "min", "max", "sum", "avg")
-PREDICATES = ("not_null", "unique", "accepted_values", "has_columns", "all")
+PREDICATES = ("not_null", "unique", "accepted_values", "has_columns", "all", "references")
 FUNCTIONS = (*MEASURES, *PREDICATES, "column_type", "abs")
+REFERENCES_FORMS = ("references(orders.customer_id, customers.customer_id), or for a key of "
+                    "several columns references((lines.order_id, lines.sku), "
+                    "(skus.order_id, skus.sku))")
 
 
 class RuleError(Exception):
@@ -41,6 +51,10 @@ class RuleError(Exception):
         self.message = message
         self.pos = pos
         self.hint = hint
+
+
+class UnknownDataset(RuleError):
+    """A name where a dataset is expected that the rule's scope cannot read."""
 
 
 class T(Enum):
@@ -56,140 +70,42 @@ class Column:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """One aggregate over one dataset: `sql` reads the dataset as `t`."""
-
-    key: str
-    dataset: str
-    sql: str
-    label: str  # how a failure message names it
-    columns: tuple[str, ...] = ()
-    distinct: bool = False  # a DISTINCT aggregate: measured in a query of its own kind
-    only_if: str | None = None  # measured only when this count came out non-zero (examples)
-
-
-# -- the value tree ----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Lit:
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    key: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class Zero:
-    """A predicate measured as a count of offending rows: true when it is 0."""
-
-    key: str
-    label: str
-    examples: str | None = None  # key of a measure listing offending values
-
-
-@dataclass(frozen=True, slots=True)
-class HasColumns:
-    dataset: str
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnType:
-    dataset: str
-    column: str
-
-
-@dataclass(frozen=True, slots=True)
-class Apply:
-    fn: str  # and, or, not, neg, abs, between, is_null, is_not_null, in, not_in, or an Op
-    args: tuple[Value, ...]
-
-
-Value = Union[Lit, Measured, Zero, HasColumns, ColumnType, Apply]
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    text: str
-    value: Value
-    datasets: tuple[str, ...]  # the datasets it reads, in order of mention
-
-
-@dataclass(frozen=True, slots=True)
-class RulePlan:
-    rules: tuple[CompiledRule, ...]
-    measures: tuple[Measure, ...]
-    schema_of: tuple[str, ...]  # datasets whose columns the rules need
-
-    def queries(self) -> dict[str, list[Measure]]:
-        """The measures, grouped by dataset."""
-        out: dict[str, list[Measure]] = {}
-        for m in self.measures:
-            out.setdefault(m.dataset, []).append(m)
-        return out
-
-    def passes(self, values: Mapping[str, Any] | None = None) -> list[tuple[str, list[Measure]]]:
-        """The queries that measure the rule set: per dataset, one for the plain aggregates
-        and one for the DISTINCT ones (DuckDB builds a hash table for each DISTINCT
-        aggregate, and mixed into one query with plain aggregates they slow it down more
-        than a second scan costs). With `values` (what those measured): the follow-up
-        queries, for examples of what broke a rule, only where something did."""
-        out = []
-        for ds, measures in self.queries().items():
-            if values is None:
-                groups = [[m for m in measures if m.only_if is None and not m.distinct],
-                          [m for m in measures if m.only_if is None and m.distinct]]
-            else:
-                groups = [[m for m in measures if m.only_if is not None and values.get(m.only_if)]]
-            out += [(ds, g) for g in groups if g]
-        return out
-
-    @property
-    def datasets(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for r in self.rules:
-            for d in r.datasets:
-                seen[d] = None
-        return tuple(seen)
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What a rule set may read. `datasets` maps lower-cased names to dataset names;
-    `default` is what bare names mean (None: everything must be qualified)."""
-
-    datasets: Mapping[str, str]
-    default: str | None = None
-    defaults_hint: str = ""  # why there is no default, for the error message
-    unknown: str = "a dataset this rule can read"  # what an unknown name is not
-    unknown_hint: str | None = None  # what to do instead, when no name is close
-
-
 # -- compiling ---------------------------------------------------------------------------
 @dataclass
 class _Compiler:
     scope: Scope
-    measures: dict[tuple[str, str], Measure] = field(default_factory=dict)
+    measures: dict[tuple[str, str | None, str], Measure] = field(default_factory=dict)
     schema: dict[str, None] = field(default_factory=dict)
     mentioned: dict[str, None] = field(default_factory=dict)
     text: str = ""  # the rule being compiled
 
     def measure(self, dataset: str, sql: str, label: str, columns: Sequence[str] = (),
-                distinct: bool = False, only_if: str | None = None) -> str:
-        key = (dataset, sql)
+                distinct: bool = False, only_if: str | None = None, form: Form = Form.AGGREGATE,
+                parent: str | None = None, parent_columns: Sequence[str] = ()) -> str:
+        key = (dataset, parent, sql)
         if key not in self.measures:
             self.measures[key] = Measure(f"m{len(self.measures)}", dataset, sql, label,
-                                         tuple(columns), distinct, only_if)
+                                         tuple(columns), distinct, only_if, form, parent,
+                                         tuple(parent_columns))
         self.mentioned[dataset] = None
+        if parent is not None:
+            self.mentioned[parent] = None
         return self.measures[key].key
+
+    def example(self, of: str, dataset: str, sql: str, shape: Shape, columns: Sequence[str],
+                label: str = "", parent: str | None = None,
+                parent_columns: Sequence[str] = ()) -> Example:
+        """A follow-up query showing what broke the rule whose count is `of`."""
+        counted = next(m.label for m in self.measures.values() if m.key == of)
+        key = self.measure(dataset, sql, label or f"{counted}, e.g.", columns,
+                           only_if=of, form=Form.QUERY, parent=parent,
+                           parent_columns=parent_columns)
+        return Example(key, shape, label, tuple(columns))
 
     def dataset(self, name: str, pos: ast.Pos) -> str:
         found = self.scope.datasets.get(name.lower())
         if found is None:
-            raise RuleError(f"'{name}' is not {self.scope.unknown}", pos,
+            raise UnknownDataset(f"'{name}' is not {self.scope.unknown}", pos,
                             hint=did_you_mean(name, self.scope.datasets.values())
                             or self.scope.unknown_hint
                             or f"it can read: {', '.join(sorted(self.scope.datasets.values()))}")
@@ -243,6 +159,9 @@ class _Compiler:
                 return self.call(e)
             case ast.ListLit():
                 raise RuleError("a list is only an argument of accepted_values or 'in'", e.pos)
+            case ast.Tuple():
+                raise RuleError("a tuple of columns is only an argument of references()", e.pos,
+                                hint=REFERENCES_FORMS)
             case ast.Not(expr=x):
                 return Apply("not", (self.expect(x, T.BOOL, "'not'"),)), T.BOOL
             case ast.Neg(expr=x):
@@ -303,93 +222,171 @@ class _Compiler:
         raise RuleError(f"'{name}': a column is only meaningful inside a measure or all(...)",
                         e.pos, hint=close or f"e.g. all({shown} > 0) or max({shown}) < 100")
 
-    def call(self, e: ast.Call) -> tuple[Value, T]:  # noqa: C901 - one case per function
+    def call(self, e: ast.Call) -> tuple[Value, T]:
         fn, args = e.fn, e.args
         if fn not in FUNCTIONS:
             raise RuleError(f"unknown function '{fn}'", e.pos, hint=did_you_mean(fn, FUNCTIONS)
                             or f"functions: {', '.join(FUNCTIONS)}")
         if fn == "row_count":
-            if len(args) > 1:
-                raise RuleError("row_count() takes at most a dataset", e.pos)
-            if args:
-                if not isinstance(args[0], ast.Name) or len(args[0].parts) != 1:
-                    raise RuleError("row_count() takes a dataset name", args[0].pos)
-                ds = self.dataset(args[0].parts[0], args[0].pos)
-                label = f"row_count({ds})"
-            else:
-                ds, label = self.default(e.pos, "row_count()"), "row_count"
-            return Measured(self.measure(ds, "count(*)", label), self.source(e)), T.NUMBER
+            return self.row_count(e)
         if fn in ("null_count", "distinct_count", "min", "max", "sum", "avg"):
-            if len(args) != 1:
-                raise RuleError(f"{fn}() takes one column", e.pos)
-            col = self.column(args[0], fn)
-            q = _q(col.name)
-            sql = {"null_count": f"count(*) FILTER (WHERE {q} IS NULL)",
-                   "distinct_count": f"count(DISTINCT {q})"}.get(fn, f"{fn}({q})")
-            label = f"{fn}({col.name})" if col.dataset == self.scope.default else \
-                f"{fn}({col.dataset}.{col.name})"
-            return Measured(self.measure(col.dataset, sql, label, [col.name],
-                                         distinct=fn == "distinct_count"), self.source(e)), \
-                T.NUMBER
-        if fn in ("not_null", "unique", "has_columns"):
-            ds, cols = self.columns(args, fn, e.pos)
-            label = f"{fn}({', '.join(cols)})"
-            if fn == "has_columns":
-                self.schema[ds] = None
-                return HasColumns(ds, tuple(cols)), T.BOOL
-            quoted = [_q(c) for c in cols]
-            if fn == "not_null":
-                sql = f"count(*) FILTER (WHERE {' OR '.join(f'{q} IS NULL' for q in quoted)})"
-                return Zero(self.measure(ds, sql, f"{label}: rows with nulls", cols),
-                            "rows with nulls"), T.BOOL
-            target = quoted[0] if len(quoted) == 1 else f"({', '.join(quoted)})"
-            base = f"count({quoted[0]})" if len(quoted) == 1 else "count(*)"
-            sql = f"{base} - count(DISTINCT {target})"
-            return Zero(self.measure(ds, sql, f"{label}: duplicate rows", cols, distinct=True),
-                        "duplicate rows"), T.BOOL
-        if fn == "accepted_values":
-            if len(args) != 2 or not isinstance(args[1], ast.ListLit):
-                raise RuleError("accepted_values(column, [values...])", e.pos)
-            col = self.column(args[0], fn)
-            values = [self.literal(i) for i in args[1].items]
-            q = _q(col.name)
-            outside = f"{q} IS NOT NULL AND {q} NOT IN ({', '.join(_lit(v) for v in values)})" \
-                if values else f"{q} IS NOT NULL"
-            key = self.measure(col.dataset, f"count(*) FILTER (WHERE {outside})",
-                               f"accepted_values({col.name}): other values", [col.name])
-            examples = self.measure(
-                col.dataset, f"list_sort(list(DISTINCT {q}) FILTER (WHERE {outside}))[1:5]",
-                "other values, e.g.", [col.name], only_if=key)
-            return Zero(key, "rows with other values", examples), T.BOOL
-        if fn == "all":
-            if len(args) != 1:
-                raise RuleError("all() takes one row condition, e.g. all(amount > 0)", e.pos)
-            ds, sql, cols = self.row_predicate(args[0])
-            label = f"all({self.source(args[0])}): rows where it is false"
-            return Zero(self.measure(ds, f"count(*) FILTER (WHERE NOT ({sql}))", label, cols),
-                        "rows where it is false"), T.BOOL
+            return self.aggregate(e)
         if fn == "column_type":
             if len(args) != 1:
                 raise RuleError("column_type() takes one column", e.pos)
             col = self.column(args[0], fn)
             self.schema[col.dataset] = None
             return ColumnType(col.dataset, col.name), T.STRING
-        # abs
-        if len(args) != 1:
-            raise RuleError("abs() takes one value", e.pos)
-        return Apply("abs", (self.expect(args[0], T.NUMBER, "abs()"),)), T.NUMBER
+        if fn == "abs":
+            if len(args) != 1:
+                raise RuleError("abs() takes one value", e.pos)
+            return Apply("abs", (self.expect(args[0], T.NUMBER, "abs()"),)), T.NUMBER
+        predicates = {"not_null": self.not_null, "unique": self.unique,
+                      "has_columns": self.has_columns, "accepted_values": self.accepted_values,
+                      "all": self.all_rows, "references": self.references}
+        return predicates[fn](e), T.BOOL
+
+    def row_count(self, e: ast.Call) -> tuple[Value, T]:
+        args = e.args
+        if len(args) > 1:
+            raise RuleError("row_count() takes at most a dataset", e.pos)
+        if args:
+            if not isinstance(args[0], ast.Name) or len(args[0].parts) != 1:
+                raise RuleError("row_count() takes a dataset name", args[0].pos)
+            ds = self.dataset(args[0].parts[0], args[0].pos)
+            label = f"row_count({ds})"
+        else:
+            ds, label = self.default(e.pos, "row_count()"), "row_count"
+        return Measured(self.measure(ds, "count(*)", label), self.source(e)), T.NUMBER
+
+    def aggregate(self, e: ast.Call) -> tuple[Value, T]:
+        fn = e.fn
+        if len(e.args) != 1:
+            raise RuleError(f"{fn}() takes one column", e.pos)
+        col = self.column(e.args[0], fn)
+        c = q(col.name)
+        text = {"null_count": f"count(*) FILTER (WHERE {c} IS NULL)",
+                "distinct_count": f"count(DISTINCT {c})"}.get(fn, f"{fn}({c})")
+        label = f"{fn}({col.name})" if col.dataset == self.scope.default else \
+            f"{fn}({col.dataset}.{col.name})"
+        key = self.measure(col.dataset, text, label, [col.name], distinct=fn == "distinct_count")
+        return Measured(key, self.source(e)), T.NUMBER
+
+    def has_columns(self, e: ast.Call) -> Value:
+        ds, cols = self.columns(e.args, "has_columns", e.pos)
+        self.schema[ds] = None
+        return HasColumns(ds, tuple(cols))
+
+    def not_null(self, e: ast.Call) -> Value:
+        """Rows with a null; on failure, the nulls of each column (several columns) and the
+        first rows that hold one."""
+        ds, cols = self.columns(e.args, "not_null", e.pos)
+        label = f"not_null({', '.join(cols)}): rows with nulls"
+        nulls = " OR ".join(f"{q(c)} IS NULL" for c in cols)
+        key = self.measure(ds, f"count(*) FILTER (WHERE {nulls})", label, cols)
+        examples = (self.example(key, ds, gen.null_counts(cols), Shape.NULL_COUNTS, cols),) \
+            if len(cols) > 1 else ()
+        examples += (self.example(key, ds, gen.null_rows(cols), Shape.NULL_ROWS, cols),)
+        return Zero(key, "rows with nulls", examples)
+
+    def unique(self, e: ast.Call) -> Value:
+        """Rows beyond the first of each key (NULL keys of one column are not counted); on
+        failure, the most repeated keys with their counts."""
+        ds, cols = self.columns(e.args, "unique", e.pos)
+        quoted = [q(c) for c in cols]
+        target = quoted[0] if len(quoted) == 1 else f"({', '.join(quoted)})"
+        base = f"count({quoted[0]})" if len(quoted) == 1 else "count(*)"
+        key = self.measure(ds, f"{base} - count(DISTINCT {target})",
+                           f"unique({', '.join(cols)}): duplicate rows", cols, distinct=True)
+        example = self.example(key, ds, gen.duplicate_examples(cols), Shape.COUNTED, cols)
+        return Zero(key, "duplicate rows", (example,))
+
+    def accepted_values(self, e: ast.Call) -> Value:
+        args = e.args
+        if len(args) != 2 or not isinstance(args[1], ast.ListLit):
+            raise RuleError("accepted_values(column, [values...])", e.pos)
+        col = self.column(args[0], "accepted_values")
+        values = [self.literal(i) for i in args[1].items]
+        c = q(col.name)
+        outside = f"{c} IS NOT NULL AND {c} NOT IN ({', '.join(lit(v) for v in values)})" \
+            if values else f"{c} IS NOT NULL"
+        key = self.measure(col.dataset, f"count(*) FILTER (WHERE {outside})",
+                           f"accepted_values({col.name}): other values", [col.name])
+        example = self.example(key, col.dataset, gen.values_examples(col.name, outside),
+                               Shape.VALUES, [col.name], label="other values, e.g.")
+        return Zero(key, "rows with other values", (example,))
+
+    def all_rows(self, e: ast.Call) -> Value:
+        """Rows where the condition is false (NULL is not false); on failure, the first
+        distinct values of the columns it reads in such rows."""
+        if len(e.args) != 1:
+            raise RuleError("all() takes one row condition, e.g. all(amount > 0)", e.pos)
+        ds, text, cols = self.row_predicate(e.args[0])
+        label = f"all({self.source(e.args[0])}): rows where it is false"
+        key = self.measure(ds, f"count(*) FILTER (WHERE NOT ({text}))", label, cols)
+        example = self.example(key, ds, gen.false_rows(text, cols), Shape.ROWS, cols)
+        return Zero(key, "rows where it is false", (example,))
+
+    def references(self, e: ast.Call) -> Value:
+        """references(child key, parent key): the child's rows whose key (no column of it
+        NULL) is no parent row's key, counted in an anti-join of the two datasets; on
+        failure, the first distinct orphan keys."""
+        if len(e.args) != 2:
+            raise RuleError(f"references() takes two keys, got {len(e.args)}", e.pos,
+                            hint=REFERENCES_FORMS)
+        child, child_cols = self.key(e.args[0], e)
+        parent, parent_cols = self.key(e.args[1], e)
+        if len(child_cols) != len(parent_cols):
+            raise RuleError(f"references(): a key of {len(child_cols)} column(s) cannot refer "
+                            f"to a key of {len(parent_cols)}", e.pos, hint=REFERENCES_FORMS)
+        key = self.measure(child, gen.orphan_count(child_cols, parent_cols),
+                           "references: rows with orphan keys", child_cols, form=Form.QUERY,
+                           parent=parent, parent_columns=parent_cols)
+        example = self.example(key, child, gen.orphan_examples(child_cols, parent_cols),
+                               Shape.KEYS, child_cols, parent=parent,
+                               parent_columns=parent_cols)
+        return Zero(key, "rows with orphan keys", (example,))
+
+    def key(self, e: ast.Expr, call: ast.Call) -> tuple[str, list[str]]:
+        """One side of references(): a column, or a tuple of columns of one dataset."""
+        if isinstance(e, ast.ListLit):
+            raise RuleError("write a key of several columns in parentheses", e.pos,
+                            hint=REFERENCES_FORMS)
+        if isinstance(e, ast.Name) and len(e.parts) == 1 \
+                and e.parts[0].lower() in self.scope.datasets:
+            raise RuleError(f"'{e.parts[0]}' is a dataset; references() takes its key "
+                            f"columns: {e.parts[0]}.column", e.pos, hint=REFERENCES_FORMS)
+        items = e.items if isinstance(e, ast.Tuple) else (e,)
+        try:
+            return self.columns(items, "references", e.pos)
+        except UnknownDataset as err:
+            if self.scope.unknown_hint is None or err.hint != self.scope.unknown_hint:
+                raise
+            # a validation reads only its own output: the rule belongs in a check
+            raise UnknownDataset(err.message, err.pos, hint=f"{self.scope.unknown_hint}; "
+                                 f"there it may name both: {self.qualified(call)}") from None
+
+    def qualified(self, e: ast.Call) -> str:
+        """references(...) with the default dataset's bare columns qualified."""
+        def side(x: ast.Expr) -> str:
+            if isinstance(x, ast.Tuple):
+                return "(" + ", ".join(side(i) for i in x.items) + ")"
+            if isinstance(x, ast.Name) and len(x.parts) == 1 and self.scope.default:
+                return ast.show(ast.Name((self.scope.default, *x.parts), x.pos))
+            return ast.show(x)
+        return f"references({', '.join(side(a) for a in e.args)})"
 
     def row_predicate(self, e: ast.Expr) -> tuple[str, str, list[str]]:
         """A row condition as SQL over one dataset: (dataset, sql, columns)."""
         datasets: dict[str, None] = {}
-        cols: dict[str, None] = {}
+        cols: dict[str, str] = {}  # lower-cased -> as first written (names ignore case)
 
         def sql(x: ast.Expr) -> str:  # noqa: C901 - one case per construct
             match x:
                 case ast.Number(value=v):
                     return repr(v)
                 case ast.String(value=v):
-                    return _lit(v)
+                    return lit(v)
                 case ast.Bool(value=v):
                     return "true" if v else "false"
                 case ast.Null():
@@ -397,8 +394,8 @@ class _Compiler:
                 case ast.Name():
                     col = self.column(x, "all")
                     datasets[col.dataset] = None
-                    cols[col.name] = None
-                    return _q(col.name)
+                    cols.setdefault(col.name.lower(), col.name)
+                    return q(col.name)
                 case ast.Not(expr=y):
                     return f"NOT ({sql(y)})"
                 case ast.Neg(expr=y):
@@ -414,7 +411,7 @@ class _Compiler:
                 case ast.IsNull(value=v, negated=neg):
                     return f"({sql(v)}) IS {'NOT ' if neg else ''}NULL"
                 case ast.In(value=v, items=items, negated=neg):
-                    vals = ", ".join(_lit(self.literal(i)) for i in items.items)
+                    vals = ", ".join(lit(self.literal(i)) for i in items.items)
                     return f"({sql(v)}) {'NOT ' if neg else ''}IN ({vals})"
                 case ast.Call(fn="abs", args=(y,)):
                     return f"abs({sql(y)})"
@@ -423,6 +420,9 @@ class _Compiler:
                                     "only row values, operators and abs() make sense", x.pos)
                 case ast.ListLit():
                     raise RuleError("a list is only meaningful after 'in'", x.pos)
+                case ast.Tuple():
+                    raise RuleError("a tuple of columns is only an argument of references()",
+                                    x.pos)
             raise AssertionError(x)  # pragma: no cover
 
         text = sql(e)
@@ -431,21 +431,7 @@ class _Compiler:
         if len(datasets) > 1:
             raise RuleError(f"all(...) reads one dataset at a time, got {sorted(datasets)}",
                             e.pos)
-        return next(iter(datasets)), text, list(cols)
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+        return next(iter(datasets)), text, list(cols.values())
 
 
 def compile_rules(rules: Sequence[tuple[str, ast.Expr]], scope: Scope) -> RulePlan:
@@ -470,122 +456,3 @@ def compile_rules(rules: Sequence[tuple[str, ast.Expr]], scope: Scope) -> RulePl
     return RulePlan(tuple(compiled), tuple(c.measures.values()), tuple(c.schema))
 
 
-# -- evaluating ----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RuleResult:
-    text: str
-    ok: bool
-    measured: tuple[tuple[str, Any], ...]  # (label, value) of every measure it read
-    datasets: tuple[str, ...]
-    error: str | None = None  # the rule could not be evaluated (e.g. a missing column)
-
-    def describe(self) -> str:
-        where = f" on {', '.join(self.datasets)}" if self.datasets else ""
-        if self.error:
-            return f"{self.text} could not be checked{where}: {self.error}"
-        values = ", ".join(f"{label} = {_show(v)}" for label, v in self.measured)
-        return f"{self.text} failed{where}" + (f": {values}" if values else "")
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    if isinstance(v, str):
-        return f"'{v}'"
-    return "null" if v is None else str(v)
-
-
-def evaluate(plan: RulePlan, values: Mapping[str, Any],
-             schemas: Mapping[str, Mapping[str, str]]) -> list[RuleResult]:
-    """Each rule's verdict, given the measured values (by Measure.key) and the columns of
-    the datasets in `plan.schema_of` (name -> type)."""
-    examples = {m.key: m.label for m in plan.measures}
-    out = []
-    for rule in plan.rules:
-        seen: dict[str, Any] = {}
-        ok = bool(_eval(rule.value, values, schemas, seen, examples))
-        out.append(RuleResult(rule.text, ok, tuple(seen.items()), rule.datasets))
-    return out
-
-
-def _eval(v: Value, values: Mapping[str, Any], schemas: Mapping[str, Mapping[str, str]],
-          seen: dict[str, Any], labels: Mapping[str, str]) -> Any:  # noqa: C901
-    """`seen` collects (label -> value) of what the rule measured, for its message."""
-    match v:
-        case Lit(value=x):
-            return x
-        case Measured(key=k, label=label):
-            seen[label] = values.get(k)
-            return _num(values.get(k))
-        case Zero(key=k, label=label, examples=ex):
-            seen[label] = values.get(k)
-            if ex is not None and values.get(k):
-                seen[labels.get(ex, "e.g.")] = values.get(ex)
-            return (values.get(k) or 0) == 0
-        case HasColumns(dataset=ds, columns=cols):
-            have = {c.lower() for c in schemas.get(ds, {})}
-            missing = [c for c in cols if c.lower() not in have]
-            if missing:
-                seen["missing"] = ", ".join(missing)
-            return not missing
-        case ColumnType(dataset=ds, column=col):
-            types = {c.lower(): t for c, t in schemas.get(ds, {}).items()}
-            t = types.get(col.lower())
-            seen[f"column_type({col})"] = t if t is not None else "(no such column)"
-            return t
-        case Apply(fn=fn, args=args):
-            if fn in ("and", "or"):
-                results = [_eval(a, values, schemas, seen, labels) for a in args]
-                return all(results) if fn == "and" else any(results)
-            vals = [_eval(a, values, schemas, seen, labels) for a in args]
-            return _apply(fn, vals)
-    raise AssertionError(v)  # pragma: no cover
-
-
-def _num(x: Any) -> Any:
-    from decimal import Decimal
-
-    return float(x) if isinstance(x, Decimal) else x
-
-
-def _apply(fn: str, vals: list[Any]) -> Any:  # noqa: C901 - one case per operator
-    if fn == "not":
-        return not vals[0]
-    if fn in ("is_null", "is_not_null"):
-        return (vals[0] is None) == (fn == "is_null")
-    if fn in ("in", "not_in"):
-        return (vals[0] in vals[1]) == (fn == "in")
-    if any(x is None for x in vals):
-        return None if fn in ("neg", "abs", "+", "-", "*", "/", "%") else False
-    match fn:
-        case "neg":
-            return -vals[0]
-        case "abs":
-            return abs(vals[0])
-        case "between":
-            return vals[1] <= vals[0] <= vals[2]
-        case "+":
-            return vals[0] + vals[1]
-        case "-":
-            return vals[0] - vals[1]
-        case "*":
-            return vals[0] * vals[1]
-        case "/":
-            return vals[0] / vals[1] if vals[1] else None
-        case "%":
-            return vals[0] % vals[1] if vals[1] else None
-        case "==":
-            return vals[0] == vals[1]
-        case "!=":
-            return vals[0] != vals[1]
-        case "<":
-            return vals[0] < vals[1]
-        case "<=":
-            return vals[0] <= vals[1]
-        case ">":
-            return vals[0] > vals[1]
-        case ">=":
-            return vals[0] >= vals[1]
-    raise AssertionError(fn)  # pragma: no cover

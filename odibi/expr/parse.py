@@ -17,7 +17,11 @@ _EXAMPLES = {
     "a comparison needs a value on its right": ["row_count >", "a ==", "a <= ", "x between 1",
                                                 "a > 0 and b >", "a > 0 or b >",
                                                 "not a >"],
-    "unbalanced parentheses": ["(row_count > 0", "abs(x", "row_count > 0)"],
+    "unbalanced parentheses": ["(row_count > 0", "abs(x", "row_count > 0)", "(a, b",
+                               "f((a, b), (c, d)", "f((a, b)"],
+    "a key of several columns needs a column after each comma: (orders.a, orders.b)":
+        ["f((a,), b)", "f((a, b,), c)", "(a,)"],
+    "'in' takes a list in square brackets: x in [1, 2]": ["x in (1, 2)", "x not in (1, 2)"],
     "two values with no operator between them": ["row_count 0", "a b", "1 2"],
     "an operator needs a value on each side": ["> 0", "and x", "a and", "x or", "a + ", "* 2"],
     "a list needs commas between its values and a closing ']'": ["x in [1 2]", "x in [1,"],
@@ -129,6 +133,8 @@ class _Build:
                 return ast.Name(tuple(_unquote(str(k)) for k in kids), pos)
             case "list":
                 return ast.ListLit(tuple(self.build(k) for k in kids if k is not None), pos)
+            case "tuple":
+                return ast.Tuple(tuple(self.build(k) for k in kids), pos)
         raise AssertionError(node.data)  # pragma: no cover - every rule is handled above
 
     def token(self, tok: Any) -> ast.Expr:

@@ -139,9 +139,9 @@ def test_a_contract_on_a_qualified_input_counts_the_offending_rows(root: Path) -
     write(root / "data" / "orders.csv", "order_id,amount\n1,10\n,20\n,30\n")
     report, _ = build(root, code=1)
     assert calls(root) == 0
-    assert report["nodes"]["scored"]["error"] == ("contract failed: not_null(raw_orders."
-                                                  "order_id) failed on raw_orders: rows with "
-                                                  "nulls = 2")
+    assert report["nodes"]["scored"]["error"] == (
+        "contract failed: not_null(raw_orders.order_id) failed on raw_orders: rows with nulls "
+        "= 2, e.g. {amount: 20, order_id: null}, {amount: 30, order_id: null}")
 
 
 def test_a_read_nodes_contract_holds_for_the_data_read(root: Path) -> None:
@@ -165,8 +165,8 @@ def test_a_failing_validation_keeps_the_previous_output_and_export(root: Path) -
     report, err = build(root, code=1)
     assert calls(root) == 2  # it ran, and its output was refused
     assert report["nodes"]["scored"]["error"] == (
-        "validation failed: all(amount > 0) failed on scored: rows where it is false = 1; "
-        "unique(order_id) failed on scored: duplicate rows = 1")
+        "validation failed: all(amount > 0) failed on scored: rows where it is false = 1, e.g. "
+        "{amount: -2}; unique(order_id) failed on scored: duplicate rows = 1, e.g. 3 (x2)")
     assert (root / "output" / "scored.csv").read_bytes() == export
     assert warehouse_rows(root, "scored") == before
     # the next build tries again (its last build failed), and succeeds once the data is fixed
@@ -191,8 +191,9 @@ def test_changing_only_a_rule_reruns_it_on_the_stored_output_never_the_transform
         {"scored": "revalidate"}
     report, _ = build(root, code=1)
     assert calls(root) == 1
-    assert report["nodes"]["scored"]["error"] == \
-        "validation failed: all(amount > 30) failed on scored: rows where it is false = 1"
+    assert report["nodes"]["scored"]["error"] == (
+        "validation failed: all(amount > 30) failed on scored: rows where it is false = 1, "
+        "e.g. {amount: 20}")
     # a contract that the stored input breaks: likewise
     edit(yaml_file, "- all(amount > 30)", "- all(amount > 0)")
     edit(yaml_file, "- row_count > 0", "- row_count > 5")

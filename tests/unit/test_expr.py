@@ -33,14 +33,17 @@ from hypothesis import strategies as st
 
 from odibi.errors import ExprSyntaxError
 from odibi.expr import ast
-from odibi.expr.check import RuleError, RulePlan, Scope, compile_rules, evaluate
+from odibi.expr.check import REFERENCES_FORMS, RuleError, RulePlan, Scope, compile_rules
+from odibi.expr.measures import Form
+from odibi.expr.verdict import Offending, broken, evaluate
 from odibi.expr.parse import parse_rule
 
 # -- scopes, as odibi.rulesets builds them -------------------------------------------------
 SCOPES: dict[str, Scope] = {
     # validate: on node clean_orders
     "val": Scope({"clean_orders": "clean_orders"}, "clean_orders",
-                 unknown="clean_orders (validations read the node's own output)"),
+                 unknown="clean_orders (validations read the node's own output)",
+                 unknown_hint="to compare datasets, write a check"),
     # contracts: on a node whose only input is raw_orders
     "one": Scope({"raw_orders": "raw_orders"}, "raw_orders",
                  unknown="an input of clean_orders"),
@@ -99,11 +102,11 @@ ACCEPTED = [
      {CO: 1}, ()),
     ("val", "unique(order_id)", "unique(order_id)", (CO,), {CO: 1}, ()),
     ("val", "unique(order_id, customer_id)", "unique(order_id, customer_id)", (CO,), {CO: 1}, ()),
-    # accepted_values: a count of other values, and a few of them for the message
+    # accepted_values: a count of other values (a few of them for the message: a follow-up)
     ("val", "accepted_values(status, ['paid', 'open', 'it''s'])",
-     "accepted_values(status, ['paid', 'open', 'it''s'])", (CO,), {CO: 2}, ()),
+     "accepted_values(status, ['paid', 'open', 'it''s'])", (CO,), {CO: 1}, ()),
     ("val", "accepted_values(code, [1, -2, null, true])",
-     "accepted_values(code, [1, -(2), null, true])", (CO,), {CO: 2}, ()),
+     "accepted_values(code, [1, -(2), null, true])", (CO,), {CO: 1}, ()),
     ("val", "has_columns(order_id, amount)", "has_columns(order_id, amount)", (CO,), {}, (CO,)),
     ("val", "column_type(amount) == 'BIGINT'", "(column_type(amount)) == ('BIGINT')", (CO,), {},
      (CO,)),
@@ -187,6 +190,28 @@ ACCEPTED = [
     ("one", "not_null(order_id)", "not_null(order_id)", (RO,), {RO: 1}, ()),
     ("one", "row_count > 0", "(row_count) > (0)", (RO,), {RO: 1}, ()),
     ("one", "not_null(raw_orders.order_id)", "not_null(raw_orders.order_id)", (RO,), {RO: 1}, ()),
+    # references(child key, parent key): reads both (a check depends on both), measured in a
+    # query of its own (test_references_is_a_query_of_its_own); a key of several columns is
+    # a tuple; a bare column means the default dataset, on either side
+    ("chk", "references(clean_orders.customer_id, raw_orders.customer_id)",
+     "references(clean_orders.customer_id, raw_orders.customer_id)", (CO, RO), {CO: 1}, ()),
+    ("two", "references(raw_orders.customer_id, customers.customer_id)",
+     "references(raw_orders.customer_id, customers.customer_id)", (RO, CU), {RO: 1}, ()),
+    ("two", "REFERENCES((raw_orders.customer_id, raw_orders.region),(customers.id,customers.region))",
+     "references((raw_orders.customer_id, raw_orders.region), (customers.id, customers.region))",
+     (RO, CU), {RO: 1}, ()),
+    ("one", "references(customer_id, raw_orders.customer_id)",
+     "references(customer_id, raw_orders.customer_id)", (RO,), {RO: 1}, ()),
+    ("val", "references(parent_id, order_id)", "references(parent_id, order_id)", (CO,),
+     {CO: 1}, ()),
+    ("val", "references((parent_id, region), (clean_orders.order_id, clean_orders.region))",
+     "references((parent_id, region), (clean_orders.order_id, clean_orders.region))", (CO,),
+     {CO: 1}, ()),
+    ("chk", "references(clean_orders.id, raw_orders.id) and row_count(clean_orders) > 0",
+     "(references(clean_orders.id, raw_orders.id)) and ((row_count(clean_orders)) > (0))",
+     (CO, RO), {CO: 2}, ()),
+    ("chk", "not references(raw_orders.id, clean_orders.id)",
+     "not (references(raw_orders.id, clean_orders.id))", (RO, CO), {RO: 1}, ()),
 ]
 
 
@@ -220,7 +245,9 @@ def test_a_rule_set_is_one_query_per_dataset() -> None:
     plan = compile_rules([(r, parse_rule(r)) for r in rules], SCOPES["val"])
     assert list(plan.queries()) == [CO]
     # row_count is measured once; null_count(order_id) is not_null(order_id)'s count
-    assert len(plan.measures) == 7
+    assert len(plan.queries()[CO]) == 7
+    # and the examples of not_null, unique and all are follow-ups, measured only on failure
+    assert len([m for m in plan.measures if m.only_if is not None]) == 3
     assert [r.datasets for r in plan.rules] == [(CO,)] * len(rules)
 
 
@@ -270,7 +297,7 @@ REJECTED = [
      "did you mean 'row_count'?"),
     ("val", "foo(x) > 0", M, 1, "foo(x)", "unknown function 'foo'",
      "functions: row_count, null_count, distinct_count, min, max, sum, avg, not_null, unique, "
-     "accepted_values, has_columns, all, column_type, abs"),
+     "accepted_values, has_columns, all, references, column_type, abs"),
     ("val", "roww_count > 0", M, 1, "roww_count",
      "'roww_count': a column is only meaningful inside a measure or all(...)",
      "did you mean 'row_count'?"),
@@ -349,6 +376,61 @@ REJECTED = [
     ("chk", "all(raw_orders.id > 0 and clean_orders.id > 0)", M, 5,
      "raw_orders.id > 0 and clean_orders.id > 0",
      "all(...) reads one dataset at a time, got ['clean_orders', 'raw_orders']", None),
+    # references: two keys of as many columns, each of one dataset the rule may read
+    ("chk", "references(clean_orders.id)", M, 1, "references(clean_orders.id)",
+     "references() takes two keys, got 1", REFERENCES_FORMS),
+    ("chk", "references(clean_orders.a, clean_orders.b, raw_orders.a)", M, 1,
+     "references(clean_orders.a, clean_orders.b, raw_orders.a)",
+     "references() takes two keys, got 3", REFERENCES_FORMS),
+    ("chk", "references((clean_orders.a, clean_orders.b), raw_orders.a)", M, 1,
+     "references((clean_orders.a, clean_orders.b), raw_orders.a)",
+     "references(): a key of 2 column(s) cannot refer to a key of 1", REFERENCES_FORMS),
+    ("chk", "references(clean_orders.id, shipments.id)", M, 29, "shipments.id",
+     "'shipments' is not a node", "it can read: clean_orders, raw_orders"),
+    ("chk", "references(clean_orders.id, raw_ordrs.id)", M, 29, "raw_ordrs.id",
+     "'raw_ordrs' is not a node", "did you mean 'raw_orders'?"),
+    ("chk", "references(id, raw_orders.id)", M, 12, "id", "column 'id' needs a dataset here",
+     "a check names the nodes it reads: row_count(raw_orders) or raw_orders.row_count"),
+    ("chk", "references(clean_orders, raw_orders)", M, 12, "clean_orders",
+     "'clean_orders' is a dataset; references() takes its key columns: clean_orders.column",
+     REFERENCES_FORMS),
+    ("chk", "references([clean_orders.a, clean_orders.b], (raw_orders.a, raw_orders.b))", M, 12,
+     "[clean_orders.a, clean_orders.b]", "write a key of several columns in parentheses",
+     REFERENCES_FORMS),
+    ("chk", "references((clean_orders.a, raw_orders.b), (raw_orders.a, raw_orders.b))", M, 12,
+     "(clean_orders.a, raw_orders.b)",
+     "references() takes columns of one dataset, got ['clean_orders', 'raw_orders']", None),
+    ("chk", "references(clean_orders.id, 7)", M, 29, "7", "references takes column names", None),
+    ("two", "references(customer_id, customers.id)", M, 12, "customer_id",
+     "column 'customer_id' needs a dataset here",
+     "order_facts reads 2 datasets: name the one you mean, e.g. not_null(raw_orders.id)"),
+    # a validation reads only its node's output: references to another dataset is a check
+    ("val", "references(customer_id, customers.customer_id)", M, 25, "customers.customer_id",
+     "'customers' is not clean_orders (validations read the node's own output)",
+     "to compare datasets, write a check; there it may name both: "
+     "references(clean_orders.customer_id, customers.customer_id)"),
+    ("val", "references((a, b), (customers.a, customers.b))", M, 21, "customers.a",
+     "'customers' is not clean_orders (validations read the node's own output)",
+     "to compare datasets, write a check; there it may name both: "
+     "references((clean_orders.a, clean_orders.b), (customers.a, customers.b))"),
+    ("val", "references(customers.customer_id, customer_id)", M, 12, "customers.customer_id",
+     "'customers' is not clean_orders (validations read the node's own output)",
+     "to compare datasets, write a check; there it may name both: "
+     "references(customers.customer_id, clean_orders.customer_id)"),
+    # tuples are keys of references only
+    ("val", "(a, b) = 1", M, 1, "(a, b)", "a tuple of columns is only an argument of references()",
+     REFERENCES_FORMS),
+    ("val", "all((a, b) = 1)", M, 5, "(a, b)",
+     "a tuple of columns is only an argument of references()", None),
+    ("val", "references(a, b) > 1", M, 1, "references(a, b) > 1",
+     "cannot compare a condition with a number", None),
+    # syntax: tuples and SQL's `in (...)`
+    ("val", "references((a, b), (c, d)", S, 25, None, "unbalanced parentheses", None),
+    ("val", "references((a,), b)", S, 15, None,
+     "a key of several columns needs a column after each comma: (orders.a, orders.b)", None),
+    ("val", "references(orders.(a, b), c.a)", S, 19, None, "unexpected '('", None),
+    ("val", "status in ('paid', 'open')", S, 11, None,
+     "'in' takes a list in square brackets: x in [1, 2]", None),
 ]
 
 
@@ -426,8 +508,11 @@ ORDERS = """
     INSERT INTO orders VALUES (1, 7, 10.5, 'paid'), (2, 7, -3.0, 'open'),
                               (2, NULL, 20.0, 'void'), (4, 8, NULL, 'paid');
     CREATE TABLE raw_orders AS SELECT * FROM orders WHERE false;
+    CREATE TABLE customers (customer_id INTEGER, region VARCHAR);
+    INSERT INTO customers VALUES (7, 'north'), (NULL, 'south');
 """
-EVAL_SCOPE = Scope({"orders": "orders", "raw_orders": "raw_orders"}, "orders")
+EVAL_SCOPE = Scope({"orders": "orders", "raw_orders": "raw_orders", "customers": "customers"},
+                   "orders")
 EMPTY_SCOPE = Scope({"raw_orders": "raw_orders"}, "raw_orders")
 
 # (the dataset bare names mean, rule, verdict, measured values, message when it fails)
@@ -439,13 +524,23 @@ EVALUATED = [
      "row_count(raw_orders) > 0 failed on raw_orders: row_count(raw_orders) = 0"),
     ("orders", "raw_orders.row_count >= 1", False, (("raw_orders.row_count", 0),),
      "raw_orders.row_count >= 1 failed on raw_orders: raw_orders.row_count = 0"),
-    ("orders", "unique(id)", False, (("duplicate rows", 1),),
-     "unique(id) failed on orders: duplicate rows = 1"),
+    # a broken predicate names what broke it: the most repeated keys with their counts,
+    # which columns hold nulls and the first rows holding them (their first other column),
+    # the first rows (of the columns read) where a condition is false
+    ("orders", "unique(id)", False, (("duplicate rows", Offending(1, ", e.g. 2 (x2)")),),
+     "unique(id) failed on orders: duplicate rows = 1, e.g. 2 (x2)"),
     ("orders", "unique(id, customer_id)", True, (("duplicate rows", 0),), None),
-    ("orders", "unique(customer_id)", False, (("duplicate rows", 1),),
-     "unique(customer_id) failed on orders: duplicate rows = 1"),
-    ("orders", "not_null(customer_id, amount)", False, (("rows with nulls", 2),),
-     "not_null(customer_id, amount) failed on orders: rows with nulls = 2"),
+    ("orders", "unique(customer_id)", False,
+     (("duplicate rows", Offending(1, ", e.g. 7 (x2)")),),
+     "unique(customer_id) failed on orders: duplicate rows = 1, e.g. 7 (x2)"),
+    ("orders", "not_null(customer_id, amount)", False,
+     (("rows with nulls", Offending(2, " (customer_id: 1 null, amount: 1 null), e.g. "
+                                       "{id: 2, customer_id: null}, {id: 4, amount: null}")),),
+     "not_null(customer_id, amount) failed on orders: rows with nulls = 2 (customer_id: 1 "
+     "null, amount: 1 null), e.g. {id: 2, customer_id: null}, {id: 4, amount: null}"),
+    ("orders", "not_null(amount)", False,
+     (("rows with nulls", Offending(1, ", e.g. {id: 4, amount: null}")),),
+     "not_null(amount) failed on orders: rows with nulls = 1, e.g. {id: 4, amount: null}"),
     ("orders", "not_null(id, status)", True, (("rows with nulls", 0),), None),
     ("orders", "accepted_values(status, ['paid', 'open'])", False,
      (("rows with other values", 1), ("other values, e.g.", ["void"])),
@@ -455,18 +550,28 @@ EVALUATED = [
      (("rows with other values", 0),), None),
     ("orders", "accepted_values(customer_id, [7, 8])", True, (("rows with other values", 0),),
      None),
-    ("orders", "all(amount > 0)", False, (("rows where it is false", 1),),
-     "all(amount > 0) failed on orders: rows where it is false = 1"),
-    ("orders", "all(abs(amount) < 15)", False, (("rows where it is false", 1),),
-     "all(abs(amount) < 15) failed on orders: rows where it is false = 1"),
+    ("orders", "all(amount > 0)", False,
+     (("rows where it is false", Offending(1, ", e.g. {amount: -3}")),),
+     "all(amount > 0) failed on orders: rows where it is false = 1, e.g. {amount: -3}"),
+    ("orders", "all(abs(amount) < 15)", False,
+     (("rows where it is false", Offending(1, ", e.g. {amount: 20}")),),
+     "all(abs(amount) < 15) failed on orders: rows where it is false = 1, e.g. {amount: 20}"),
+    ("orders", "all(id < 2 or status = 'open')", False,
+     (("rows where it is false", Offending(2, ", e.g. {id: 2, status: 'void'}, "
+                                              "{id: 4, status: 'paid'}")),),
+     "all(id < 2 or status = 'open') failed on orders: rows where it is false = 2, e.g. "
+     "{id: 2, status: 'void'}, {id: 4, status: 'paid'}"),
     ("orders", "all(status in ['paid', 'open', 'void'])", True, (("rows where it is false", 0),),
      None),
     ("orders", "all(status not in ['void'] or amount > 10)", True,
      (("rows where it is false", 0),), None),
-    ("orders", "all(customer_id is not null)", False, (("rows where it is false", 1),),
-     "all(customer_id is not null) failed on orders: rows where it is false = 1"),
-    ("orders", "all(id between 1 and 3)", False, (("rows where it is false", 1),),
-     "all(id between 1 and 3) failed on orders: rows where it is false = 1"),
+    ("orders", "all(customer_id is not null)", False,
+     (("rows where it is false", Offending(1, ", e.g. {customer_id: null}")),),
+     "all(customer_id is not null) failed on orders: rows where it is false = 1, e.g. "
+     "{customer_id: null}"),
+    ("orders", "all(id between 1 and 3)", False,
+     (("rows where it is false", Offending(1, ", e.g. {id: 4}")),),
+     "all(id between 1 and 3) failed on orders: rows where it is false = 1, e.g. {id: 4}"),
     ("orders", "has_columns(id, amount)", True, (), None),
     ("orders", "has_columns(id, amout, statuss)", False, (("missing", "amout, statuss"),),
      "has_columns(id, amout, statuss) failed on orders: missing = 'amout, statuss'"),
@@ -495,8 +600,10 @@ EVALUATED = [
     ("orders", "max(raw_orders.amount) is null", True, (("max(raw_orders.amount)", None),), None),
     ("orders", "sum(raw_orders.amount) > 0", False, (("sum(raw_orders.amount)", None),),
      "sum(raw_orders.amount) > 0 failed on raw_orders: sum(raw_orders.amount) = null"),
-    ("orders", "row_count > 0 and unique(id)", False, (("row_count", 4), ("duplicate rows", 1)),
-     "row_count > 0 and unique(id) failed on orders: row_count = 4, duplicate rows = 1"),
+    ("orders", "row_count > 0 and unique(id)", False,
+     (("row_count", 4), ("duplicate rows", Offending(1, ", e.g. 2 (x2)"))),
+     "row_count > 0 and unique(id) failed on orders: row_count = 4, duplicate rows = 1, e.g. "
+     "2 (x2)"),
     ("orders", "row_count >= 4 or unique(id)", True, (("row_count", 4), ("duplicate rows", 1)),
      None),
     ("orders", "not unique(id)", True, (("duplicate rows", 1),), None),
@@ -505,21 +612,48 @@ EVALUATED = [
     ("orders", "row_count in [1, 4] and row_count not in [0]", True, (("row_count", 4),), None),
     ("orders", "min(amount) is not null and -min(amount) = 3", True, (("min(amount)", -3.0),),
      None),
+    # references: child rows whose key (no column NULL) is no parent row's key; a NULL
+    # child key is no orphan (orders has customer_id NULL once), a NULL parent key matches
+    # nothing; the message shows the first distinct orphan keys, sorted
+    ("orders", "references(customer_id, customers.customer_id)", False,
+     (("rows with orphan keys", Offending(1, ", e.g. [8]")),),
+     "references(customer_id, customers.customer_id) failed on orders, customers: rows with "
+     "orphan keys = 1, e.g. [8]"),
+    ("orders", "references(customers.customer_id, customer_id)", True,
+     (("rows with orphan keys", 0),), None),
+    ("orders", "references(id, id)", True, (("rows with orphan keys", 0),), None),
+    ("orders", "references((id, customer_id), (raw_orders.id, raw_orders.customer_id))", False,
+     (("rows with orphan keys", Offending(3, ", e.g. [(1, 7), (2, 7), (4, 8)]")),),
+     "references((id, customer_id), (raw_orders.id, raw_orders.customer_id)) failed on orders, "
+     "raw_orders: rows with orphan keys = 3, e.g. [(1, 7), (2, 7), (4, 8)]"),
+    ("orders", "references(status, customers.region)", False,
+     (("rows with orphan keys", Offending(4, ", e.g. ['open', 'paid', 'void']")),),
+     "references(status, customers.region) failed on orders, customers: rows with orphan keys "
+     "= 4, e.g. ['open', 'paid', 'void']"),
 ]
 
 
 def measured_by_hand(con: duckdb.DuckDBPyConnection, plan: RulePlan
                      ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
-    """The plan's measures, one query per dataset, and the schemas it needs: done here
-    with plain DuckDB, independently of odibi's engine."""
-    values: dict[str, Any] = {}
-    for ds, measures in plan.queries().items():
-        select = ", ".join(f"{m.sql} AS {m.key}" for m in measures)
-        row = con.execute(f"SELECT {select} FROM {ds} AS t").fetchone()
-        assert row is not None
-        values.update({m.key: v for m, v in zip(measures, row)})
+    """The plan's measures and the schemas it needs, done here with plain DuckDB,
+    independently of odibi's engine: each query of the first pass, then the follow-ups
+    (examples) of the counts that came out non-zero."""
     schemas = {ds: {c[0]: c[1] for c in con.execute(f"DESCRIBE {ds}").fetchall()}
                for ds in plan.datasets}
+    values: dict[str, Any] = {}
+    for follow_up in (False, True):
+        for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
+            if query.form is Form.AGGREGATE:
+                select = ", ".join(f"{m.sql} AS {m.key}" for m in query.measures)
+                sql = f"SELECT {select} FROM {query.dataset} AS t"
+            else:
+                ctes = f"t AS (FROM {query.dataset})" + \
+                    (f", p AS (FROM {query.parent})" if query.parent else "")
+                select = ", ".join(f"({m.sql}) AS {m.key}" for m in query.measures)
+                sql = f"WITH {ctes} SELECT {select}"
+            row = con.execute(sql).fetchone()
+            assert row is not None
+            values.update({m.key: v for m, v in zip(query.measures, row)})
     return values, schemas
 
 
@@ -551,19 +685,23 @@ def test_distinct_aggregates_get_a_query_of_their_own_and_examples_come_only_on_
              "max(amount) < 10000", "accepted_values(status, ['paid', 'open'])"]
     plan = compile_rules([(r, parse_rule(r)) for r in rules], SCOPES["val"])
     first = plan.passes()
-    assert [(ds, [m.label for m in ms]) for ds, ms in first] == [
-        (CO, ["row_count", "max(amount)", "accepted_values(status): other values"]),
-        (CO, ["unique(order_id): duplicate rows", "distinct_count(customer_id)"])]
+    assert [(q.dataset, q.form, [m.label for m in q.measures]) for q in first] == [
+        (CO, Form.AGGREGATE, ["row_count", "max(amount)", "accepted_values(status): other values"]),
+        (CO, Form.AGGREGATE, ["unique(order_id): duplicate rows", "distinct_count(customer_id)"])]
     other = next(m for m in plan.measures if m.label.startswith("accepted_values")).key
+    dups = next(m for m in plan.measures if m.label.startswith("unique")).key
     assert plan.passes({other: 0}) == []  # nothing broke the rule: no examples to fetch
-    assert [[m.label for m in ms] for _, ms in plan.passes({other: 3})] == \
-        [["other values, e.g."]]
+    assert [(q.form, [m.label for m in q.measures]) for q in plan.passes({other: 3})] == \
+        [(Form.QUERY, ["other values, e.g."])]
+    # the examples of every broken rule of a dataset: one query
+    assert [[m.label for m in q.measures] for q in plan.passes({other: 3, dups: 1})] == \
+        [["unique(order_id): duplicate rows, e.g.", "other values, e.g."]]
 
 
 def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None:
     texts = [r[1] for r in EVALUATED if r[0] == "orders"]
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
-    assert set(plan.queries()) == {"orders", "raw_orders"}
+    assert set(plan.queries()) == {"orders", "raw_orders", "customers"}
     values, schemas = measured_by_hand(orders_db, plan)
     results = evaluate(plan, values, schemas)
     assert [(r.text, r.ok) for r in results] == [(r[1], r[2]) for r in EVALUATED if r[0] == "orders"]
@@ -571,15 +709,21 @@ def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None
 
 # -- run_rules on a warehouse session ---------------------------------------------------------
 class CountingSession:
-    """A session that counts the queries `measure` runs."""
+    """A session that counts the queries `measure` (aggregates over a table) and
+    `measure_queries` (scalar queries over named tables) run."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.measured: list[tuple[str, int]] = []
+        self.queried: list[tuple[tuple[str, ...], int]] = []
 
     def measure(self, table: str, measures: Any) -> Mapping[str, Any]:
         self.measured.append((table, len(measures)))
         return self.inner.measure(table, measures)
+
+    def measure_queries(self, relations: Mapping[str, str], queries: Any) -> Mapping[str, Any]:
+        self.queried.append((tuple(relations.values()), len(queries)))
+        return self.inner.measure_queries(relations, queries)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -602,7 +746,8 @@ TABLES = {"orders": "main.orders", "raw_orders": "main.raw_orders"}
 
 def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     """Plain aggregates in one query, DISTINCT ones in another, and the examples of what
-    broke accepted_values in a third, only because something did."""
+    broke unique, not_null, all and accepted_values in a third, only because something
+    did."""
     from odibi.rules import run_rules
 
     texts = ["row_count > 0", "unique(id)", "not_null(customer_id, amount)", "all(amount > 0)",
@@ -612,13 +757,18 @@ def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES)
-    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 1),
-                                         ("main.orders", 5), ("main.raw_orders", 2)]
+    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 5),
+                                         ("main.raw_orders", 2)]
+    # unique's examples, not_null's counts per column and rows, all's rows, accepted_values'
+    assert counting.queried == [(("main.orders",), 5)]
     assert [(r.ok, r.describe() if not r.ok else None) for r in results] == [
         (True, None),
-        (False, "unique(id) failed on orders: duplicate rows = 1"),
-        (False, "not_null(customer_id, amount) failed on orders: rows with nulls = 2"),
-        (False, "all(amount > 0) failed on orders: rows where it is false = 1"),
+        (False, "unique(id) failed on orders: duplicate rows = 1, e.g. 2 (x2)"),
+        (False, "not_null(customer_id, amount) failed on orders: rows with nulls = 2 "
+                "(customer_id: 1 null, amount: 1 null), e.g. {id: 2, customer_id: null}, "
+                "{id: 4, amount: null}"),
+        (False, "all(amount > 0) failed on orders: rows where it is false = 1, e.g. "
+                "{amount: -3}"),
         (False, "accepted_values(status, ['paid', 'open']) failed on orders: rows with other "
                 "values = 1, other values, e.g. = ['void']"),
         (True, None),
@@ -649,3 +799,116 @@ def test_run_rules_a_misspelt_column_is_a_clear_failure(session) -> None:
         "null_count(raw_orders.custmer_id) = 0 could not be checked on raw_orders: no column "
         "'custmer_id' in raw_orders (did you mean 'customer_id'?)")
     assert results[5].describe() == "has_columns(amout) failed on orders: missing = 'amout'"
+
+
+TABLES_CU = {**TABLES, "customers": "main.customers"}
+
+
+def test_references_is_a_query_of_its_own_and_its_examples_come_only_on_failure(
+        session) -> None:
+    """The anti-join count of a references rule reads two datasets: a query of its own per
+    pair, beside the child's aggregates; the orphan keys are fetched only when it failed."""
+    from odibi.rules import run_rules
+
+    holds = ["row_count > 0", "references(customers.customer_id, customer_id)",
+             "references(id, id)"]
+    plan = compile_rules([(t, parse_rule(t)) for t in holds], EVAL_SCOPE)
+    assert [(q.dataset, q.parent, q.form) for q in plan.passes()] == [
+        ("orders", None, Form.AGGREGATE), ("customers", "orders", Form.QUERY),
+        ("orders", "orders", Form.QUERY)]
+    counting = CountingSession(session)
+    assert all(r.ok for r in run_rules(counting, plan, TABLES_CU))
+    assert counting.measured == [("main.orders", 1)]
+    assert counting.queried == [(("main.customers", "main.orders"), 1),
+                                (("main.orders", "main.orders"), 1)]  # and no follow-up
+
+    broken = holds + ["references(customer_id, customers.customer_id)"]
+    plan = compile_rules([(t, parse_rule(t)) for t in broken], EVAL_SCOPE)
+    counting = CountingSession(session)
+    results = run_rules(counting, plan, TABLES_CU)
+    assert counting.queried == [(("main.customers", "main.orders"), 1),
+                                (("main.orders", "main.orders"), 1),
+                                (("main.orders", "main.customers"), 1),
+                                (("main.orders", "main.customers"), 1)]  # its orphan keys
+    assert [r.describe() for r in results if not r.ok] == [
+        "references(customer_id, customers.customer_id) failed on orders, customers: rows "
+        "with orphan keys = 1, e.g. [8]"]
+
+
+def test_run_rules_references_checks_the_columns_on_both_sides(session) -> None:
+    """A misspelt key column, on either side, and a text key compared with a number are
+    clear failures (DuckDB would cast the text, and fail on the first that does not
+    convert); the other rules are still checked."""
+    from odibi.rules import run_rules
+
+    texts = ["references(custmer_id, customers.customer_id)",
+             "references(customer_id, customers.custid)",
+             "references(status, customers.customer_id)",
+             "references((id, status), (customers.customer_id, customers.region))",
+             "references(customer_id, customers.customer_id)"]
+    plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
+    counting = CountingSession(session)
+    results = run_rules(counting, plan, TABLES_CU)
+    assert [(r.ok, r.error) for r in results] == [
+        (False, "no column 'custmer_id' in orders (did you mean 'customer_id'?)"),
+        (False, "no column 'custid' in customers (did you mean 'customer_id'?)"),
+        (False, "orders.status is VARCHAR but customers.customer_id is INTEGER (cast one of "
+                "them in a node, so that the keys compare as the same type)"),
+        (False, None),  # checked (its columns compare, pair by pair): no key is a parent's
+        (False, None),  # checked: 8 is an orphan
+    ]
+    assert results[1].describe() == (
+        "references(customer_id, customers.custid) could not be checked on orders, customers: "
+        "no column 'custid' in customers (did you mean 'customer_id'?)")
+    # only the rules that could be checked were measured, with their examples
+    assert counting.queried == [(("main.orders", "main.customers"), 2),
+                                (("main.orders", "main.customers"), 2)]
+    assert results[3].describe() == (
+        "references((id, status), (customers.customer_id, customers.region)) failed on orders, "
+        "customers: rows with orphan keys = 4, e.g. [(1, 'paid'), (2, 'open'), (2, 'void'), "
+        "(4, 'paid')]")
+
+
+NOTES = """
+    CREATE TABLE notes (k INTEGER, a VARCHAR, b VARCHAR);
+    INSERT INTO notes VALUES (1, 'x', NULL), (1, 'x', NULL), (1, 'x', 'y'),
+        (2, repeat('long ', 30), 'line' || chr(10) || 'break'), (3, NULL, NULL),
+        (4, repeat('w', 50), 'z'), (4, repeat('w', 50), 'z'), (5, repeat('v', 50), 'z'),
+        (5, repeat('v', 50), 'z'), (6, repeat('u', 50), 'z'), (6, repeat('u', 50), 'z');
+"""
+W, V, U = ("'" + c * 39 + "…'" for c in "wvu")  # a value is cut to 40 characters
+
+# (rule, its failure message)
+MESSAGES = [
+    # keys of several columns are tuples; most repeated first, then by key; a long list of
+    # examples is cut ('…')
+    ("unique(k, a)", f"unique(k, a) failed on notes: duplicate rows = 5, e.g. (1, 'x') (x3), "
+                     f"(4, {W}) (x2), (5, {V}) (x2), …"),
+    ("unique(a)", f"unique(a) failed on notes: duplicate rows = 5, e.g. 'x' (x3), {U} (x2), "
+                  f"{V} (x2), {W} (x2)"),
+    # a line break in a value is shown escaped: the message stays on one line
+    ("all(b is null)", "all(b is null) failed on notes: rows where it is false = 8, e.g. "
+                       "{b: 'line\\nbreak'}, {b: 'y'}, {b: 'z'}"),
+    ("all(a = 'x' or a is null)", "all(a = 'x' or a is null) failed on notes: rows where it is "
+                                  "false = 7, e.g. {a: 'long long long long long long long "
+                                  f"long…'}}, {{a: {U}}}, {{a: {V}}}, …"),
+    # rows: their first column that is not null and the rule's nulls (equal rows: once)
+    ("not_null(a, b)", "not_null(a, b) failed on notes: rows with nulls = 3 (a: 1 null, b: 3 "
+                       "nulls), e.g. {k: 1, b: null}, {k: 3, a: null, b: null}"),
+    ("not_null(b, k)", "not_null(b, k) failed on notes: rows with nulls = 3 (b: 3 nulls), e.g. "
+                       "{k: 1, b: null}, {k: 3, b: null}"),
+    ("accepted_values(b, ['z'])", "accepted_values(b, ['z']) failed on notes: rows with other "
+                                  "values = 2, other values, e.g. = ['line\\nbreak', 'y']"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MESSAGES, ids=[m[0] for m in MESSAGES])
+def test_messages_name_offending_values_on_one_short_line(text: str, message: str) -> None:
+    con = duckdb.connect()
+    con.execute(NOTES)
+    plan = compile_rules([(text, parse_rule(text))], Scope({"notes": "notes"}, "notes"))
+    values, schemas = measured_by_hand(con, plan)
+    (result,) = evaluate(plan, values, schemas)
+    assert not result.ok
+    assert result.describe() == message
+    assert "\n" not in message and len(message) < 300
