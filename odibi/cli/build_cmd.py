@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from odibi.builder import (Prepared, env_redactions, finish, make_plan, run,
                            source_display_names, sync_views, update_metadata)
-from odibi.cli.common import project_root
+from odibi.cli.common import project_root, selector_texts
 from odibi.cli.explain_cmd import print_plan, warn_left_out
 from odibi.cli.opening import forced, open_prepared, overrides, selection
 from odibi.cli.render import LiveBoard, Out
@@ -186,7 +186,7 @@ def _sync_views(prepared: Prepared, state: State) -> bool:
 def _saved_plan(args: argparse.Namespace) -> Any:
     if not getattr(args, "plan", None):
         return None
-    if args.select or args.select_opt or args.exclude or args.force or args.var or args.only:
+    if selector_texts(args) or args.exclude or args.force or args.var or args.only:
         raise UsageError("--plan runs exactly the saved plan: give no selectors, --exclude, "
                          "--only, --force or --var with it")
     from odibi import saved_plan

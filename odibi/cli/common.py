@@ -77,11 +77,16 @@ def state_hook(resolved: Resolved, out: Out, own: Mapping[NodeId, Any] | None = 
     return hook
 
 
+def selector_texts(args: argparse.Namespace) -> list[str]:
+    """The SELECTOR arguments, positional and -s/--select (dbt's name) alike."""
+    return [*(getattr(args, "select", None) or []), *(getattr(args, "select_opt", None) or [])]
+
+
 def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
              state: StateHook | None = None) -> list[NodeId]:
     """The nodes chosen by the SELECTOR arguments (positional or -s/--select) and
     --exclude, in build order."""
-    texts = [*(getattr(args, "select", None) or []), *(getattr(args, "select_opt", None) or [])]
+    texts = selector_texts(args)
     excludes = getattr(args, "exclude", None) or []
     if not texts and not excludes:
         return list(resolved.graph.names)  # everything: no selector parser needed

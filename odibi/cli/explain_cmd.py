@@ -7,7 +7,7 @@ from typing import Any
 
 from odibi.builder import Prepared, built_outputs, load, make_plan, open_state
 from odibi.cli.opening import open_prepared, overrides, selection
-from odibi.cli.common import project_root
+from odibi.cli.common import project_root, selector_texts
 from odibi.cli.render import Out, escape
 from odibi.errors import UnknownNodeError, UsageError, did_you_mean
 from odibi.ids import ExitCode, NodeId
@@ -21,7 +21,7 @@ def cmd_explain(args: argparse.Namespace, out: Out) -> int:
         names = selection(prepared, args, out)
         p = make_plan(prepared, frozenset(names), only=args.only)
         warn_left_out(out, p)
-        chosen = bool(args.select or args.select_opt)
+        chosen = bool(selector_texts(args))
         return print_plan(out, p, prepared, dry_run=False, all_nodes=chosen)
     finally:
         state.close()

@@ -12,7 +12,7 @@ import argparse
 import time
 from typing import Any
 
-from odibi.cli.common import open_project, selected
+from odibi.cli.common import open_project, selected, selector_texts
 from odibi.cli.render import Out, path_for_display
 from odibi.errors import UsageError
 from odibi.ids import ExitCode, NodeId
@@ -32,11 +32,12 @@ def cmd_test(args: argparse.Namespace, out: Out) -> int:
     cases = [c for rel in test_files(root) for c in load_cases(root, rel)]
     for case in cases:  # a bad case anywhere is exit 2 before anything runs
         check_case(resolved, case)
-    if args.select or args.exclude:
+    if selector_texts(args) or args.exclude:
         chosen = set(selected(resolved, args, out))
         cases = [c for c in cases if c.node in chosen]
     if not cases and not out.json_mode:
-        out.line("no test cases" + (" for the selected nodes" if args.select or args.exclude
+        chose = selector_texts(args) or args.exclude
+        out.line("no test cases" + (" for the selected nodes" if chose
                                     else " (tests/**/test_*.yaml)"))
     results = run_cases(resolved, cases, on_result=None if out.json_mode else
                         lambda r: _report(out, r))
@@ -72,7 +73,7 @@ def _generate(args: argparse.Namespace, out: Out) -> int:
     from odibi.builder import open_state
     from odibi.testing.generate import check_node, generate, sample_inputs, test_path
 
-    if args.select or args.exclude:
+    if selector_texts(args) or args.exclude:
         raise UsageError("--generate takes one NODE, not selectors")
     rows = 5 if args.rows is None else args.rows
     if rows < 1:

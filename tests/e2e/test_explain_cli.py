@@ -7,7 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from tests.conftest import CliResult, run_cli
+import pytest
+
+from tests.conftest import CliResult, run_cli, write_files
 
 # build order of the shop (topological, ties by name), its two checks included
 ORDER = ["raw_customers", "raw_orders", "raw_payments", "stg_customers", "stg_orders",
@@ -287,3 +289,36 @@ def test_show_before_a_build_says_so(shop: Path) -> None:
     assert lines(r.err) == ["error: 'stg_orders' has not been built yet",
                             "hint: odibi build stg_orders"]
     assert not (shop / ".odibi").exists()
+
+
+# -- -s/--select: dbt's name for the positional selector --------------------------------------
+@pytest.mark.parametrize("command", [["ls"], ["graph"], ["explain"], ["build", "-n"], ["plan"],
+                                     ["test"]])
+def test_dash_s_selects_as_the_positional_selector_does(shop: Path, command: list[str]) -> None:
+    write_files(shop, {"tests/test_stg.yaml": """
+        tests:
+          - name: keeps_paid
+            node: stg_payments
+            given:
+              raw_payments:
+                rows: [{payment_id: 1, order_id: 1, method: CARD, amount: 5.0, paid_at: 2024-01-01}]
+            expect:
+              rows: [{payment_id: 1, order_id: 1, method: card, amount: 5.0, paid_at: 2024-01-01}]
+          - name: other_node
+            node: stg_orders
+            given:
+              raw_orders:
+                rows: [{order_id: 1, customer_id: 1, amount: 0, status: paid, order_date: 2024-01-01}]
+            expect:
+              rows: []
+        """})
+    def seen(r: CliResult) -> tuple[int, str, str]:
+        return r.code, re.sub(r"\d+\.\d+s", "[TIME]", r.out), r.err
+
+    positional = odibi(shop, *command, "stg_payments+")
+    for flag in ("-s", "--select"):
+        assert seen(odibi(shop, *command, flag, "stg_payments+")) == seen(positional)
+    assert positional.code in (0, 1), positional.text
+    assert "stg_payments" in positional.out
+    if command[0] in ("ls", "test"):  # (a build also brings the ancestors, stg_orders too)
+        assert "stg_orders" not in positional.out
