@@ -43,6 +43,7 @@ from odibi.fingerprint import (
     same_file,
     stamp_file,
 )
+from odibi.guards import ExportGuards
 from odibi.hashing import digest_bytes, digest_parts, digest_text
 from odibi.ids import Digest, NodeId, OnFail
 from odibi.lockfile import LOCK_FILE, read_entries, render, write_if_changed
@@ -463,54 +464,6 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
         guards=ExportGuards(prepared.resolved))
     nodes = frozenset(n for n in selection if n in p.nodes or n in p.checks)
     return plan(inputs, PlanOptions(nodes, forced, only))
-
-
-class ExportGuards(Mapping[NodeId, tuple[NodeId, ...]]):
-    """Node with a `write:` -> the halting checks its exports wait for: every check with
-    `on_fail: halt` that reads the node, directly or through other nodes, but not through
-    a read of that node's own export (such a check checks the file itself, which must be
-    written first). Worked out on first use: a build that exports nothing never asks."""
-
-    def __init__(self, resolved: Resolved) -> None:
-        self.resolved = resolved
-        self._found: dict[NodeId, tuple[NodeId, ...]] | None = None
-
-    def _all(self) -> dict[NodeId, tuple[NodeId, ...]]:
-        if self._found is None:
-            self._found = export_guards(self.resolved)
-        return self._found
-
-    def __getitem__(self, name: NodeId) -> tuple[NodeId, ...]:
-        return self._all()[name]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
-    """See `ExportGuards`. One walk upstream from each halting check."""
-    project, graph = resolved.project, resolved.graph
-    out: dict[NodeId, list[NodeId]] = {}
-    for name in sorted(project.checks):
-        if project.checks[name].on_fail is not OnFail.HALT:
-            continue
-        seen, stack = {name}, [name]
-        while stack:
-            x = stack.pop()
-            reader = x in project.nodes and isinstance(project.nodes[x].producer, ReadSpec)
-            for u in graph.upstream(x):
-                node = project.nodes[u]
-                if node.writes and not reader:  # (a read of u reads u's export)
-                    guards = out.setdefault(u, [])
-                    if name not in guards:
-                        guards.append(name)
-                if u not in seen:
-                    seen.add(u)
-                    stack.append(u)
-    return {n: tuple(g) for n, g in out.items()}
 
 
 def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:

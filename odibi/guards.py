@@ -1,0 +1,60 @@
+"""Which halting checks guard which exports (write, audit, publish).
+
+A node's `write:` waits for every check with `on_fail: halt` that reads the node, directly
+or through other nodes, but not through a read node that reads that very export: such a
+check audits the file itself, which must be written first (waiting for it would be a
+cycle). The planner asks only for nodes whose exports a build will write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from odibi.config.model import ReadSpec
+from odibi.ids import NodeId, OnFail
+from odibi.resolve import Resolved
+
+
+class ExportGuards(Mapping[NodeId, tuple[NodeId, ...]]):
+    """Node with a `write:` -> the halting checks its exports wait for (`export_guards`),
+    worked out on first use: a build that exports nothing never asks."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        self.resolved = resolved
+        self._found: dict[NodeId, tuple[NodeId, ...]] | None = None
+
+    def _all(self) -> dict[NodeId, tuple[NodeId, ...]]:
+        if self._found is None:
+            self._found = export_guards(self.resolved)
+        return self._found
+
+    def __getitem__(self, name: NodeId) -> tuple[NodeId, ...]:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[NodeId]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
+    """One walk upstream from each halting check; guards in name order."""
+    project, graph = resolved.project, resolved.graph
+    out: dict[NodeId, list[NodeId]] = {}
+    for name in sorted(project.checks):
+        if project.checks[name].on_fail is not OnFail.HALT:
+            continue
+        seen, stack = {name}, [name]
+        while stack:
+            x = stack.pop()
+            reader = x in project.nodes and isinstance(project.nodes[x].producer, ReadSpec)
+            for u in graph.upstream(x):
+                if project.nodes[u].writes and not reader:  # (a read of u reads u's export)
+                    guards = out.setdefault(u, [])
+                    if name not in guards:
+                        guards.append(name)
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+    return {n: tuple(g) for n, g in out.items()}
