@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", parents=[common], help="check the project without running it")
     p.add_argument("--var", action="append", default=[], metavar="K=V")
+    p.add_argument("--no-bind", action="store_true",
+                   help="skip binding SQL to its inputs' columns (no DuckDB)")
 
     p = sub.add_parser("ls", parents=[common], help="list nodes")
     _selector_args(p)
