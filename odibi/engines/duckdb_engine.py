@@ -256,9 +256,11 @@ class DuckDBSession:
 
     def columns(self, table: str) -> dict[str, str]:
         """column -> type of a table or view, in column order, as DuckDB writes the type
-        (`DECIMAL(18,3)`; a cursor's `description` says `NUMBER` in DuckDB < 1.5)."""
-        rel = self._mapped(lambda: self.cur.sql(f"SELECT * FROM {table}"))
-        return {c: str(t) for c, t in zip(rel.columns, rel.types)}
+        (`DECIMAL(18,3)`, `STRUCT(x INTEGER)`)."""
+        columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
+        if any(isinstance(c[1], str) for c in columns):  # DuckDB < 1.5 says NUMBER, dict...
+            return {str(r[0]): str(r[1]) for r in self._run(f"DESCRIBE {table}").fetchall()}
+        return {c[0]: str(c[1]) for c in columns}
 
     def measure(self, table: str, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """Many aggregates over one table in one scan: {key: value}."""
