@@ -275,6 +275,10 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
             text = f"node '{n}': SQL: {message}"
             hint = ("a node reads other nodes by name in its FROM clause, so that odibi sees "
                     "the dependency (query_table() and other schemas are not followed)")
+        case Problem.MISSING if "extension" in message:
+            text = f"node '{n}': SQL: {message}"
+            hint = ("odibi runs SQL in DuckDB's sandbox, where no extension is installed or "
+                    "loaded (json, parquet and icu are built in)")
         case Problem.MISSING:
             text = f"node '{n}': SQL: {message}"
             hint = f"did you mean '{failure.suggestion}'?" if failure.suggestion else None

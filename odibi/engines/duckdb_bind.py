@@ -75,6 +75,7 @@ _MAIN = re.compile(r'(?:\bmain|"main")\s*\.', re.I)
 _NESTED_CALL = re.compile(r"\bquery(?:_table)?\s*\(", re.I)
 _FILE = re.compile(r'(?:file|directory) "([^"]*)"')
 _NO_COLUMN = re.compile(r'(?:column named|[Cc]olumn) "((?:[^"]|"")+)"')
+_CATALOG_NAME = re.compile(r'with name "?([^"\s]+?)"? (?:does not|is not)')
 _SUGGESTION = re.compile(r'Did you mean "((?:[^"]|"")+)"\?')
 
 
@@ -123,6 +124,10 @@ class Binder:
         relation API's do not)."""
         import duckdb
 
+        try:
+            self.con.sql(f"{prefix}SELECT 1\n)")
+        except duckdb.Error as e:  # the stand-ins themselves: a type odibi cannot use
+            return BindFailure(Problem.INPUTS, _message(e))
         head = f"DESCRIBE {prefix}"
         try:
             self.con.execute(f"{head}{body}\n)")
@@ -209,11 +214,9 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
     kind = str(doc.get("exception_type", ""))
     raw = doc.get("position")
     offset = None
-    if isinstance(raw, str) and raw.isdigit():
-        at = int(raw) - skip
-        if at < 0:
-            return BindFailure(Problem.INPUTS, message)
-        offset = _chars(body, at)
+    if isinstance(raw, str) and raw.isdigit() and int(raw) >= skip:
+        # (a smaller one is inside a string handed to query(), counted from its start)
+        offset = _chars(body, int(raw) - skip)
     name = doc.get("name") if isinstance(doc.get("name"), str) else None
     candidates = tuple(c for c in str(doc.get("candidates", "")).split(",") if c)
     m = _SUGGESTION.search(full)
@@ -235,6 +238,9 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
             return BindFailure(Problem.COLUMN, message, *_place(body, name, offset), name,
                                candidates, suggestion)
     if kind == "Catalog":
+        if name is None:
+            found = _CATALOG_NAME.search(message)
+            name = found.group(1) if found else None
         return BindFailure(Problem.MISSING, message, *_place(body, name, offset), name,
                            candidates, suggestion)
     return BindFailure(Problem.OTHER, message, offset, _width(doc), name, candidates,
