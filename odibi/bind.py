@@ -283,10 +283,15 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
             text = f"node '{n}': SQL: {message}"
             hint = f"did you mean '{failure.suggestion}'?" if failure.suggestion else None
         case Problem.FILE:
-            what = f" ({failure.name})" if failure.name else ""
-            text = f"node '{n}': SQL reaches outside its inputs{what}: {message}"
-            hint = ("add a read node for that file, so odibi can fingerprint it (SQL runs in "
-                    "DuckDB's sandbox: no file, database or extension is reachable from it)")
+            if failure.name and "access file" in message:
+                text = (f"node '{n}': SQL reads the file {failure.name}, which is not one of "
+                        "its inputs")
+            elif failure.name:
+                text = f"node '{n}': SQL reaches {failure.name}, outside its inputs"
+            else:
+                text = f"node '{n}': SQL reaches outside its inputs: {message}"
+            hint = ("add a read node for that file, so that odibi fingerprints it (SQL runs in "
+                    "DuckDB's sandbox, which reaches no file, database or extension)")
         case Problem.NESTED:
             text = f"node '{n}': SQL hands query() a statement that is not one SELECT: {message}"
             hint = "a node is one SELECT over its inputs; files come in through read nodes"
