@@ -270,7 +270,7 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
             text = f"node '{n}': SQL: column '{name}' not found"
             pool = list(dict.fromkeys([*failure.candidates,
                                        *(c for s in inputs.values() for c, _ in s)]))
-            hint = did_you_mean(name, pool) or _columns_hint(inputs)
+            hint = _column_hint(name, pool, inputs)
         case Problem.MISSING if message.startswith("Table with name"):
             text = f"node '{n}': SQL: {message}"
             hint = ("a node reads other nodes by name in its FROM clause, so that odibi sees "
@@ -300,15 +300,22 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
     return SqlError(text, span=span, node=n, hint=hint)
 
 
-def _columns_hint(inputs: Mapping[NodeId, Schema]) -> str | None:
-    if not inputs:
-        return None
-    parts = []
-    for name, schema in inputs.items():
+def _column_hint(name: str, pool: list[str], inputs: Mapping[NodeId, Schema]) -> str | None:
+    """A did-you-mean; unless it is a near certainty (`amout` -> `amount`), followed by
+    the inputs' columns, so a renamed column is found as fast as a typo."""
+    import difflib
+
+    close = did_you_mean(name, pool)
+    if close is not None and max(difflib.SequenceMatcher(None, name, c).ratio()
+                                 for c in pool) >= 0.8:
+        return close
+    listed = []
+    for node, schema in inputs.items():
         cols = [c for c, _ in schema]
-        shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
-        parts.append(f"{name}({shown})")
-    return "its inputs' columns: " + "; ".join(parts)
+        listed.append(f"{node} has " + ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else ""))
+    if not listed:
+        return close
+    return f"{close} {'; '.join(listed)}" if close else "; ".join(listed)
 
 
 def _redacted(text: str, redact: Mapping[str, str]) -> str:
