@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from odibi.engines.duckdb_bind import Binder, BindFailure
 
 SCHEME = "bind-1"  # part of every cache key: bump when what a key stands for changes
+_PIVOT = re.compile(r"(?<![\w\"])pivot(?:_wider)?(?![\w\"])", re.I)
 
 
 class SchemaCache(Protocol):
@@ -92,8 +93,9 @@ def bind_nodes(resolved: Resolved, check: Iterable[NodeId], *, own: Mapping[Node
     finally:
         run.close()
     chosen = set(wanted)
-    return Binding(tuple(n for n in order if n in chosen and n in run.schemas),
-                   {n: u for n, u in run.unknown.items() if n in chosen}, run.fresh)
+    return Binding(tuple(n for n in order if n in chosen and n in run.checked),
+                   {n: u for n, u in run.unknown.items() if n in chosen and n not in run.checked},
+                   run.fresh)
 
 
 def _needed(resolved: Resolved, check: list[NodeId], fixed: Collection[NodeId]) -> list[NodeId]:
@@ -123,6 +125,7 @@ class _Pass:
         self.cache = cache
         self.redact = redact
         self.schemas: dict[NodeId, Schema] = {}
+        self.checked: set[NodeId] = set()  # SQL nodes whose statement binds
         self.unknown: dict[NodeId, Unknown] = {}
         self.new: dict[Digest, Schema] = {}
         self.fresh = 0
@@ -159,20 +162,23 @@ class _Pass:
         key = digest_parts(SCHEME, engine_version(), "sql", spec.rendered, _canon(inputs))
         cacheable = not node.env_used  # (its schema could hold an environment value)
         hit = self.cache.get_schema(key) if self.cache is not None and cacheable else None
-        if hit is not None:
-            return hit
-        from odibi.engines.duckdb_bind import BindFailure, Problem
+        if hit is None:
+            from odibi.engines.duckdb_bind import BindFailure, Problem
 
-        result = self.binder().bind(spec.rendered, inputs)
-        if isinstance(result, BindFailure):
-            if result.problem is Problem.INPUTS:
-                return Unknown(n, f"cannot be bound on its inputs' recorded schemas "
-                                  f"({result.message})")
-            raise located(n, spec, result, inputs, self.resolved, self.redact)
-        self.fresh += 1
-        if cacheable:
-            self.new[key] = result
-        return result
+            found = self.binder().bind(spec.rendered, inputs)
+            if isinstance(found, BindFailure):
+                if found.problem is Problem.INPUTS:
+                    return Unknown(n, f"cannot be bound on its inputs' recorded schemas "
+                                      f"({found.message})")
+                raise located(n, spec, found, inputs, self.resolved, self.redact)
+            self.fresh += 1
+            if cacheable:
+                self.new[key] = found
+            hit = found
+        self.checked.add(n)
+        if _PIVOT.search(spec.rendered):  # (its columns are the values in its data)
+            return Unknown(n, "has columns that depend on its data (PIVOT)")
+        return hit
 
     def binder(self) -> Binder:
         if self._binder is None:

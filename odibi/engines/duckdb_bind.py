@@ -97,7 +97,7 @@ class Binder:
             rel = self.con.sql(f"{prefix}{body}\n)")
             return tuple(zip(rel.columns, map(str, rel.types)))
         except duckdb.Error as e:
-            return self._failure(prefix, body, e)
+            return self._failure(prefix, body, e, inputs)
 
     def _bind_on_tables(self, body: str, inputs: Mapping[str, Schema]) -> Schema | BindFailure:
         import duckdb
@@ -115,19 +115,22 @@ class Binder:
                 rel = self.con.sql(f"{prefix}{body}\n)")
                 return tuple(zip(rel.columns, map(str, rel.types)))
             except duckdb.Error as e:
-                return self._failure(prefix, body, e)
+                return self._failure(prefix, body, e, inputs)
         finally:
             self.con.execute("ROLLBACK")
 
-    def _failure(self, prefix: str, body: str, first: Exception) -> BindFailure:
+    def _failure(self, prefix: str, body: str, first: Exception,
+                 inputs: Mapping[str, Schema]) -> BindFailure:
         """Bind again through DESCRIBE, whose errors carry their position as JSON (the
-        relation API's do not)."""
+        relation API's do not), once the stand-ins are known to bind on their own."""
         import duckdb
 
-        try:
-            self.con.sql(f"{prefix}SELECT 1\n)")
-        except duckdb.Error as e:  # the stand-ins themselves: a type odibi cannot use
-            return BindFailure(Problem.INPUTS, _message(e))
+        if inputs:
+            every = ", ".join(quote_ident(name) for name in inputs)
+            try:
+                self.con.sql(f"{prefix}SELECT 1 FROM {every}\n)")
+            except duckdb.Error as e:  # the stand-ins themselves: a type odibi cannot use
+                return BindFailure(Problem.INPUTS, _message(e))
         head = f"DESCRIBE {prefix}"
         try:
             self.con.execute(f"{head}{body}\n)")
