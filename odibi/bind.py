@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from odibi.engines.duckdb_bind import Binder, BindFailure
 
 SCHEME = "bind-1"  # part of every cache key: bump when what a key stands for changes
-_PIVOT = re.compile(r"(?<![\w\"])pivot(?:_wider)?(?![\w\"])", re.I)
 
 
 class SchemaCache(Protocol):
@@ -176,8 +175,6 @@ class _Pass:
                 self.new[key] = found
             hit = found
         self.checked.add(n)
-        if _PIVOT.search(spec.rendered):  # (its columns are the values in its data)
-            return Unknown(n, "has columns that depend on its data (PIVOT)")
         return hit
 
     def binder(self) -> Binder:

@@ -436,24 +436,3 @@ def test_a_unit_test_of_sql_that_escapes_fails_cleanly(proj: Path) -> None:
     assert f'Cannot access file "{secret}"' in r.out and "add a read node" in r.out
     assert SECRET not in r.text and "Traceback" not in r.text
 
-
-def test_sql_below_a_pivot_is_not_checked_its_columns_are_its_data(proj: Path) -> None:
-    """PIVOT without a list of values makes a column per value in its data: bound on
-    empty inputs it has none, so what reads those columns is left unchecked."""
-    text = (proj / "pipelines" / "p.yaml").read_text()
-    (proj / "pipelines" / "p.yaml").write_text(text + (
-        "  - name: wide\n"
-        "    sql: SELECT * FROM (PIVOT clean_orders ON customer_id USING sum(amount) "
-        "GROUP BY order_id)\n"
-        "  - name: seven\n"
-        '    sql: SELECT order_id, "7" FROM wide\n'))
-    r = odibi(proj, "validate")
-    assert r.code == 0, r.text
-    assert r.out.splitlines()[1:] == [
-        "bound 3 SQL nodes to their inputs' columns; 1 not checked",
-        "note: not checked: seven (sql node 'wide' has columns that depend on its data "
-        "(PIVOT))"]
-    assert odibi(proj, "build").code == 0
-    edit(proj, "USING sum(amount) GROUP BY order_id", "USING sum(amout) GROUP BY order_id")
-    r = odibi(proj, "validate")  # the PIVOT itself is bound
-    assert r.code == 2 and "node 'wide': SQL: column 'amout' not found" in r.err, r.text
