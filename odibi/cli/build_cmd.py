@@ -49,7 +49,8 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         else:
             names = selection(prepared, args, out)
             p = make_plan(prepared, frozenset(names), forced(prepared, args, out))
-        _bind(prepared, p, state, out)  # a statement that does not bind: exit 2, nothing run
+        if not args.no_bind:  # a statement that does not bind: exit 2, nothing has run
+            _bind(prepared, p, state, out)
         planned = True
         for n in p.stale_unselected:
             out.warning(f"{n} is out of date but not selected; its dependants are built from "

@@ -171,7 +171,7 @@ def read_schemas(items: Sequence[tuple[Sequence[Path], ReadSpec]]) -> list[Schem
 def _statement(text: str) -> str:
     """The statement without a trailing ';' and what follows it (comments: the text was
     found to be one statement), ready to be wrapped."""
-    end = second_statement(text)
+    end = second_statement(text) if ";" in text else None
     if end is None:
         return text
     return text[:text.rfind(";", 0, end)]
