@@ -19,8 +19,10 @@ from odibi.ids import Format
 TRICKY = (("order_id", "BIGINT"), ("amount", "DECIMAL(18,3)"), ("my col", "VARCHAR"),
           ('qu"ote', "INTEGER"), ("s", 'STRUCT("a b" INTEGER, c VARCHAR[])'),
           ("e", "ENUM('x', 'y')"), ("m", "MAP(VARCHAR, INTEGER)"),
-          ("ts", "TIMESTAMP WITH TIME ZONE"), ("l", "INTEGER[][2]"), ("n", '"NULL"'),
+          ("ts", "TIMESTAMP WITH TIME ZONE"), ("l", "INTEGER[][2]"),
           ("u", "UNION(num INTEGER, str VARCHAR)"), ("j", "JSON"), ("ü", "DATE"))
+if int(duckdb.__version__.split(".")[0]) >= 2:  # a column of NULLs has a type of its own
+    TRICKY += (("n", '"NULL"'),)
 
 
 @pytest.fixture
@@ -124,7 +126,8 @@ def test_a_failure_is_located_in_the_nodes_text(binder: Binder, sql: str, proble
     assert failure.problem is problem and failure.name == name
     start = sql.rindex(at) if problem is Problem.COLUMN else sql.index(at)
     assert failure.offset == start
-    assert sql[failure.offset:failure.offset + failure.width] == (name or at)
+    if problem is not Problem.OTHER:  # (the width of any other error: DuckDB 2.x says it)
+        assert sql[failure.offset:failure.offset + failure.width] == (name or at)
 
 
 def test_a_column_failure_names_the_columns_in_scope(binder: Binder) -> None:
