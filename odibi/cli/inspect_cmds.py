@@ -65,6 +65,8 @@ def _binding_summary(out: Out, resolved: Resolved, binding: Binding) -> None:
     line = f"bound {_count(len(binding.bound), 'SQL node')} to {their} inputs' columns"
     if binding.unchecked:
         line += f"; {len(binding.unchecked)} not checked"
+    if out.verbose:
+        line += f" ({binding.fresh} schemas worked out by DuckDB now, the rest remembered)"
     out.line(line)
     for cause, names in not_checked(binding).items():
         out.markup(f"[cyan]note:[/] {escape(unchecked_text(resolved, cause, names))}")
