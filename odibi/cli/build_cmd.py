@@ -79,8 +79,8 @@ def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
         from odibi.cli.inspect_cmds import not_checked, unchecked_text
 
         for cause, names in not_checked(binding).items():
-            out.err(f"[cyan]note:[/] {escape(unchecked_text(prepared.resolved, cause, names))}"
-                    " before the build")
+            text = unchecked_text(prepared.resolved, cause, names, " before the build")
+            out.err(f"[cyan]note:[/] {escape(text)}")
 
 
 def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared, p: Plan,

@@ -80,10 +80,11 @@ def not_checked(binding: Binding) -> dict[Unknown, list[NodeId]]:
     return by_cause
 
 
-def unchecked_text(resolved: Resolved, cause: Unknown, names: list[NodeId]) -> str:
+def unchecked_text(resolved: Resolved, cause: Unknown, names: list[NodeId],
+                   when: str = "") -> str:
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
     kind = resolved.project.kind_of(cause.cause).value
-    return f"not checked: {shown} ({kind} node '{cause.cause}' {cause.why})"
+    return f"not checked{when}: {shown} ({kind} node '{cause.cause}' {cause.why})"
 
 
 def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:

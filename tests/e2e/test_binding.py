@@ -436,3 +436,16 @@ def test_a_unit_test_of_sql_that_escapes_fails_cleanly(proj: Path) -> None:
     assert f'Cannot access file "{secret}"' in r.out and "add a read node" in r.out
     assert SECRET not in r.text and "Traceback" not in r.text
 
+
+
+def test_no_bind_leaves_a_typo_to_the_run(proj: Path) -> None:
+    """`--no-bind` skips the check: the node fails when it runs (exit 1), its upstream is
+    built, and `validate --no-bind` does not look at columns at all."""
+    edit(proj, "sum(amount) AS spent", "sum(amout) AS spent")
+    assert odibi(proj, "validate", "--no-bind").code == 0
+    r = odibi(proj, "--json", "build", "--no-bind")
+    assert r.code == 1, r.text
+    nodes = json.loads(r.out)["nodes"]
+    assert nodes["clean_orders"]["outcome"] == "built"
+    assert nodes["by_customer"]["outcome"] == "failed"
+    assert 'column "amout" not found' in nodes["by_customer"]["error"]
