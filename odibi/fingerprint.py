@@ -186,6 +186,18 @@ def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
 
 
 
+def reachable_files(resolved: Resolved, own: Mapping[NodeId, OwnParts]
+                    ) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """(files a build may read, files it may write): every read node's source files and
+    every export (read too, by nodes that read what another node exports). The warehouse
+    engine's sandbox allows exactly these."""
+    project = resolved.project
+    writes = tuple(sorted(exported_paths(resolved)))
+    reads = {project.connections[conn].root / rel for parts in own.values()
+             for conn, _, rel in (key.partition(":") for key in parts.sources)}
+    return tuple(sorted(reads)) + writes, writes
+
+
 def exported_paths(resolved: Resolved) -> frozenset[Path]:
     """Every file some node writes."""
     return frozenset(export_path(resolved, w) for n in resolved.project.nodes.values()

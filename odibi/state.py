@@ -8,6 +8,10 @@ importing DuckDB. Tables:
     versions(name, fingerprint, trace, built)   every stored output version (until gc)
     failures(name, fingerprint, message)   the last failed attempt, per node
     sql_cache(key, tree, tables)     SQL analysis by text digest
+    schema_cache(key, schema)        output schemas worked out without data (`bind`): of a
+                                     read by its files' digests and options, of a SQL
+                                     node by its SQL and its inputs' schemas; written by
+                                     read-only commands too (`validate`, `build -n`)
     file_cache(path, size, mtime_ns, inode, digest)   source digests by stat
     yaml_cache(path, key, data)      each YAML file's last parse, keyed by its content digest
     project_cache(root, data)        the last loaded and resolved project, and what it was
@@ -55,6 +59,7 @@ CREATE TABLE IF NOT EXISTS failures (name TEXT PRIMARY KEY, fingerprint TEXT NOT
                                      message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sql_cache (key TEXT PRIMARY KEY, tree TEXT NOT NULL,
                                       tables TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schema_cache (key TEXT PRIMARY KEY, schema TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
                                        mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
                                        digest TEXT NOT NULL);
@@ -321,6 +326,26 @@ class State:
         self._write("INSERT OR REPLACE INTO sql_cache VALUES (?, ?, ?)",
                     [(k, v.tree, json.dumps([[t.name, t.offset] for t in v.tables]))
                      for k, v in items.items()])
+
+    def get_schema(self, key: Digest) -> tuple[tuple[str, str], ...] | None:
+        rows = self._q("SELECT schema FROM schema_cache WHERE key = ?", (key,))
+        try:
+            return tuple((str(c), str(t)) for c, t in json.loads(rows[0][0])) if rows else None
+        except (ValueError, TypeError):
+            return None  # an unreadable entry is a miss
+
+    def put_schemas(self, items: Mapping[Digest, tuple[tuple[str, str], ...]]) -> None:
+        """Kept by any command that has the state open, read-only ones too: a cache entry
+        is a fact about its key, never a record of a build."""
+        rows = [(k, json.dumps(v)) for k, v in items.items()]
+        if self._con is None or self.writable or self._held is not None:
+            self._write("INSERT OR REPLACE INTO schema_cache VALUES (?, ?)", rows)
+            return
+        try:
+            with self._con:
+                self._con.executemany("INSERT OR REPLACE INTO schema_cache VALUES (?, ?)", rows)
+        except sqlite3.OperationalError:
+            pass  # busy (a build is writing) or read-only storage: the next command binds
 
     def file_stamps(self) -> dict[str, tuple[int, int, int, Digest]]:
         return {p: (s, m, i, Digest(d)) for p, s, m, i, d in

@@ -18,10 +18,11 @@ from odibi.builder import (Prepared, env_redactions, finish, make_plan, run,
 from odibi.cli.common import project_root, selector_texts
 from odibi.cli.explain_cmd import print_plan, warn_left_out
 from odibi.cli.opening import forced, open_prepared, overrides, selection
-from odibi.cli.render import LiveBoard, Out
+from odibi.cli.render import LiveBoard, Out, escape
 from odibi.cli.report import BuildReporter, chrome_trace, summary
 from odibi.engines.base import WarehouseUnavailable
 from odibi.errors import UsageError
+from odibi.fingerprint import reachable_files
 from odibi.ids import ExitCode, Outcome
 from odibi.planner import Plan, Status
 from odibi.state import STATE_DIR, State
@@ -49,6 +50,8 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
             names = selection(prepared, args, out)
             p = make_plan(prepared, frozenset(names), forced(prepared, args, out, names),
                           only=args.only)
+        if not args.no_bind:  # a statement that does not bind: exit 2, nothing has run
+            _bind(prepared, p, state, out)
         planned = True
         warn_left_out(out, p)
         if args.dry_run:
@@ -60,6 +63,23 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
             lock.release()
         if fresh and not planned:  # a mistake found only now (a selector): write nothing
             shutil.rmtree(project_root(args) / STATE_DIR, ignore_errors=True)
+
+
+def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
+    """Bind every SQL node the plan runs to its inputs' columns (README, "Column
+    binding"); raises SqlError at the first that does not bind. A plan that runs no SQL
+    (a no-op, a restore) binds nothing and imports nothing."""
+    from odibi.bind import bind_plan
+
+    binding = bind_plan(prepared.resolved, p, own=prepared.own, traces=prepared.traces,
+                        stored=prepared.stored, cache=state if state.available else None,
+                        redact=env_redactions(prepared.resolved))
+    if binding.unchecked and out.verbose:
+        from odibi.cli.inspect_cmds import not_checked, unchecked_text
+
+        for cause, names in not_checked(binding).items():
+            text = unchecked_text(prepared.resolved, cause, names, " before the build")
+            out.err(f"[cyan]note:[/] {escape(text)}")
 
 
 def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared, p: Plan,
@@ -132,16 +152,18 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
     """Run the plan. Ctrl-C stops scheduling, interrupts running queries, records what
     finished (the caller writes odibi.lock) and exits 130; a second Ctrl-C exits at once
     (every record is its own transaction, so the state stays consistent)."""
-    from odibi.engines.duckdb_engine import DuckDBEngine, block_size_for
+    from odibi.engines.duckdb_engine import DuckDBEngine, Reachable, block_size_for
 
     project = prepared.resolved.project
     # opened by the executor before anything runs, or never: a build that only restores
     # records its restores in the state and leaves the warehouse closed
     sources = sum(size for own in prepared.own.values() for _, size in own.sources.values())
+    reads, writes = reachable_files(prepared.resolved, prepared.own)
     engine = DuckDBEngine(prepared.warehouse, project.python_path, lazy=True,
                           on_open=lambda e: sync_views(state, e),
                           redact=env_redactions(prepared.resolved),
-                          block_size=block_size_for(sources))
+                          block_size=block_size_for(sources),
+                          reachable=Reachable(reads=reads, writes=writes))
     cancel = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from odibi.cli.common import open_project, selected
+from typing import TYPE_CHECKING
+
+from odibi.cli.common import open_project, project_root, selected
+from odibi.cli.render import Out, escape
+from odibi.config.load import parse_var_overrides
 from odibi.fingerprint import check_sources
-from odibi.cli.render import Out
 from odibi.config.model import SqlSpec
 from odibi.ids import ExitCode, NodeId, NodeKind
 from odibi.resolve import Resolved
+
+if TYPE_CHECKING:
+    from odibi.bind import Binding, Unknown
 
 
 def _count(n: int, noun: str) -> str:
@@ -18,19 +24,68 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out) -> int:
-    resolved = open_project(args)
-    check_sources(resolved)
+    from odibi.builder import env_redactions, load, open_state
+
+    root = project_root(args)
+    state = open_state(root, writable=False)
+    try:
+        resolved = load(root, parse_var_overrides(args.var or []), state)
+        check_sources(resolved)
+        binding = None
+        if not args.no_bind:
+            from odibi.bind import bind_project
+
+            binding = bind_project(resolved, state, env_redactions(resolved))
+    finally:
+        state.close()
     p = resolved.project
     kinds = Counter(n.kind.value for n in p.nodes.values())
     detail = ", ".join(f"{kinds[k.value]} {k.value}" for k in NodeKind if kinds[k.value])
     if out.json_mode:
-        out.json({"ok": True, "project": p.name, "nodes": len(p.nodes), "checks": len(p.checks),
-                  "pipelines": list(p.pipelines), "kinds": dict(kinds)})
+        report: dict[str, object] = {
+            "ok": True, "project": p.name, "nodes": len(p.nodes), "checks": len(p.checks),
+            "pipelines": list(p.pipelines), "kinds": dict(kinds)}
+        if binding is not None:
+            report["bound"] = list(binding.bound)
+            report["not_checked"] = {n: {"cause": u.cause, "why": u.why}
+                                     for n, u in binding.unchecked.items()}
+        out.json(report)
         return ExitCode.OK
     out.markup(f"[green]ok[/] project [bold]{p.name}[/]: {_count(len(p.nodes), 'node')} "
                f"({detail}), {_count(len(p.checks), 'check')}, "
                f"{_count(len(p.pipelines), 'pipeline')}")
+    if binding is not None and (binding.bound or binding.unchecked):
+        _binding_summary(out, resolved, binding)
     return ExitCode.OK
+
+
+def _binding_summary(out: Out, resolved: Resolved, binding: Binding) -> None:
+    """`bound 240 SQL nodes to their inputs' columns; 3 not checked`, then a note per
+    root cause naming the nodes it leaves unchecked."""
+    their = "its" if len(binding.bound) == 1 else "their"
+    line = f"bound {_count(len(binding.bound), 'SQL node')} to {their} inputs' columns"
+    if binding.unchecked:
+        line += f"; {len(binding.unchecked)} not checked"
+    if out.verbose:
+        line += f" ({binding.fresh} schemas worked out by DuckDB now, the rest remembered)"
+    out.line(line)
+    for cause, names in not_checked(binding).items():
+        out.markup(f"[cyan]note:[/] {escape(unchecked_text(resolved, cause, names))}")
+
+
+def not_checked(binding: Binding) -> dict[Unknown, list[NodeId]]:
+    """The unchecked SQL nodes, by root cause (in the order their first node comes)."""
+    by_cause: dict[Unknown, list[NodeId]] = {}
+    for n, u in binding.unchecked.items():
+        by_cause.setdefault(u, []).append(n)
+    return by_cause
+
+
+def unchecked_text(resolved: Resolved, cause: Unknown, names: list[NodeId],
+                   when: str = "") -> str:
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    kind = resolved.project.kind_of(cause.cause).value
+    return f"not checked{when}: {shown} ({kind} node '{cause.cause}' {cause.why})"
 
 
 def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:

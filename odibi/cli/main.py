@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", parents=[common], help="check the project without running it")
     p.add_argument("--var", action="append", default=[], metavar="K=V")
+    p.add_argument("--no-bind", action="store_true",
+                   help="skip binding SQL to its inputs' columns (no DuckDB)")
 
     p = sub.add_parser("ls", parents=[common], help="list nodes")
     _selector_args(p)
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write a Chrome trace-event timeline (Perfetto, chrome://tracing)")
         p.add_argument("--no-wait", action="store_true",
                        help="fail (exit 2) instead of waiting when another build is running")
+        p.add_argument("--no-bind", action="store_true",
+                       help="skip binding the SQL to run to its inputs' columns first")
 
     p = sub.add_parser("plan", parents=[common], help="save what a build would do, to review "
                                                       "and run later with build --plan")

@@ -22,6 +22,9 @@ from odibi.config.model import ReadSpec, WriteSpec
 from odibi.ids import Digest, NodeId
 
 
+Schema = tuple[tuple[str, str], ...]  # (column, type as the engine writes it), in order
+
+
 @dataclass(frozen=True, slots=True)
 class TableInfo:
     rows: int

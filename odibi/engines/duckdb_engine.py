@@ -6,6 +6,12 @@ so SQL nodes read their inputs by plain name. Reads use DuckDB's own csv/parquet
 readers on the exact files that were fingerprinted; exports are written by COPY to a
 temporary file that is renamed into place. Data stays in DuckDB from read to write unless
 a Python node needs it as a DataFrame.
+
+Sandbox: every DuckDB odibi runs user SQL in (`connect`) has external access off, except
+for the files it is given (`Reachable`: a build's read nodes' files and its exports'
+temporary files), no extension loading or installing, and its configuration locked, so
+no statement can read or write another file, attach a database or load an extension.
+DuckDB's own files (the database, its WAL, its spill directory) are not subject to it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,62 @@ _VIEW_TARGET = re.compile(r'FROM\s+"?odibi_store"?\.(?:"((?:[^"]|"")*)"|([A-Za-z
 _READERS = {Format.CSV: "read_csv", Format.PARQUET: "read_parquet", Format.JSON: "read_json"}
 
 
+@dataclass(frozen=True, slots=True)
+class Reachable:
+    """The files a sandboxed DuckDB may touch: `reads` (read as they are) and `writes`
+    (export destinations: DuckDB writes only their temporary file, `export_temp`)."""
+
+    reads: tuple[Path, ...] = ()
+    writes: tuple[Path, ...] = ()
+    directories: tuple[Path, ...] = ()  # and everything below them
+
+    def paths(self) -> list[str]:
+        return sorted({str(p) for p in self.reads} | {str(export_temp(w)) for w in self.writes})
+
+    def dirs(self) -> list[str]:
+        # a partitioned export writes a directory of files at its temporary path
+        found = {str(export_temp(w)) + os.sep for w in self.writes}
+        return sorted(found | {str(d).rstrip(os.sep) + os.sep for d in self.directories})
+
+
+NOTHING = Reachable()
+
+
+def export_temp(dest: Path) -> Path:
+    """Where an export is written before it is renamed into place: known before the
+    build starts (the sandbox allows exactly it), one per destination and process (one
+    node writes a file, and a node's exports run one after another)."""
+    return dest.with_name(f".{dest.name}.odibi-tmp-{os.getpid()}")
+
+
+def connect(database: str, reachable: Reachable = NOTHING, *, read_only: bool = False,
+            config: Mapping[str, Any] | None = None, session: Sequence[str] = ()) -> Any:
+    """A DuckDB connection in odibi's sandbox (module docstring). DuckDB accepts
+    `allowed_paths` only once it runs, so they are set after connecting, then access is
+    turned off and the configuration locked (a statement cannot turn it back on).
+    `session`: SET statements for this connection, run before the lock."""
+    import duckdb
+
+    settings = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                **(config or {})}
+    con = duckdb.connect(database, read_only=read_only, config=settings)
+    try:
+        for statement in session:
+            con.execute(statement)
+        con.execute(f"SET allowed_paths = {sql_literal(reachable.paths())}")
+        con.execute(f"SET allowed_directories = {sql_literal(reachable.dirs())}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+SANDBOX_HINT = ("odibi runs SQL in DuckDB's sandbox: it reaches only the files of read nodes "
+                "and exports; add a read node for that file")
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -73,8 +136,11 @@ def _options(options: Mapping[str, Any]) -> str:
 
 def _copy_options(fmt: Format, options: Mapping[str, Any]) -> str:
     parts = [f"FORMAT {fmt.value}"]
-    if fmt is Format.CSV and "header" not in {k.lower() for k in options}:
+    given = {k.lower() for k in options}
+    if fmt is Format.CSV and "header" not in given:
         parts.append("HEADER true")
+    if "use_tmp_file" not in given:  # odibi writes a temporary file and renames it itself
+        parts.append("USE_TMP_FILE false")
     parts += [f"{k} {sql_literal(v)}" for k, v in options.items()]
     return ", ".join(parts)
 
@@ -82,6 +148,8 @@ def _copy_options(fmt: Format, options: Mapping[str, Any]) -> str:
 def _error(e: Exception, redact: Mapping[str, str] | None = None) -> EngineError:
     text = str(e).strip()
     text = text.split("\n\nLINE")[0] if text else type(e).__name__
+    if type(e).__name__ == "PermissionException":  # the sandbox refused a file
+        text = f"{text} ({SANDBOX_HINT})"
     # DuckDB quotes the values it could not use: an `${env:X}` value would otherwise reach
     # the terminal, the logs and the state's record of the failure
     for value, placeholder in (redact or {}).items():
@@ -208,13 +276,16 @@ class DuckDBSession:
         # node, the same digest as `coalesce(sum(hash(t)), 0)::VARCHAR`)
         (total,) = self._one(f"SELECT sum(hash(t)) FROM {table} AS t")
         total = str(total or 0)
-        columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
-        schema = tuple(f"{c[0]} {c[1]}" for c in columns)
+        schema = tuple(f"{c} {t}" for c, t in self.columns(table).items())
         return TableInfo(rows, schema, digest_parts("table", json.dumps(schema), str(rows), total))
 
     def columns(self, table: str) -> dict[str, str]:
-        """column -> type of a table or view, in column order."""
-        return {c[0]: str(c[1]) for c in self._run(f"SELECT * FROM {table} LIMIT 0").description}
+        """column -> type of a table or view, in column order, as DuckDB writes the type
+        (`DECIMAL(18,3)`, `STRUCT(x INTEGER)`)."""
+        columns = self._run(f"SELECT * FROM {table} LIMIT 0").description
+        if any(isinstance(c[1], str) for c in columns):  # DuckDB < 1.5 says NUMBER, dict...
+            return {str(r[0]): str(r[1]) for r in self._run(f"DESCRIBE {table}").fetchall()}
+        return {c[0]: str(c[1]) for c in columns}
 
     def measure(self, table: str, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """Many aggregates over one table in one scan: {key: value}."""
@@ -243,13 +314,15 @@ class DuckDBSession:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table}")
 
     def export(self, name: NodeId, write: WriteSpec, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _drop_stale_temps(dest)
-        tmp = dest.with_name(f".{dest.name}.odibi-tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp = export_temp(dest)
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _drop_stale_temps(dest)
             self._run(f"COPY (SELECT * FROM main.{quote_ident(name)}) TO "
                       f"{sql_literal(str(tmp))} ({_copy_options(write.format, write.rendered_options)})")
             os.replace(tmp, dest)
+        except OSError as e:  # the file system refused: the node's failure, not odibi's
+            raise EngineError(f"cannot write {dest}: {e.strerror or e}") from None
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -279,11 +352,13 @@ class DuckDBEngine:
                  threads: int | None = None, read_only: bool = False, lazy: bool = False,
                  on_open: Callable[[DuckDBEngine], None] | None = None,
                  redact: Mapping[str, str] | None = None,
-                 block_size: int = LARGE_BLOCKS) -> None:
+                 block_size: int = LARGE_BLOCKS, reachable: Reachable = NOTHING) -> None:
         """`redact`: {secret text: what to show instead}, applied to every error message
         (the values of the project's `${env:X}`, see `builder.env_redactions`).
-        `block_size`: of the warehouse, if this creates it (`block_size_for`)."""
+        `block_size`: of the warehouse, if this creates it (`block_size_for`).
+        `reachable`: the files its SQL may touch (the sandbox; by default none)."""
         self.redact = redact
+        self.reachable = reachable
         self.block_size = block_size
         self.path = path
         self.python_path = python_path
@@ -313,8 +388,8 @@ class DuckDBEngine:
             deadline = time.monotonic() + (0 if self.read_only else READER_WAIT)
             while True:
                 try:
-                    con = duckdb.connect(str(self.path), read_only=self.read_only,
-                                         config=config)
+                    con = connect(str(self.path), self.reachable, read_only=self.read_only,
+                                  config=config)
                     break
                 except duckdb.Error as e:
                     # a read-only command (`show`, `test --generate`) holds the file for a

@@ -137,16 +137,14 @@ def _fetch(con: Any, sql: str) -> Sample:
 
 def generate(resolved: Resolved, name: NodeId, samples: Mapping[NodeId, Sample]) -> str:
     """The text of a test file whose one case passes: the node's output on the samples."""
-    import duckdb
-
-    from odibi.testing.runner import NodeFailed, produce
+    from odibi.testing.runner import NodeFailed, produce, sandbox
 
     given = _given(samples)
     with tempfile.TemporaryDirectory(prefix="odibi-generate-") as tmp:
         draft = Path(tmp) / "test_draft.yaml"
         draft.write_text(_file(name, given, ["    expect: {rows: []}"]))
         case = load_cases(Path(tmp), draft.name)[0]
-        con = duckdb.connect(":memory:")
+        con = sandbox([case], Path(tmp))
         try:
             output = produce(con, resolved, case, Path(tmp))
         except NodeFailed as e:

@@ -96,20 +96,29 @@ def run_cases(resolved: Resolved, cases: Iterable[Case],
         check_case(resolved, case)
     if not cases:
         return []
-    import duckdb
-
     results = []
-    con = duckdb.connect(":memory:")
-    try:
-        with tempfile.TemporaryDirectory(prefix="odibi-test-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="odibi-test-") as tmp:
+        con = sandbox(cases, Path(tmp))
+        try:
             for case in cases:
                 result = run_case(con, resolved, case, Path(tmp))
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
-    finally:
-        con.close()
+        finally:
+            con.close()
     return results
+
+
+def sandbox(cases: Iterable[Case], tmp: Path) -> Any:
+    """The in-memory DuckDB the cases run in: in odibi's sandbox, as a build's warehouse
+    (a node's SQL reaches no file), reaching only the cases' fixture files and `tmp`
+    (where inline csv fixtures are written)."""
+    from odibi.engines.duckdb_engine import Reachable, connect
+
+    files = {d.file for c in cases for d in (*c.given.values(), c.expect) if d is not None
+             and d.file is not None}
+    return connect(":memory:", Reachable(reads=tuple(sorted(files)), directories=(tmp,)))
 
 
 def run_case(con: Any, resolved: Resolved, case: Case, tmp: Path) -> CaseResult:

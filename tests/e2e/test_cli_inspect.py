@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from odibi import __version__
+from odibi.state import State
 from tests.conftest import REPO, run_cli, write_files
 
 ANSI = re.compile(r"\x1b\[")
@@ -51,12 +52,27 @@ def odibi(root: Path, *argv: str):
 
 
 # -- validate ------------------------------------------------------------------------------
+def _segments_built(root: Path) -> bool:
+    """Whether the Python node of the shop was built in `root` (the repository root is a
+    project a developer may have built): its schema is then known, and what is below it
+    is bound too."""
+    state = State(root, create=False)
+    try:
+        return "customer_segments" in state.traces()
+    finally:
+        state.close()
+
+
 def test_validate(where: tuple[Path, str]) -> None:
     root, _ = where
     r = odibi(root, "validate")
     assert r.code == 0, r.err
-    assert r.out.strip() == ("ok project shop: 11 nodes (3 read, 7 sql, 1 python), "
-                             "2 checks, 2 pipelines")
+    bound = (["bound 7 SQL nodes to their inputs' columns"] if _segments_built(root) else
+             ["bound 6 SQL nodes to their inputs' columns; 1 not checked",
+              "note: not checked: export_segments (python node 'customer_segments' has never "
+              "been built)"])
+    assert r.out.splitlines() == ["ok project shop: 11 nodes (3 read, 7 sql, 1 python), "
+                                  "2 checks, 2 pipelines", *bound]
     assert r.err == ""
 
 
@@ -64,9 +80,16 @@ def test_validate_json(where: tuple[Path, str]) -> None:
     root, _ = where
     r = odibi(root, "--json", "validate")
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {"ok": True, "project": "shop", "nodes": 11, "checks": 2,
-                                 "pipelines": ["marts", "staging"],
-                                 "kinds": {"sql": 7, "python": 1, "read": 3}}
+    sql = ["stg_customers", "stg_orders", "stg_payments", "order_payments", "customer_orders",
+           "daily_revenue"]
+    unchecked = {"export_segments": {"cause": "customer_segments", "why": "has never been built"}}
+    if _segments_built(root):
+        sql, unchecked = [*sql, "export_segments"], {}
+    report = json.loads(r.out)
+    assert sorted(report.pop("bound")) == sorted(sql)
+    assert report == {"ok": True, "project": "shop", "nodes": 11, "checks": 2,
+                      "pipelines": ["marts", "staging"],
+                      "kinds": {"sql": 7, "python": 1, "read": 3}, "not_checked": unchecked}
 
 
 def test_validate_with_a_var_override(shop: Path) -> None:
@@ -267,8 +290,10 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     assert "created" in r.out
     v = run_cli("-C", str(root), "validate")
     assert v.code == 0, v.err
-    assert v.out.strip() == ("ok project fresh: 5 nodes (2 read, 2 sql, 1 python), 1 check, "
-                             "1 pipeline")
+    assert v.out.splitlines() == [
+        "ok project fresh: 5 nodes (2 read, 2 sql, 1 python), 1 check, 1 pipeline",
+        "bound 1 SQL node to its inputs' columns; 1 not checked",
+        "note: not checked: export_value (python node 'customer_value' has never been built)"]
     ls = run_cli("-C", str(root), "ls")
     assert ls.code == 0 and len(ls.out.splitlines()) >= 3
     # it builds, its contracts, validations and check hold, and a second build does nothing

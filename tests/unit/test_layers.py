@@ -22,7 +22,7 @@ LAYERS = {
     "odibi.graph": 3, "odibi.select": 3.5, "odibi.rulesets": 3.2, "odibi.resolve": 3.5, "odibi.guards": 3.6, "odibi.trace": 3.8,
     "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5, "odibi.buildlock": 1,
     "odibi.planner": 5, "odibi.saved_plan": 5.5,
-    "odibi.engines": 6, "odibi.rules": 6.5,
+    "odibi.engines": 6, "odibi.rules": 6.5, "odibi.bind": 6.6,
     "odibi.jobs": 6.8, "odibi.executor": 7, "odibi.collect": 7, "odibi.builder": 7.5, "odibi.testing": 7.7,
     "odibi.cli": 8, "odibi.__main__": 9,
 }
