@@ -450,9 +450,11 @@ def source_display_names(prepared: Prepared) -> dict[str, str]:
 
 
 def make_plan(prepared: Prepared, selection: frozenset[NodeId],
-              forced: frozenset[NodeId] = frozenset(), *, only: bool = False) -> Plan:
+              forced: frozenset[NodeId] = frozenset(), *, only: bool = False,
+              excluded: frozenset[NodeId] = frozenset()) -> Plan:
     """The plan for the targets `selection` (see `planner.plan`); `forced` nodes rebuild
-    even if up to date; `only`: just the selection, from its upstreams' last outputs."""
+    even if up to date; `only`: just the selection, from its upstreams' last outputs;
+    `excluded` nodes never run (what reads them uses their last outputs)."""
     p = prepared.resolved.project
     graph = prepared.resolved.graph
     source_names = source_display_names(prepared)
@@ -463,7 +465,7 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
         source_names=source_names, stored=prepared.stored,
         guards=ExportGuards(prepared.resolved))
     nodes = frozenset(n for n in selection if n in p.nodes or n in p.checks)
-    return plan(inputs, PlanOptions(nodes, forced, only))
+    return plan(inputs, PlanOptions(nodes, forced, only, excluded))
 
 
 def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
@@ -489,7 +491,7 @@ def make_jobs(prepared: Prepared, p: Plan, engine: Engine) -> dict[NodeId, Job]:
         job = Job(step=step, table=engine.store_table(step.node, step.fingerprint),
                   writes=writes, retry=node.retry, timeout=node.timeout,
                   cutoff=_cutoff_candidate(prepared, step), rules=rules, tables=inputs)
-        if step.status is Status.REVALIDATE:
+        if step.status in (Status.REVALIDATE, Status.REEXPORT):  # (rules on what is stored)
             read = node.producer if isinstance(node.producer, ReadSpec) else None
             jobs[step.node] = replace(job, read=read,
                                       tables={**inputs, step.node: engine.view(step.node)})

@@ -30,8 +30,8 @@ from typing import assert_never
 from odibi.engines.base import Engine, EngineError
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.graph import Graph
+from odibi.holds import ExportTasks, HeldExport, HoldCause, held_exports, split
 from odibi.ids import Digest, NodeId, Outcome
-from odibi.paths import shown
 from odibi.jobs import (Computed, Job, Message, Pool, Prepared, PythonCall, StepResult,
                         Ticket, Unstarted, export_outputs, prepares, run_job)
 from odibi.planner import Plan, Reason, Status
@@ -45,15 +45,6 @@ __all__ = ["Job", "PythonCall", "RunOptions", "RunResult", "StepResult", "critic
 class RunOptions:
     jobs: int = 1
     fail_fast: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class HeldExport:
-    """Exports of a node that were not written: `why` names the guard that held them."""
-
-    paths: tuple[str, ...]
-    check: NodeId | None
-    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +69,8 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return (not self.failed and not self.blocked and not self.not_started
-                and not self.held and not self.cancelled and not any(r.outcome is Outcome.INTERRUPTED
-                                                   for r in self.results.values()))
-
-
+                and not self.held and not self.cancelled
+                and not any(r.outcome is Outcome.INTERRUPTED for r in self.results.values()))
 
 
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
@@ -107,12 +96,9 @@ class _Loop:
     committing: set[NodeId] = field(default_factory=set)  # function returned, on a worker
     prepared: dict[NodeId, Ticket] = field(default_factory=dict)  # waiting for a slot
     began: set[NodeId] = field(default_factory=set)  # NodeStarted emitted
-    # export tasks: node -> the task writing its guarded exports, and back
-    tasks: Mapping[NodeId, NodeId] = field(default_factory=dict)
-    owner: Mapping[NodeId, NodeId] = field(default_factory=dict)
+    queued: set[NodeId] = field(default_factory=set)  # pushed onto `ready` (once each)
+    tasks: ExportTasks = field(default_factory=ExportTasks)  # guarded exports (odibi.holds)
     after: dict[NodeId, list[NodeId]] = field(default_factory=dict)  # waits outside the graph
-    exported: set[NodeId] = field(default_factory=set)  # export tasks done
-    dropped: set[NodeId] = field(default_factory=set)  # export tasks not needed after all
 
     def run(self, engine: Engine) -> RunResult:
         started = time.time()
@@ -124,8 +110,9 @@ class _Loop:
         engine.open()  # before any node runs (it applies views an earlier build deferred)
         self._restore_batch(engine, waiting, ready)
         for n, deps in sorted(waiting.items(), key=lambda item: self._rank(item[0])):
-            if not deps and n not in self.results and not self._cut_off(n, waiting, ready):
-                heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
+            if not deps and n not in self.results and n not in self.queued \
+                    and not self._cut_off(n, waiting, ready):
+                self._push(n, ready)
         python = sum(1 for n, j in self.jobs.items() if prepares(j) and n not in self.results)
         if python:
             engine.prepare_python()
@@ -147,12 +134,18 @@ class _Loop:
         finally:
             self._call_off()
             pool.close()
-        held = self._held()
-        not_started = tuple(n for n in self.jobs if n not in self.results and n not in self.owner
-                            and n not in self.blocked and n not in held)
+        held = self._held(waiting)
+        waited = {key for key, _ in held.values()}
+        not_started = tuple(n for n in self.jobs if n not in self.results and n not in self.tasks
+                            and n not in self.blocked and n not in waited)
         return RunResult(self.results, self.blocked, started, time.time(), not_started,
-                         self.cancel.is_set(), self.halted, held)
+                         self.cancel.is_set(), self.halted,
+                         {n: h for n, (_, h) in held.items()})
 
+    def _push(self, n: NodeId, ready: list[tuple[float, NodeId]]) -> None:
+        if n not in self.queued:
+            self.queued.add(n)
+            heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
     def _waiting(self) -> dict[NodeId, set[NodeId]]:
         """What each job waits for: the upstream jobs whose output it reads, and for
         guarded exports (`export_waits`), the node and its guards; a read node that
@@ -160,16 +153,16 @@ class _Loop:
         the graph are kept in `after` (dependency -> dependants)."""
         waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
                        and _must_wait(self.jobs[n], self.jobs[u])}
-                   for n in self.jobs if n not in self.owner}
+                   for n in self.jobs if n not in self.tasks}
         extra: dict[NodeId, set[NodeId]] = {}
         for n, job in self.jobs.items():
-            if n in self.owner:
-                extra[n] = {self.owner[n], *job.step.export_waits}
+            if n in self.tasks:
+                extra[n] = {self.tasks.node[n], *job.step.export_waits}
             elif job.step.status is Status.REEXPORT and job.step.export_waits:
                 extra[n] = set(job.step.export_waits)
             if job.read is not None:
                 extra.setdefault(n, set()).update(
-                    self.tasks[u] for u in self.graph.upstream(n) if u in self.tasks)
+                    self.tasks.task[u] for u in self.graph.upstream(n) if u in self.tasks.task)
         for n, deps in extra.items():
             waiting.setdefault(n, set()).update(deps)
             for d in deps:
@@ -178,38 +171,28 @@ class _Loop:
 
     def _rank(self, n: NodeId) -> tuple[int, int]:
         """Build order, an export task right after its node."""
-        return (self.graph.index[self.owner.get(n, n)], n in self.owner)
+        node = self.tasks.node.get(n, n)
+        return (self.graph.index[node], n in self.tasks)
 
-    def _held(self) -> dict[NodeId, HeldExport]:
-        """Guarded exports that were not written, and the guard that held each back."""
-        out = {}
-        for n, job in self.jobs.items():
-            if n in self.owner:
-                if n in self.exported or n in self.dropped:
-                    continue
-            elif (job.step.status is not Status.REEXPORT or not job.step.export_waits
-                  or n in self.results or n in self.blocked):
+    def _held(self, waiting: dict[NodeId, set[NodeId]]
+              ) -> dict[NodeId, tuple[NodeId, HeldExport]]:
+        """Guarded exports that were not written. What reads those files is blocked by the
+        check that held them (or by what blocked that check), if one did."""
+        held = held_exports(self.jobs, self.tasks, self.results, self.blocked)
+        for node, (key, h) in held.items():
+            cause = h.check if h.cause is HoldCause.CHECK_FAILED else h.because
+            if cause is None:
                 continue
-            paths = tuple(shown(dest, job.root) if job.root else str(dest)
-                          for _, dest in job.writes)
-            out[self.owner.get(n, n)] = HeldExport(paths, *self._holder(job.step.export_waits))
-        return out
-
-    def _holder(self, guards: tuple[NodeId, ...]) -> tuple[NodeId | None, str]:
-        for c in guards:
-            r = self.results.get(c)
-            if r is not None and r.outcome is Outcome.FAILED:
-                return c, f"check {c} failed"
-        for c in guards:
-            if c in self.blocked:
-                return c, f"check {c} did not run: blocked because {self.blocked[c]} failed"
-            if c not in self.jobs:
-                step = self.plan.by_name.get(c)
-                why = f" ({step.headline})" if step is not None and step.headline else ""
-                return c, f"check {c} cannot run{why}"
-        waiting = next((c for c in guards if c not in self.results), None)
-        return waiting, (f"the build stopped before check {waiting} ran" if waiting
-                         else "the build stopped before they were written")
+            readers = list(self.after.get(key, ()))
+            if key == node:  # a held re-export: the read nodes of the graph read its files
+                readers += [c for c in self.graph.downstream(node)
+                            if c in waiting and node in waiting[c]]
+            for r in readers:
+                if r not in self.results and r not in self.blocked:
+                    self.blocked[r] = cause
+                    self.reporter.emit(NodeBlocked(r, cause))
+                    self._block(r, cause, waiting)
+        return held
 
     def _fill(self, ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         """Start ready jobs, highest priority first, while slots and workers are free. A
@@ -248,7 +231,7 @@ class _Loop:
         self.prepared.pop(n).decide(True)
 
     def _started(self, n: NodeId) -> None:
-        if n in self.owner:  # an export task: part of its node, which has said why it runs
+        if n in self.tasks:  # an export task: part of its node, which has said why it runs
             self.began.add(n)
             return
         if n not in self.began:
@@ -266,7 +249,7 @@ class _Loop:
                     ticket.decide(False)
                 else:
                     self.prepared[node] = ticket
-                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))
+                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))  # (again)
             case Computed(node):
                 self.computing.discard(node)
                 self.committing.add(node)
@@ -313,16 +296,16 @@ class _Loop:
     def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
                 ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         name = result.node
-        if name in self.owner:
-            self._exported(result, waiting, ready)
+        if name in self.tasks:
+            self._exported(result, waiting, ready, pool)
             return
         job = self.jobs[name]
         self.results[name] = result
         # the record first, then the word: a node reported done is durably done
         if result.outcome is Outcome.FAILED and result.internal is None:
-            if job.step.status is not Status.REVALIDATE:
-                # a rule that fails on the stored output is no reason to recompute it: the
-                # next build revalidates again (its trace still has the old rule keys)
+            if job.step.status not in (Status.REVALIDATE, Status.REEXPORT):
+                # a rule (or an export) that fails on the stored output is no reason to
+                # recompute it: the next build tries again (its trace is as it was)
                 self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
             if result.halt:
                 self.halted = name
@@ -331,8 +314,8 @@ class _Loop:
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None,
                                         result.error or result.note, result.attempts))
-        if result.outcome in (Outcome.INTERRUPTED, Outcome.FAILED) and name in self.tasks:
-            self.dropped.add(self.tasks[name])  # its output was not committed: no export
+        if result.outcome in (Outcome.INTERRUPTED, Outcome.FAILED):
+            self.tasks.drop(name)  # its output was not committed: no export
         if result.outcome is Outcome.INTERRUPTED:
             return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
@@ -343,23 +326,25 @@ class _Loop:
         self._release(name, waiting, ready)
 
     def _exported(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
-                  ready: list[tuple[float, NodeId]]) -> None:
-        """An export task's result: the node's record gets its exports (no longer held);
-        a failed export fails the node (its output stays committed, its exports held, so
-        the next build writes them) and blocks the reads of those files."""
+                  ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+        """An export task's result: the node's record gets its exports (no longer held).
+        A failed export fails the node: its output stays committed, its exports held,
+        its failure recorded (the next build builds it again, as before guards existed),
+        and the reads of those files are blocked."""
         task = result.node
-        name = self.owner[task]
+        name = self.tasks.node[task]
         if result.outcome is Outcome.INTERRUPTED:
             return  # held: the next build writes them
         if result.outcome is Outcome.EXPORTED:
             trace = self.state.recorded[name]  # recorded when the node finished
             self.state.record(name, replace(trace, exports=result.exports, held=()))
-            self.exported.add(task)
+            self.tasks.done.add(task)
             self.results[name] = replace(self.results[name], exports=result.exports)
             self._release(task, waiting, ready)
             return
         error = f"export failed: {result.error}"
-        self.dropped.add(task)
+        self.tasks.dropped.add(task)
+        self.state.record_failure(name, self.jobs[task].step.fingerprint, error)
         self.results[name] = replace(self.results[name], outcome=Outcome.FAILED, error=error,
                                      internal=result.internal)
         self.reporter.emit(NodeFinished(name, Outcome.FAILED, result.seconds, result.worker,
@@ -369,6 +354,8 @@ class _Loop:
                 self.blocked[reader] = name
                 self.reporter.emit(NodeBlocked(reader, name))
                 self._block(reader, name, waiting)
+        if self.options.fail_fast:
+            self._stop(pool)
 
     def _restore_batch(self, engine: Engine, waiting: dict[NodeId, set[NodeId]],
                        ready: list[tuple[float, NodeId]]) -> None:
@@ -452,7 +439,7 @@ class _Loop:
                 deps.discard(name)
                 if not deps and child not in self.blocked and \
                         not self._cut_off(child, waiting, ready):
-                    heapq.heappush(ready, (-self.priority.get(child, 0.0), child))
+                    self._push(child, ready)
 
     def _cut_off(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
                  ready: list[tuple[float, NodeId]]) -> bool:
@@ -473,9 +460,8 @@ class _Loop:
         now = time.time()
         self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
         self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF, 0.0, -1))
-        task = self.tasks.get(name)
+        task = self.tasks.drop(name)
         if task is not None:  # its output and exports stand as they were
-            self.dropped.add(task)
             waiting.pop(task, None)
             self._release(task, waiting, ready)
         self._release(name, waiting, ready)
@@ -500,12 +486,14 @@ class _Loop:
                                  if (d := self.outputs.get(u)) is not None},
                          write_key=step.own.write_key, validate_key=step.own.validate_key,
                          contracts_key=step.own.contracts_key, note=result.note)
+        before = self.state_traces.get(step.node)
+        # exports held for their guards: the files are still those odibi last wrote
+        exports = result.exports if not job.held else (before.exports if before else ())
         base = job.stored if result.outcome is Outcome.RESTORED else (
-            self.state_traces.get(step.node)
-            if result.outcome in (Outcome.EXPORTED, Outcome.REVALIDATED) else None)
+            before if result.outcome in (Outcome.EXPORTED, Outcome.REVALIDATED) else None)
         if base is not None:
             self.outputs[step.node] = base.output
-            return replace(base, exports=result.exports, write_key=step.own.write_key,
+            return replace(base, exports=exports, write_key=step.own.write_key,
                            validate_key=step.own.validate_key,
                            contracts_key=step.own.contracts_key, sql_text=step.own.sql_text,
                            text_digest=step.own.text_digest, held=job.held)
@@ -517,7 +505,7 @@ class _Loop:
             parts=step.own.as_trace_parts(step.upstream), table=job.table, output=info.digest,
             rows=info.rows, schema=info.schema,
             inputs={u: d for u in step.upstream if (d := self.outputs.get(u)) is not None},
-            exports=result.exports, write_key=step.own.write_key,
+            exports=exports, write_key=step.own.write_key,
             validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
             sql_text=step.own.sql_text, text_digest=step.own.text_digest, held=job.held)
 
@@ -539,31 +527,12 @@ def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine
     outputs: dict[NodeId, Digest | None] = {n: t.output for n, t in traces.items()}
     if root is not None:
         jobs = {n: replace(j, root=root) for n, j in jobs.items()}
-    jobs, tasks = _export_tasks(jobs)
-    loop = _Loop(plan, jobs, graph, state, reporter, options, outputs,
-                 critical_path(graph, jobs, durations or {}), traces,
-                 cancel or threading.Event(), tasks=tasks,
-                 owner={t: n for n, t in tasks.items()})
+    jobs, tasks = split(jobs)
+    priority = critical_path(graph, jobs, durations or {})
+    priority.update({t: priority.get(n, 0.0) for n, t in tasks.task.items()})
+    loop = _Loop(plan, jobs, graph, state, reporter, options, outputs, priority, traces,
+                 cancel or threading.Event(), tasks=tasks)
     return loop.run(engine)
-
-
-def _export_tasks(jobs: Mapping[NodeId, Job]) -> tuple[dict[NodeId, Job], dict[NodeId, NodeId]]:
-    """A node that computes (or restores) an output whose exports are guarded gives its
-    writes to an export task (`<node>:export`, never a node name), which runs once the
-    node is recorded and its guards have passed. The node's record says its exports are
-    `held` until then."""
-    out = dict(jobs)
-    tasks: dict[NodeId, NodeId] = {}
-    for n, job in jobs.items():
-        step = job.step
-        if job.writes and step.export_waits and step.status in (Status.REBUILD, Status.RESTORE):
-            task = NodeId(f"{n}:export")
-            out[n] = replace(job, writes=(), held=step.export_waits)
-            out[task] = Job(step=replace(step, status=Status.REEXPORT), table=job.table,
-                            writes=job.writes, retry=job.retry, timeout=job.timeout,
-                            root=job.root, task=task)
-            tasks[n] = task
-    return out, tasks
 
 
 def critical_path(graph: Graph, jobs: Mapping[NodeId, Job],

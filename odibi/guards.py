@@ -39,7 +39,9 @@ class ExportGuards(Mapping[NodeId, tuple[NodeId, ...]]):
 
 
 def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
-    """One walk upstream from each halting check; guards in name order."""
+    """One walk upstream from each halting check; guards in name order. A check guards
+    each writer among its ancestors, unless a read of that writer's export is among them
+    too (a reconciliation of the node with its file: it needs the file written)."""
     project, graph = resolved.project, resolved.graph
     out: dict[NodeId, list[NodeId]] = {}
     for name in sorted(project.checks):
@@ -47,14 +49,14 @@ def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
             continue
         seen, stack = {name}, [name]
         while stack:
-            x = stack.pop()
-            reader = x in project.nodes and isinstance(project.nodes[x].producer, ReadSpec)
-            for u in graph.upstream(x):
-                if project.nodes[u].writes and not reader:  # (a read of u reads u's export)
-                    guards = out.setdefault(u, [])
-                    if name not in guards:
-                        guards.append(name)
+            for u in graph.upstream(stack.pop()):
                 if u not in seen:
                     seen.add(u)
                     stack.append(u)
+        for u in graph.names:  # (in build order)
+            node = project.nodes.get(u)
+            if u in seen and node is not None and node.writes and not any(
+                    r in seen and isinstance(project.nodes[r].producer, ReadSpec)
+                    for r in graph.downstream(u) if r in project.nodes):
+                out.setdefault(u, []).append(name)
     return {n: tuple(g) for n, g in out.items()}

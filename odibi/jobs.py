@@ -31,7 +31,7 @@ from odibi.expr.check import RulePlan
 from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.ids import NodeId, Outcome
 from odibi.paths import shown
-from odibi.planner import PlannedStep, Status
+from odibi.planner import PlannedStep, Reason, Status
 from odibi.rules import run_rules
 from odibi.rulesets import NodeRules
 from odibi.state import Export, Trace
@@ -230,6 +230,8 @@ def _run_check(job: Job, session: Session, started: float, worker: int) -> StepR
 def _attempt(job: Job, session: Session, timer: _Timer, hooks: Hooks
              ) -> tuple[Outcome, TableInfo | None, tuple[Export, ...]]:
     if job.step.status is Status.REEXPORT:
+        if any(r.reason in _RULES_CHANGED for r in job.step.reasons):
+            _revalidate(job, session)  # changed rules hold before the files are rewritten
         return Outcome.EXPORTED, None, export_outputs(job, session)
     if job.step.status is Status.REVALIDATE:
         return Outcome.REVALIDATED, None, _revalidate(job, session)
@@ -237,6 +239,9 @@ def _attempt(job: Job, session: Session, timer: _Timer, hooks: Hooks
         return Outcome.RESTORED, None, _restore(job, session)
     info, exports = _build(job, session, timer, hooks)
     return Outcome.BUILT, info, exports
+
+
+_RULES_CHANGED = (Reason.CONTRACTS_CHANGED, Reason.VALIDATE_CHANGED)
 
 
 def _revalidate(job: Job, session: Session) -> tuple[Export, ...]:

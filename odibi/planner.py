@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from odibi.fingerprint import SCHEME, OwnParts, chain
-from odibi.graph import Graph, ancestors
+from odibi.graph import Graph, ancestors, descendants
 from odibi.ids import Digest, NodeId, NodeKind, Status
 from odibi.state import Trace
 
@@ -107,6 +107,7 @@ class PlanOptions:
     selection: frozenset[NodeId]  # the targets (every node: the whole project)
     forced: frozenset[NodeId] = frozenset()
     only: bool = False  # run just the selection, from its upstreams' last outputs
+    excluded: frozenset[NodeId] = frozenset()  # never run; read as they are
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ class PlannedStep:
 @dataclass(frozen=True, slots=True)
 class Plan:
     steps: tuple[PlannedStep, ...]  # the nodes considered, in build order
-    stale_unselected: tuple[NodeId, ...] = ()  # `only`: out-of-date ancestors left out
+    stale_unselected: tuple[NodeId, ...] = ()  # out-of-date ancestors left out (only, exclude)
     by_name: Mapping[NodeId, PlannedStep] = field(default_factory=dict)
     targets: frozenset[NodeId] = frozenset()  # what was selected (the rest: what it needs)
 
@@ -167,26 +168,54 @@ _EXPORTING = (Status.REBUILD, Status.RESTORE, Status.REEXPORT)
 
 def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
     """The plan for `options.selection`: of the targets and their ancestors (with `only`,
-    of exactly the targets), and of the checks that guard the exports this plan writes
-    (with their ancestors, unless `only`), grown until no new guard is needed: each round
-    adds only checks, which write nothing, so it ends after at most two."""
-    considered = options.selection
+    of exactly the targets), and of the checks that guard the exports this plan writes,
+    with what lies between the exporting node and its check (and, unless `only`, the
+    check's other ancestors). Excluded nodes are never considered, nor is anything only
+    they lead to. Grown until no new guard is needed: each round only adds nodes, so it
+    ends."""
+    considered = options.selection - options.excluded
     while True:
         if not options.only:
-            considered = _with_ancestors(inputs.graph, considered)
+            considered = _with_ancestors(inputs.graph, considered, options.excluded)
         p = _plan(inputs, considered, options.forced, options.selection, only=options.only)
-        needed = {c for s in p.steps if s.status in _EXPORTING
-                  for c in inputs.guards.get(s.node, ())}
+        needed = _guards_needed(inputs, p, options.only) - options.excluded
         if needed <= considered:
             return p
         considered = considered | needed
 
 
-def _with_ancestors(graph: Graph, names: frozenset[NodeId]) -> frozenset[NodeId]:
+def _guards_needed(inputs: PlanInputs, p: Plan, only: bool) -> set[NodeId]:
+    """The guards of the exports `p` writes; with `only`, also the nodes through which a
+    guard reads the exporting node (it must see the new output, not a stale one)."""
+    graph = inputs.graph
+    needed: set[NodeId] = set()
+    for s in p.steps:
+        if s.status not in _EXPORTING:
+            continue
+        mine = inputs.guards.get(s.node, ())
+        needed.update(mine)
+        if only and mine:
+            below = descendants(graph, [graph.index[s.node]])
+            above = ancestors(graph, [graph.index[c] for c in mine])
+            needed.update(graph.names[i] for i in below & above)
+    return needed
+
+
+def _with_ancestors(graph: Graph, names: frozenset[NodeId],
+                    excluded: frozenset[NodeId] = frozenset()) -> frozenset[NodeId]:
+    """`names` and their ancestors, not going past an excluded node."""
     if len(names) >= len(graph.names):
         return names
-    found = ancestors(graph, [graph.index[n] for n in names])
-    return names | {graph.names[i] for i in found}
+    if not excluded:
+        found = ancestors(graph, [graph.index[n] for n in names])
+        return names | {graph.names[i] for i in found}
+    seen, stack = set(names), list(names)
+    while stack:
+        for u in graph.upstream(stack.pop()):
+            if u not in seen and u not in excluded:
+                seen.add(u)
+                stack.append(u)
+    return frozenset(seen)
 
 
 def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[NodeId],
@@ -213,9 +242,11 @@ def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[No
             if not current:
                 stale.add(name)
             continue
-        if missing:
+        held = _held_files(own, ups, selection, inputs.traces)
+        if missing or held:
             step = PlannedStep(name, own.kind, Status.BLOCKED,
-                               tuple(ReasonDetail(Reason.UPSTREAM_NOT_BUILT, u) for u in missing),
+                               tuple(ReasonDetail(Reason.UPSTREAM_NOT_BUILT, u) for u in missing)
+                               + tuple(ReasonDetail(Reason.EXPORT_HELD, u) for u in held),
                                fp, upstream, own)
             effective[name] = None
         else:
@@ -225,11 +256,20 @@ def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[No
         steps.append(step)
     steps = _with_export_waits(steps, inputs.guards, statuses, stale)
     left_out: tuple[NodeId, ...] = ()
-    if only and stale:
+    if stale:  # (the targets' ancestors are considered, but for those excluded)
         read = ancestors(graph, [graph.index[n] for n in selection])
         left_out = tuple(n for n in graph.names if n in stale and graph.index[n] in read
                          and n in inputs.traces)
     return Plan(tuple(steps), left_out, {s.node: s for s in steps}, targets)
+
+
+def _held_files(own: OwnParts, ups: tuple[NodeId, ...], selection: frozenset[NodeId],
+                traces: Mapping[NodeId, Trace]) -> list[NodeId]:
+    """For a read node: the upstream nodes left out of this build whose exports (which it
+    may read) are held back: the files are older than their nodes' records say."""
+    if own.kind is not NodeKind.READ:
+        return []
+    return [u for u in ups if u not in selection and (t := traces.get(u)) is not None and t.held]
 
 
 def _with_export_waits(steps: list[PlannedStep], guards: Mapping[NodeId, tuple[NodeId, ...]],
@@ -292,13 +332,13 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
         export.insert(0, ReasonDetail(Reason.EXPORT_HELD, ", ".join(trace.held)))
     if trace.write_key != own.write_key:
         export.insert(0, ReasonDetail(Reason.WRITE_CHANGED))
-    if export:
-        return step(Status.REEXPORT, export, notes)
     recheck = []
     if trace.contracts_key != own.contracts_key:
         recheck.append(ReasonDetail(Reason.CONTRACTS_CHANGED))
     if trace.validate_key != own.validate_key:
         recheck.append(ReasonDetail(Reason.VALIDATE_CHANGED))
+    if export:  # (a re-export runs changed rules first: nothing unchecked leaves)
+        return step(Status.REEXPORT, export + recheck, notes)
     if recheck:
         return step(Status.REVALIDATE, recheck, notes)
     return step(Status.UP_TO_DATE, [], notes)
@@ -307,7 +347,7 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
 _AS_BEFORE = {Reason.SQL_CHANGED: "sql", Reason.CHECK_CHANGED: "rule",
               Reason.SCHEME_CHANGED: "fingerprint scheme", Reason.INPUT_ADDED: "inputs",
               Reason.INPUT_REMOVED: "inputs", Reason.SOURCE_ADDED: "sources",
-              Reason.SOURCE_REMOVED: "sources"}
+              Reason.SOURCE_REMOVED: "sources", Reason.SOURCE_CHANGED: "sources"}
 
 
 def _as_before(changes: list[ReasonDetail]) -> ReasonDetail:
@@ -317,16 +357,16 @@ def _as_before(changes: list[ReasonDetail]) -> ReasonDetail:
     said: dict[str, None] = {}
     for r in changes:
         match r.reason:
-            case Reason.PYTHON_CHANGED | Reason.ENV_CHANGED:
-                said[f"{r.reason.value.split()[0]} {r.subject}".rstrip()] = None
+            case Reason.PYTHON_CHANGED:
+                said[f"python {r.subject}".rstrip()] = None
+            case Reason.ENV_CHANGED:
+                said[f"environment variable {r.subject}"] = None
             case Reason.CONFIG_CHANGED:
                 said[f"config {r.subject}"] = None
             case Reason.VAR_CHANGED:
                 said[f"var {r.subject} = {r.new}"] = None
-            case Reason.SOURCE_CHANGED:
-                said[f"source {r.subject.rsplit(' (', 1)[0]}"] = None
             case Reason.UPSTREAM_REBUILT:
-                said[f"upstream {r.subject.removesuffix(' (earlier)')}"] = None
+                said[f"upstream {', '.join(r.nodes)}"] = None
             case other:
                 said[_AS_BEFORE.get(other, other.value)] = None
     nodes = tuple(n for r in changes for n in r.nodes)

@@ -7,8 +7,9 @@ refuses, naming the node and what changed, if any node's fingerprint or status d
 the build runs exactly what was reviewed, or nothing.
 
 Format (JSON): {"odibi_plan": 1, "project": ..., "selection": [...], "forced": [...],
-"vars": {...}, "only": true (made with --only; absent otherwise), "nodes": [{"node",
-"kind", "status", "fingerprint", "reasons": [...], "parts": {...}, "sql": ...}]}. The
+"vars": {...}, "only": true (made with --only), "excluded": [...] (--exclude),
+"nodes": [{"node", "kind", "status", "fingerprint", "reasons": [...], "parts": {...},
+"sql": ...}]}. The
 selection is every node the plan considered (the targets and what they need), so the
 same plan is made again; a node that would run but is not in it is drift too.
 """
@@ -36,10 +37,11 @@ class SavedPlan:
     vars: Mapping[str, Any]
     nodes: Mapping[NodeId, Mapping[str, Any]]
     only: bool = False  # made with --only
+    excluded: frozenset[NodeId] = frozenset()  # --exclude
 
 
 def dump(project: str, plan: Plan, forced: frozenset[NodeId], overrides: Mapping[str, Any],
-         *, only: bool = False) -> str:
+         *, only: bool = False, excluded: frozenset[NodeId] = frozenset()) -> str:
     nodes = [{
         "node": s.node, "kind": s.kind.value, "status": s.status.value,
         "fingerprint": s.fingerprint, "reasons": [r.summary() for r in s.reasons],
@@ -51,6 +53,8 @@ def dump(project: str, plan: Plan, forced: frozenset[NodeId], overrides: Mapping
            "vars": dict(overrides), "nodes": nodes}
     if only:
         doc["only"] = True
+    if excluded:
+        doc["excluded"] = sorted(excluded)
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
 
@@ -69,7 +73,8 @@ def load(text: str, source: str) -> SavedPlan:
             forced=frozenset(NodeId(n) for n in doc["forced"]),
             vars=dict(doc.get("vars", {})),
             nodes={NodeId(n["node"]): n for n in doc["nodes"]},
-            only=doc.get("only") is True)
+            only=doc.get("only") is True,
+            excluded=frozenset(NodeId(n) for n in doc.get("excluded", ())))
     except (KeyError, TypeError) as e:
         raise UsageError(f"{source} is not a valid saved plan (missing {e})") from None
 

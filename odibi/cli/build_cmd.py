@@ -47,13 +47,13 @@ def cmd_build(args: argparse.Namespace, out: Out) -> int:
         if saved is not None:
             p = _replan(saved, prepared, args.plan)
         else:
-            names = selection(prepared, args, out)
+            names, excluded = selection(prepared, args, out)
             p = make_plan(prepared, frozenset(names), forced(prepared, args, out, names),
-                          only=args.only)
+                          only=args.only, excluded=excluded)
         if not args.no_bind:  # a statement that does not bind: exit 2, nothing has run
             _bind(prepared, p, state, out)
         planned = True
-        warn_left_out(out, p)
+        warn_left_out(out, p, args)
         if args.dry_run:
             return print_plan(out, p, prepared, dry_run=True)
         return _build(args, out, state, prepared, p, jobs, t0)
@@ -229,7 +229,8 @@ def _replan(saved: Any, prepared: Prepared, source: str) -> Plan:
     project = prepared.resolved.project
     if saved.project != project.name:
         raise UsageError(f"{source} is a plan of project '{saved.project}', not '{project.name}'")
-    p = make_plan(prepared, saved.selection, saved.forced, only=saved.only)
+    p = make_plan(prepared, saved.selection, saved.forced, only=saved.only,
+                  excluded=saved.excluded)
     problems = saved_plan.drift(saved, p, source_display_names(prepared))
     if problems:
         raise UsageError(f"{source} is out of date; the project changed since the plan was "
@@ -243,15 +244,15 @@ def cmd_plan(args: argparse.Namespace, out: Out) -> int:
 
     state, prepared, _ = open_prepared(args, out, writable=False)
     try:
-        names = selection(prepared, args, out)
+        names, excluded = selection(prepared, args, out)
         chosen = forced(prepared, args, out, names)
-        p = make_plan(prepared, frozenset(names), chosen, only=args.only)
+        p = make_plan(prepared, frozenset(names), chosen, only=args.only, excluded=excluded)
     finally:
         state.close()
-    warn_left_out(out, p)
+    warn_left_out(out, p, args)
     values = {o.name: o.value for o in overrides(args)}
     text = saved_plan.dump(prepared.resolved.project.name, p, chosen & frozenset(p.by_name),
-                           values, only=args.only)
+                           values, only=args.only, excluded=excluded)
     if not args.output:
         out.raw(text)
         return ExitCode.OK

@@ -86,10 +86,16 @@ def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
              state: StateHook | None = None) -> list[NodeId]:
     """The nodes chosen by the SELECTOR arguments (positional or -s/--select) and
     --exclude, in build order."""
+    return choose(resolved, args, out, state)[0]
+
+
+def choose(resolved: Resolved, args: argparse.Namespace, out: Out,
+           state: StateHook | None = None) -> tuple[list[NodeId], frozenset[NodeId]]:
+    """(the nodes chosen, in build order; the nodes --exclude names)."""
     texts = selector_texts(args)
     excludes = getattr(args, "exclude", None) or []
     if not texts and not excludes:
-        return list(resolved.graph.names)  # everything: no selector parser needed
+        return list(resolved.graph.names), frozenset()  # everything: no selector parser
     from odibi.select import parse_selector, select
 
     index = select_index(resolved, state or state_hook(resolved, out))
@@ -99,9 +105,10 @@ def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
         for t in s.empty_terms:
             out.warning(f"selector '{t}' matches no node")
         chosen = s.nodes
+    excluded: frozenset[NodeId] = frozenset()
     for text in excludes:
         e = select(parse_selector(text), index)
         for t in e.empty_terms:
             out.warning(f"--exclude '{t}' matches no node")
-        chosen = chosen - e.nodes
-    return resolved.graph.ordered(chosen)
+        excluded = excluded | e.nodes
+    return resolved.graph.ordered(chosen - excluded), excluded

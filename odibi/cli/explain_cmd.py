@@ -18,20 +18,21 @@ from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
 def cmd_explain(args: argparse.Namespace, out: Out) -> int:
     state, prepared, _ = open_prepared(args, out, writable=False)
     try:
-        names = selection(prepared, args, out)
-        p = make_plan(prepared, frozenset(names), only=args.only)
-        warn_left_out(out, p)
+        names, excluded = selection(prepared, args, out)
+        p = make_plan(prepared, frozenset(names), only=args.only, excluded=excluded)
+        warn_left_out(out, p, args)
         chosen = bool(selector_texts(args))
         return print_plan(out, p, prepared, dry_run=False, all_nodes=chosen)
     finally:
         state.close()
 
 
-def warn_left_out(out: Out, p: Plan) -> None:
-    """--only: name every out-of-date ancestor the selection reads as it was."""
+def warn_left_out(out: Out, p: Plan, args: argparse.Namespace) -> None:
+    """--only, --exclude: name every out-of-date ancestor the build reads as it is."""
+    how = "left out by --only" if getattr(args, "only", False) else "excluded"
     for n in p.stale_unselected:
-        out.warning(f"{n} is out of date but left out by --only; what reads it is built from "
-                    "its last output")
+        out.warning(f"{n} is out of date but {how}; what reads it is built from its last "
+                    "output")
 
 
 def print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,

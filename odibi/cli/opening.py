@@ -7,7 +7,7 @@ from typing import Any
 
 from odibi.builder import Prepared, load, open_state, prepare
 from odibi.buildlock import BuildLock
-from odibi.cli.common import project_root, selected, state_hook
+from odibi.cli.common import choose, project_root, state_hook
 from odibi.cli.render import Out
 from odibi.config.load import VarOverride, parse_var_overrides
 from odibi.errors import Span
@@ -27,8 +27,10 @@ def _state_hook(prepared: Prepared, out: Out) -> Any:
     return state_hook(prepared.resolved, out, own=prepared.own)
 
 
-def selection(prepared: Prepared, args: argparse.Namespace, out: Out) -> list[NodeId]:
-    return selected(prepared.resolved, args, out, state=_state_hook(prepared, out))
+def selection(prepared: Prepared, args: argparse.Namespace, out: Out
+              ) -> tuple[list[NodeId], frozenset[NodeId]]:
+    """(the targets, in build order; the nodes --exclude leaves out of the build)."""
+    return choose(prepared.resolved, args, out, state=_state_hook(prepared, out))
 
 
 def forced(prepared: Prepared, args: argparse.Namespace, out: Out,

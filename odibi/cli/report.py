@@ -5,10 +5,11 @@ running; when piped, plain lines only."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from odibi.cli.render import Out, escape
 from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
+from odibi.holds import HeldExport, HoldCause
 from odibi.ids import Outcome
 from odibi.planner import Plan, Status
 
@@ -90,7 +91,7 @@ def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None
     if result.halted:
         out.line(f"  check {result.halted} failed: the build was halted")
     for node, h in result.held.items():
-        out.line(f"  held back: {', '.join(h.paths)} ({node}): {h.why}; the previous "
+        out.line(f"  held back: {', '.join(h.paths)} ({node}): {held_why(h)}; the previous "
                  "file is kept")
 
 
@@ -128,6 +129,21 @@ def _table(out: Out, result: RunResult) -> None:
     out.table(["outcome", "nodes", "time", "slowest"], rows)
 
 
+def held_why(h: HeldExport) -> str:
+    """Why exports were held back, as the summary says it."""
+    match h.cause:
+        case HoldCause.CHECK_FAILED:
+            return f"check {h.check} failed"
+        case HoldCause.CHECK_BLOCKED:
+            return f"check {h.check} did not run: blocked because {h.because} failed"
+        case HoldCause.CHECK_LEFT_OUT:
+            return f"check {h.check} is not part of this build"
+        case HoldCause.STOPPED:
+            return (f"the build stopped before check {h.check} ran" if h.check
+                    else "the build stopped before they were written")
+    assert_never(h.cause)
+
+
 def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str, Any]:
     nodes: dict[str, dict[str, Any]] = {}
     for s in p.steps:
@@ -148,7 +164,8 @@ def summary_json(p: Plan, result: RunResult | None, seconds: float) -> dict[str,
         out["halted_by"] = result.halted  # the check whose failure stopped the build
     if result is not None and result.held:  # exports not written: the previous files stay
         out["held_exports"] = [{"node": n, "paths": list(h.paths), "check": h.check,
-                                "reason": h.why} for n, h in result.held.items()]
+                                "cause": h.cause.value, "reason": held_why(h)}
+                               for n, h in result.held.items()]
     return out
 
 

@@ -116,9 +116,9 @@ def test_held_exports_are_named_in_json_and_stay_held_until_the_check_passes(
     assert report["halted_by"] == "amounts_sane"
     assert report["held_exports"] == [
         {"node": "orders", "paths": ["out/orders.csv"], "check": "amounts_sane",
-         "reason": "check amounts_sane failed"},
+         "cause": "failed", "reason": "check amounts_sane failed"},
         {"node": "big_orders", "paths": ["out/big_orders.csv"], "check": "amounts_sane",
-         "reason": "check amounts_sane failed"}]
+         "cause": "failed", "reason": "check amounts_sane failed"}]
     assert report["nodes"]["orders"]["held_by"] == "amounts_sane"
     assert report["nodes"]["orders"]["outcome"] == "built"
     # nothing changed: the check runs again (its last build failed) and holds them again
@@ -256,3 +256,205 @@ def test_killed_at_any_moment_a_failing_check_never_lets_the_data_out(tmp_path: 
     build(root, code=1)
     assert files(root)["orders.csv"] == before["orders.csv"]
     assert files(root)["big_orders.csv"] == before["big_orders.csv"]
+
+
+# -- what the review found ------------------------------------------------------------------
+def small(tmp_path: Path, nodes: str, checks: str = "", data: str = "id,v\n1,10\n2,20\n") -> Path:
+    return write_files(tmp_path / "s", {"odibi.yaml": f"""
+        project: s
+        connections:
+          raw: {{type: local, base_path: data}}
+          out: {{type: local, base_path: out}}
+        nodes:
+{nodes}
+        checks:
+{checks or "          []"}
+        """.replace("checks:\n          []", ""), "data/a.csv": data})
+
+
+SRC = """\
+          - name: src
+            read: {connection: raw, path: a.csv}
+"""
+
+
+def test_a_reconciliation_of_a_node_with_its_own_file_does_not_hold_the_file(
+        tmp_path: Path) -> None:
+    """The check reads the node and the read of its export: it needs the file, so it cannot
+    guard it (waiting for it would never end)."""
+    root = small(tmp_path, SRC + """\
+          - name: a
+            sql: SELECT * FROM src
+            write: {connection: out, path: a.csv}
+          - name: a_file
+            read: {connection: out, path: a.csv}
+""", """\
+          - name: recon
+            assert: row_count(a) == row_count(a_file)
+            on_fail: halt
+""")
+    report = build(root)
+    assert outcomes(report) == {"src": "built", "a": "built", "a_file": "built",
+                                "recon": "passed"}
+    assert (root / "out" / "a.csv").read_text() == "id,v\n1,10\n2,20\n"
+
+
+def test_only_a_read_of_a_held_export_is_blocked_not_built_from_the_old_file(
+        tmp_path: Path) -> None:
+    root = small(tmp_path, SRC + """\
+          - name: a
+            sql: SELECT * FROM src
+            write: {connection: out, path: a.csv}
+          - name: r
+            read: {connection: out, path: a.csv}
+""", """\
+          - name: chk
+            assert: row_count(a) < 3
+            on_fail: halt
+""")
+    build(root)
+    later(root / "data" / "a.csv", "id,v\n1,10\n2,20\n3,30\n")
+    report = build(root, code=1)
+    assert report["held_exports"][0]["node"] == "a"
+    assert report["nodes"]["r"]["outcome"] == "blocked"  # by the check that held its file
+    assert report["nodes"]["r"]["because"] == "chk"
+    only = run_cli("-C", str(root), "build", "--only", "r")
+    assert only.code == 1
+    assert "blocked r: " in only.err or "r  blocked" in only.out, only.text
+    r = run_cli("-C", str(root), "--json", "explain", "--only", "r")
+    (entry,) = json.loads(r.out)["nodes"]
+    assert (entry["status"], entry["reasons"][0]["summary"]) == ("blocked",
+                                                                 "export held back: a")
+    # the check is relaxed: the file is written, then read
+    (root / "odibi.yaml").write_text((root / "odibi.yaml").read_text().replace("< 3", "< 10"))
+    report = build(root)
+    assert report["ok"]
+    assert [row["id"] for row in show(root, "r")] == [1, 2, 3]
+
+
+def test_only_a_guard_that_reads_the_node_through_another_still_sees_the_new_output(
+        tmp_path: Path) -> None:
+    root = small(tmp_path, SRC + """\
+          - name: a
+            sql: SELECT id, v * 10 AS amount FROM src
+            write: {connection: out, path: a.csv}
+          - name: b
+            sql: SELECT * FROM a
+""", """\
+          - name: chk
+            assert: max(b.amount) < 1000
+            on_fail: halt
+""")
+    build(root)
+    before = (root / "out" / "a.csv").read_bytes()
+    text = (root / "odibi.yaml").read_text()
+    (root / "odibi.yaml").write_text(text.replace("v * 10", "v * 5000"))
+    report = build(root, "--only", "a", code=1)
+    assert outcomes(report) == {"a": "built", "b": "built", "chk": "failed"}
+    assert (root / "out" / "a.csv").read_bytes() == before
+
+
+def test_a_node_released_by_a_batch_of_restores_runs_once(tmp_path: Path) -> None:
+    root = small(tmp_path, SRC + """\
+          - name: a
+            sql: SELECT id, v + 1 AS v FROM src
+          - name: b
+            sql: SELECT * FROM a
+            write: {connection: out, path: b.csv}
+          - name: c
+            sql: SELECT count(*) AS n FROM b
+""", """\
+          - name: chk
+            assert: row_count(c) > 0
+            on_fail: halt
+""")
+    build(root)
+    text = (root / "odibi.yaml").read_text()
+    (root / "odibi.yaml").write_text(text.replace("v + 1", "v + 2"))
+    build(root)
+    (root / "odibi.yaml").write_text(text)  # a revert: a, b, chk restored together
+    trace = tmp_path / "trace.json"
+    report = build(root, "-j", "2", "--force=c", "--profile", str(trace))
+    assert report["ok"] and outcomes(report)["c"] == "built", report
+    events = [e["name"] for e in json.loads(trace.read_text())["traceEvents"]
+              if e.get("ph") == "X"]
+    assert events.count("c") == 1
+    assert (root / "out" / "b.csv").read_text() == "id,v\n1,11\n2,21\n"
+
+
+def test_a_failed_export_fails_its_node_stops_a_fail_fast_build_and_is_rebuilt_next_time(
+        tmp_path: Path) -> None:
+    root = small(tmp_path, SRC + """\
+          - name: a
+            sql: SELECT * FROM src
+            write: {connection: out, path: sub/a.csv}
+""" + "".join(f"""\
+          - name: x{i}
+            sql: SELECT {i} AS i FROM src
+""" for i in range(4)), """\
+          - name: chk
+            assert: row_count(a) > 0
+            on_fail: halt
+""")
+    (root / "out").mkdir()
+    (root / "out" / "sub").write_text("a file where a directory should be")
+    r = run_cli("-C", str(root), "--json", "build", "-j", "1", "--fail-fast")
+    assert r.code == 1, r.text
+    report = json.loads(r.out)
+    assert report["nodes"]["a"]["outcome"] == "failed"
+    assert report["nodes"]["a"]["error"].startswith("export failed: cannot write")
+    assert "held_exports" not in report
+    started_after = [n for n, e in report["nodes"].items() if n.startswith("x")
+                     and e.get("outcome") == "built"]
+    assert len(started_after) < 4  # fail-fast: nothing new started after the failure
+    assert "Traceback" not in r.text
+    (root / "out" / "sub").unlink()
+    report = build(root)
+    assert report["nodes"]["a"]["reasons"][0] == "last build failed"
+    assert (root / "out" / "sub" / "a.csv").read_text() == "id,v\n1,10\n2,20\n"
+
+
+def test_a_node_blocked_upstream_is_blocked_not_held(tmp_path: Path) -> None:
+    root = small(tmp_path, SRC + """\
+          - name: z
+            sql: SELECT CAST(CAST(v AS VARCHAR) || 'x' AS INTEGER) AS v FROM src
+          - name: a
+            sql: SELECT v FROM z
+            write: {connection: out, path: a.csv}
+""", """\
+          - name: chk
+            assert: row_count(a) > 0
+            on_fail: halt
+""")
+    report = build(root, code=1)
+    assert report["nodes"]["a"]["outcome"] == "blocked"
+    assert "held_exports" not in report and "held_by" not in report["nodes"]["a"]
+    r = run_cli("-C", str(root), "build")
+    assert "held back" not in r.out
+
+
+def test_rules_changed_with_a_write_run_before_the_files_are_rewritten(tmp_path: Path) -> None:
+    node = """\
+          - name: a
+            sql: SELECT * FROM src
+            write: {connection: out, path: a.csv}
+"""
+    root = small(tmp_path, SRC + node)
+    build(root)
+    text = (root / "odibi.yaml").read_text()
+    (root / "odibi.yaml").write_text(text.replace(
+        "out, path: a.csv}\n", "out, path: a2.csv}\n    validate: [row_count > 100]\n"))
+    report = build(root, code=1)
+    assert report["nodes"]["a"]["status"] == "re-export"
+    assert "row_count > 100 failed" in report["nodes"]["a"]["error"]
+    assert not (root / "out" / "a2.csv").exists()
+
+
+def test_while_held_the_kept_file_is_still_watched(tmp_path: Path) -> None:
+    root = make(tmp_path)
+    build(root)
+    later(root / "data" / "orders.csv", BAD)
+    build(root, code=1)
+    (root / "out" / "orders.csv").write_text("edited by hand\n")
+    r = run_cli("-C", str(root), "explain", "orders")
+    assert "output modified outside odibi: out/orders.csv" in r.out, r.out

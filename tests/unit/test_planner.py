@@ -93,7 +93,8 @@ def make_plan(graph: Graph, own: Mapping[str, OwnParts], traces: Mapping[NodeId,
               failures: Mapping[str, Digest] = {}, outputs: Mapping[str, OutputCheck] = {},
               always_run: set[str] = set(), source_names: Mapping[str, str] = {},
               only: bool = False, guards: Mapping[str, tuple[str, ...]] = {},
-              stored: Mapping[tuple[NodeId, Digest], Trace] = {}) -> Plan:
+              stored: Mapping[tuple[NodeId, Digest], Trace] = {},
+              exclude: set[str] = set()) -> Plan:
     inputs = PlanInputs(graph=graph, own={NodeId(k): v for k, v in own.items()}, traces=traces,
                         failures={NodeId(k): v for k, v in failures.items()},
                         outputs={NodeId(k): v for k, v in outputs.items()},
@@ -101,7 +102,9 @@ def make_plan(graph: Graph, own: Mapping[str, OwnParts], traces: Mapping[NodeId,
                         source_names=dict(source_names), stored=stored,
                         guards={NodeId(k): tuple(map(NodeId, v)) for k, v in guards.items()})
     selection = frozenset(graph.names) if select is None else frozenset(map(NodeId, select))
-    return plan(inputs, PlanOptions(selection, frozenset(map(NodeId, forced)), only))
+    excluded = frozenset(map(NodeId, exclude))
+    return plan(inputs, PlanOptions(selection - excluded, frozenset(map(NodeId, forced)), only,
+                                    excluded))
 
 
 def rows(p: Plan) -> list[tuple[str, Status, tuple[ReasonDetail, ...]]]:
@@ -535,6 +538,27 @@ def test_forced_target_does_not_force_its_ancestors() -> None:
     assert [(s.node, s.headline) for s in p.to_run()] == [("order_totals", "forced")]
 
 
+def test_an_excluded_ancestor_is_not_run_but_read_as_it_is_and_named() -> None:
+    new_stg = parts(logic="tree stg 2", sql=STG_SQL + " AND 1=1", vars={"min_amount": "0"})
+    own = chain_parts(stg_orders=new_stg,
+                      raw_orders=parts(NodeKind.READ, logic="csv {}",
+                                       config=dict(BASE["raw_orders"].config),
+                                       sources={ORDERS: ("d_orders_2", 12_400)}))
+    p = make_plan(CHAIN, own, BASE_TRACES, select={"report"}, exclude={"stg_orders"})
+    # nothing past the excluded node is brought in: raw_orders feeds only stg_orders
+    assert [(s.node, s.status) for s in p.steps] == [("order_totals", UP), ("report", UP)]
+    # both are named: what the build reads is older than its sources say
+    assert p.stale_unselected == ("raw_orders", "stg_orders")
+
+
+def test_excluding_everything_but_a_node_reads_its_stale_upstream_as_it_is() -> None:
+    own = chain_parts(order_totals=parts(logic="tree totals 2", sql="SELECT 2",
+                                         write="write totals.csv"))
+    p = make_plan(CHAIN, own, BASE_TRACES, select=set(CHAIN.names) - {"order_totals"},
+                  exclude={"order_totals"})
+    assert p.to_run() == () and p.stale_unselected == ("order_totals",)
+
+
 # -- selection with --only: dbt's habit ------------------------------------------------------
 def test_only_unselected_up_to_date_upstream_is_used_as_is() -> None:
     own = chain_parts(order_totals=parts(logic="tree totals 2",
@@ -682,6 +706,37 @@ def test_with_only_the_guard_of_an_export_joins_the_build_but_not_its_inputs() -
     assert p.by_name[NodeId("order_totals")].export_waits == ("balance",)
     assert p.stale_unselected == ("raw_customers",)
     assert p.targets == {"order_totals"}
+
+
+def test_an_excluded_guard_holds_the_export_it_guards() -> None:
+    own = guarded_parts(order_totals=parts(logic="tree totals 2", sql="SELECT 2",
+                                           write="write totals.csv"))
+    traces = built(GUARDED, guarded_parts())
+    p = make_plan(GUARDED, own, traces, guards=GUARDS, exclude={"balance"})
+    assert NodeId("balance") not in p.by_name
+    assert p.by_name[NodeId("order_totals")].export_waits == ("balance",)
+
+
+def test_only_a_read_of_a_held_export_left_out_is_blocked() -> None:
+    graph = g({"src": [], "w": ["src"], "r": ["w"]})
+    own = {"src": parts(NodeKind.READ, logic="src"), "w": parts(logic="w", write="w.csv"),
+           "r": parts(NodeKind.READ, logic="r")}
+    traces = built(graph, own)
+    traces[NodeId("w")] = replace(traces[NodeId("w")], held=("chk",))
+    p = make_plan(graph, own, traces, select={"r"}, only=True)
+    assert rows(p) == [("r", BLOCKED, (R(Reason.EXPORT_HELD, "w"),))]
+    made = make_plan(graph, own, traces, select={"r"})  # brought along: w re-exports first
+    assert [(s.node, s.status) for s in made.to_run()] == [("w", REEXPORT)]
+
+
+def test_a_re_export_also_runs_rules_that_changed() -> None:
+    own = chain_parts(order_totals=parts(logic="tree totals", sql="SELECT sum(amount) FROM "
+                                         "stg_orders", write="write totals2.csv",
+                                         validate="validate 2"))
+    p = make_plan(CHAIN, own, BASE_TRACES)
+    step = p.by_name[NodeId("order_totals")]
+    assert (step.status, [r.reason for r in step.reasons]) == (
+        REEXPORT, [Reason.WRITE_CHANGED, Reason.VALIDATE_CHANGED])
 
 
 def test_an_export_held_back_last_time_is_re_exported_once_its_guard_passes() -> None:
