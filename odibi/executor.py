@@ -10,8 +10,9 @@ included), then its state record; a node counts as built only once that record i
 written. Exports that halting checks guard (`PlannedStep.export_waits`) are written
 apart, by an export task that runs once the node is recorded (with its exports marked
 `held`) and every guard has passed: a guard that fails, or never runs, holds them back
-(`RunResult.held`), and the next build writes them once the guards pass. Dependants in
-the warehouse do not wait for the export; a read node that reads the exported file does. A failure is a value, not an exception: its dependants are `blocked` and
+(`RunResult.held`), and the next build writes them once the guards pass (`odibi.holds`).
+Dependants in the warehouse do not wait for the export; a read node that reads the
+exported file does. A failure is a value, not an exception: its dependants are `blocked` and
 independent branches go on (`--keep-going`), or nothing new starts and running queries
 are interrupted (`--fail-fast`, a halting check, or `cancel` being set, as Ctrl-C does).
 """
@@ -146,6 +147,7 @@ class _Loop:
         if n not in self.queued:
             self.queued.add(n)
             heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
+
     def _waiting(self) -> dict[NodeId, set[NodeId]]:
         """What each job waits for: the upstream jobs whose output it reads, and for
         guarded exports (`export_waits`), the node and its guards; a read node that
@@ -187,12 +189,18 @@ class _Loop:
             if key == node:  # a held re-export: the read nodes of the graph read its files
                 readers += [c for c in self.graph.downstream(node)
                             if c in waiting and node in waiting[c]]
-            for r in readers:
-                if r not in self.results and r not in self.blocked:
-                    self.blocked[r] = cause
-                    self.reporter.emit(NodeBlocked(r, cause))
-                    self._block(r, cause, waiting)
+            self._block_readers(readers, cause, waiting)
         return held
+
+    def _block_readers(self, readers: list[NodeId], cause: NodeId,
+                       waiting: dict[NodeId, set[NodeId]]) -> None:
+        """Read nodes waiting for files that will not be written are blocked by `cause`,
+        and so is what depends on them."""
+        for r in readers:
+            if r in waiting and r not in self.results and r not in self.blocked:
+                self.blocked[r] = cause
+                self.reporter.emit(NodeBlocked(r, cause))
+                self._block(r, cause, waiting)
 
     def _fill(self, ready: list[tuple[float, NodeId]], pool: Pool) -> None:
         """Start ready jobs, highest priority first, while slots and workers are free. A
@@ -249,7 +257,8 @@ class _Loop:
                     ticket.decide(False)
                 else:
                     self.prepared[node] = ticket
-                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))  # (again)
+                    # back in the queue (it was taken off it to load its inputs)
+                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))
             case Computed(node):
                 self.computing.discard(node)
                 self.committing.add(node)
@@ -349,11 +358,7 @@ class _Loop:
                                      internal=result.internal)
         self.reporter.emit(NodeFinished(name, Outcome.FAILED, result.seconds, result.worker,
                                         None, error, result.attempts))
-        for reader in self.after.get(task, ()):
-            if reader in waiting and reader not in self.blocked and reader not in self.results:
-                self.blocked[reader] = name
-                self.reporter.emit(NodeBlocked(reader, name))
-                self._block(reader, name, waiting)
+        self._block_readers(list(self.after.get(task, ())), name, waiting)
         if self.options.fail_fast:
             self._stop(pool)
 

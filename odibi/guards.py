@@ -1,9 +1,9 @@
 """Which halting checks guard which exports (write, audit, publish).
 
 A node's `write:` waits for every check with `on_fail: halt` that reads the node, directly
-or through other nodes, but not through a read node that reads that very export: such a
-check audits the file itself, which must be written first (waiting for it would be a
-cycle). The planner asks only for nodes whose exports a build will write.
+or through other nodes, unless the check also reads a read node that reads that very
+export: such a check audits the file itself, which must be written first (waiting for it
+would be a cycle). The planner asks only for nodes whose exports a build will write.
 """
 
 from __future__ import annotations

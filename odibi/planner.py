@@ -6,8 +6,9 @@ frozen `Plan` feeds `odibi build`, `build -n`, `explain` and `plan -o`.
 A selection names *targets*, and building a target brings it up to date (Make, Bazel):
 the plan considers the targets, all their ancestors, and the halting checks that guard
 the exports it will write (with their ancestors); of those, exactly the ones that are not
-up to date run. With `only` (dbt's habit) just the selected nodes are considered, and
-every out-of-date ancestor they read is left out and named (`stale_unselected`).
+up to date run. With `only` (dbt's habit) just the selected nodes are considered;
+excluded nodes never are. Every out-of-date ancestor read as it is gets named
+(`stale_unselected`).
 
 Fingerprints are chained here, in build order, because a node's fingerprint depends on
 the fingerprints its upstream outputs will have when it runs: for an upstream that is
@@ -15,9 +16,9 @@ considered (or already up to date) that is its current fingerprint; for an out-o
 upstream left out by `only` it is the fingerprint of the output still in the warehouse,
 so the node is recorded as built from what it really read.
 
-Exports wait for their guards: a node's `write:` is held until every halting check that
-reads the node (directly or through other nodes, but not through a read of that very
-export) has passed in this build (`PlannedStep.export_waits`).
+Exports wait for their guards (`odibi.guards`): a node's `write:` is held until every
+halting check that reads the node, directly or through other nodes, has passed in this
+build (`PlannedStep.export_waits`).
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ class PlannedStep:
     upstream: Mapping[NodeId, Digest]  # the upstream fingerprints it is chained with
     own: OwnParts
     notes: tuple[ReasonDetail, ...] = ()  # said but not acted on (reformatted only)
-    # the halting checks its exports wait for (they run in this build, or were left out
-    # and so hold the exports back); () when it exports nothing or nothing guards it
+    # the halting checks its exports wait for (they run in this build, or cannot, and so
+    # hold the exports back); () when it exports nothing or nothing guards it
     export_waits: tuple[NodeId, ...] = ()
 
     @property

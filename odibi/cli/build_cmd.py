@@ -24,7 +24,7 @@ from odibi.engines.base import WarehouseUnavailable
 from odibi.errors import UsageError
 from odibi.fingerprint import reachable_files
 from odibi.ids import ExitCode, Outcome
-from odibi.planner import Plan, Status
+from odibi.planner import Plan, Reason, Status
 from odibi.state import STATE_DIR, State
 
 if TYPE_CHECKING:
@@ -110,9 +110,14 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
     summary(out, p, result, seconds)
     blocked = [s for s in p.steps if s.status is Status.BLOCKED]
     for s in blocked:
-        missing = ", ".join(r.subject for r in s.reasons)
-        out.err(f"[yellow]blocked[/] {s.node}: {missing} never built and left out by --only; "
-                f"build without --only to build them too")
+        missing = ", ".join(r.subject for r in s.reasons if r.reason is Reason.UPSTREAM_NOT_BUILT)
+        held = ", ".join(r.subject for r in s.reasons if r.reason is Reason.EXPORT_HELD)
+        if missing:
+            out.err(f"[yellow]blocked[/] {s.node}: {missing} never built and left out by "
+                    "--only; build without --only to build them too")
+        if held:
+            out.err(f"[yellow]blocked[/] {s.node}: the export of {held} it reads is held back "
+                    "(the file is older than its node); build without --only to write it")
     code = _exit_code(result, bool(blocked), out)
     state.finish_run(run_id, _status(code), _counts(p, result, seconds))
     return code

@@ -76,11 +76,8 @@ def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, de
     out.markup(f"[bold]{s.node:<{width}}[/]  [{style}]{s.status.value}[/]"
                + (f": {escape(head)}" if head else ""))
     pad = "    "
-    if not detail:
-        if s.export_waits:
-            out.line(f"{pad}export waits for: {', '.join(s.export_waits)}")
-        return
-    for i, r in enumerate(list(s.reasons) + list(s.notes)):
+    evidence = [*s.reasons, *s.notes] if detail else []
+    for i, r in enumerate(evidence):
         if i:  # the first is on the headline
             out.line(f"{pad}also: {r.summary()}")
         if r.diff:
