@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import NewType
 
@@ -11,6 +12,22 @@ NodeId = NewType("NodeId", str)
 
 Digest = NewType("Digest", str)
 """A hex blake3 digest."""
+
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class OutputRef:
+    """One stored version of a node's output: the node, and the fingerprint it was built
+    with (its first 16 hex digits name the version). Opaque to the core: only the engine
+    knows where the version lives (`odibi.engines.base`)."""
+
+    node: NodeId
+    version: str
+
+    @staticmethod
+    def of(node: NodeId, fingerprint: Digest) -> OutputRef:
+        return OutputRef(node, fingerprint[:16])
+
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

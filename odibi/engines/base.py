@@ -1,14 +1,25 @@
 """The Engine interface (DESIGN.md §11): everything that touches data goes through it.
 
-An `Engine` owns a warehouse; each worker thread gets its own `Session` (for DuckDB, a
-cursor: separate connections to one database, so queries really overlap). A session
-builds one node's output at a time, as one transaction:
+The core speaks only engine-neutral terms here: a stored output is an `OutputRef` (a node
+and the fingerprint it was built with), a node's *current* output is named by the node
+(`Relation`), files are `Location`s, rules are measured from the neutral `Query` of
+`odibi.expr.measures`; what differs between engines is declared in `Capabilities`, which
+the core asks, never an engine's name. How an engine keeps outputs (DuckDB: a store table
+per version and a view per node), names them in SQL, or hands them to Python is its own
+business; `odibi.engines.open_engine` is the one place that picks an engine.
 
-    begin(node) -> produce (read | run_sql | run_python) -> describe -> export* -> commit
+An `Engine` owns a warehouse; each worker thread gets its own `Session`. A session builds
+one node's output at a time:
 
-and nothing a failed step made is ever visible. Outputs are content-addressed: a node's
-output lives in a store table named after its fingerprint, and the node's own name is a
-view of the current one, so an earlier version can be restored without recomputing.
+    begin -> produce (read | run_sql | create_from_frame) into a new OutputRef
+          -> rules (columns, measure) -> describe -> export* -> make_current -> commit
+
+With `Capabilities.transactions` all of that commits together, and nothing a failed step
+made is ever visible. Without, `begin`/`commit`/`rollback` do nothing and the order above
+is what keeps a failure safe: the new version is made current last, so a failure leaves
+the node's current output as it was (the half-made version is an orphan `gc` drops).
+Outputs are content-addressed: earlier versions stay stored, so `restore` points a node
+back at one without recomputing it.
 """
 
 from __future__ import annotations
@@ -16,13 +27,52 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from odibi.config.model import ReadSpec, WriteSpec
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OutputRef
 
+if TYPE_CHECKING:
+    from odibi.expr.measures import Query
+
+__all__ = ["Access", "Capabilities", "Catalog", "Engine", "EngineError", "EngineInterrupted",
+           "EngineOptions", "Location", "OutputRef", "Relation", "Schema", "Session", "TableInfo",
+           "WarehouseBusy", "WarehouseDamaged", "WarehouseUnavailable"]
 
 Schema = tuple[tuple[str, str], ...]  # (column, type as the engine writes it), in order
+
+Relation = OutputRef | NodeId
+"""What a query reads: a stored version (`OutputRef`), or a node's current output (its
+`NodeId`: what SQL reads when it names the node)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where data is read from or written to, resolved by the engine (a local file's
+    absolute path, as a URI-less string, for the engines of today)."""
+
+    uri: str
+
+    @staticmethod
+    def file(path: Path) -> Location:
+        return Location(str(path))
+
+    @property
+    def path(self) -> Path:
+        """The local file (every engine of today reads and writes local files)."""
+        return Path(self.uri)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What differs between engines, declared (as SQLMesh's engine adapters do)."""
+
+    transactions: bool  # a node's output, exports and current pointer commit together
+    views: bool  # current outputs are views in the warehouse: a restore can be deferred
+    #              until the warehouse is next opened (`Engine.restore` then catches up)
+    interrupt: bool  # a running query can be interrupted in place (timeouts, Ctrl-C)
+    dialect: str  # the SQL dialect `run_sql` speaks (sqlglot's name for it)
+    frame: str  # the DataFrame type Python nodes receive and return
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +82,66 @@ class TableInfo:
     digest: Digest  # order-insensitive content digest (schema included)
 
 
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """What a warehouse holds: every stored version, and each node's current one."""
+
+    stored: frozenset[OutputRef]
+    current: Mapping[NodeId, OutputRef]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The files an engine's SQL may touch (its sandbox): `reads` as they are, `writes`
+    (export destinations), and everything under `directories`."""
+
+    reads: tuple[Path, ...] = ()
+    writes: tuple[Path, ...] = ()
+    directories: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How a command opens the engine (`odibi.engines.open_engine`)."""
+
+    python_path: tuple[Path, ...] = ()
+    read_only: bool = False
+    lazy: bool = False  # connect (and import the engine's library) on first use only
+    redact: Mapping[str, str] | None = None  # {secret value: placeholder} in every error
+    source_bytes: int = 0  # what the project reads: sizes a warehouse created now
+    access: Access = Access()
+    threads: int | None = None
+
+
 class Session(Protocol):
+    """One worker's connection. Not thread-safe: one thread uses it at a time, another
+    may call `interrupt`."""
+
     def begin(self) -> None: ...
-    # each producer creates `table` and returns how many rows it holds
-    def read(self, table: str, files: Sequence[Path], spec: ReadSpec) -> int: ...
-    def run_sql(self, table: str, sql: str) -> int: ...
-    def frames(self, inputs: Mapping[str, NodeId]) -> dict[str, Any]: ...
-    def create_from_frame(self, table: str, frame: Any) -> int: ...
-    def describe(self, table: str, rows: int) -> TableInfo: ...
-    def columns(self, table: str) -> dict[str, str]: ...
-    def measure(self, table: str, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        """Aggregates over `table` (read as `t`), in one query: {key: value}."""
+    # each producer stores a new version `out` and returns how many rows it holds
+    def read(self, out: OutputRef, sources: Sequence[Location], spec: ReadSpec) -> int: ...
+    def run_sql(self, out: OutputRef, sql: str) -> int: ...
+    def frames(self, inputs: Mapping[str, Relation]) -> dict[str, Any]:
+        """Each input as the engine's DataFrame (`Capabilities.frame`), by parameter."""
         ...
-    def measure_queries(self, relations: Mapping[str, str], queries: Sequence[tuple[str, str]]
-                        ) -> dict[str, Any]:
-        """Scalar queries, each reading the relations named in `relations` (name -> table),
-        in one statement: {key: value}, as plain Python values (lists, dicts, scalars)."""
+    def create_from_frame(self, out: OutputRef, frame: Any) -> int:
+        """Store what a Python node returned (an EngineError names a wrong type)."""
         ...
-    def publish(self, name: NodeId, table: str) -> None: ...
-    def export(self, name: NodeId, write: WriteSpec, dest: Path) -> None: ...
-    def drop(self, table: str) -> None: ...
+    def describe(self, out: OutputRef, rows: int) -> TableInfo: ...
+    def columns(self, relation: Relation) -> dict[str, str]:
+        """column -> type (as the engine writes it), in column order."""
+        ...
+    def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
+        """Take the measures of `query` (`odibi.expr.measures`), reading each dataset it
+        names from `relations[dataset]`: {measure key: plain Python value}."""
+        ...
+    def export(self, out: OutputRef, write: WriteSpec, dest: Location) -> None:
+        """Write a stored version to `dest`, whole or not at all (a temporary file renamed
+        into place)."""
+        ...
+    def make_current(self, node: NodeId, out: OutputRef) -> None:
+        """From now on (once committed) `node` names the version `out`."""
+        ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def interrupt(self) -> None: ...
@@ -59,6 +149,12 @@ class Session(Protocol):
 
 
 class Engine(Protocol):
+    capabilities: Capabilities
+
+    @property
+    def exists(self) -> bool:
+        """Whether the warehouse exists at all (checked without connecting)."""
+        ...
     @property
     def is_open(self) -> bool:
         """Whether the warehouse is connected (a lazy engine connects on first use)."""
@@ -66,23 +162,34 @@ class Engine(Protocol):
     def open(self) -> None:
         """Connect now, if not yet (raises WarehouseUnavailable)."""
         ...
+    def stamp(self) -> str | None:
+        """The warehouse as seen from outside (its files' stamps), without connecting or
+        importing anything: if it is what odibi recorded when it last closed it, nothing
+        changed it since. None: there is no warehouse."""
+        ...
+    def catalog(self) -> Catalog:
+        """What the warehouse holds (raises WarehouseBusy, WarehouseDamaged)."""
+        ...
+    def set_aside(self) -> str:
+        """Move a damaged warehouse out of the way (the next build starts a new one);
+        returns what it is now called."""
+        ...
     def session(self) -> Session: ...
-    def prepare_python(self) -> None: ...
-    def outputs(self) -> tuple[frozenset[str], Mapping[NodeId, str]]:
-        """(store tables, {node view: store table it points at})."""
+    def prepare_python(self) -> None:
+        """Load what Python nodes need (the DataFrame library) once, up front."""
         ...
-    def store_table(self, name: NodeId, fingerprint: Digest) -> str: ...
-    def view(self, name: NodeId) -> str:
-        """How SQL names a node's current output (its view)."""
+    def restore(self, current: Mapping[NodeId, OutputRef]) -> None:
+        """Make these stored versions current, together (versions the warehouse no longer
+        holds are skipped: the planner reports those outputs missing)."""
         ...
-    def drop_tables(self, tables: Iterable[str], views: Iterable[NodeId]) -> None:
-        """Drop store tables and node views, in one transaction."""
-        ...
-    def repoint(self, views: Mapping[NodeId, str]) -> None:
-        """Point node views at these store tables, in one transaction."""
+    def drop(self, outputs: Iterable[OutputRef], nodes: Iterable[NodeId]) -> None:
+        """Forget stored versions, and nodes' current outputs, together."""
         ...
     def used_bytes(self) -> int: ...
-    def preview(self, table: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
+    def preview(self, relation: Relation, limit: int
+                ) -> tuple[list[str], list[tuple[Any, ...]], int]:
+        """(columns, the first `limit` rows, the row count)."""
+        ...
     def close(self) -> None: ...
 
 
@@ -91,7 +198,15 @@ class EngineError(Exception):
 
 
 class WarehouseUnavailable(EngineError):
-    """The warehouse could not be opened (another program holds it, or it is damaged)."""
+    """The warehouse could not be opened."""
+
+
+class WarehouseBusy(WarehouseUnavailable):
+    """Another process holds the warehouse."""
+
+
+class WarehouseDamaged(WarehouseUnavailable):
+    """The warehouse is not one this engine can read (`Engine.set_aside` moves it)."""
 
 
 class EngineInterrupted(EngineError):
