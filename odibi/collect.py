@@ -17,25 +17,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from odibi.engines.base import Engine
-from odibi.ids import NodeId
+from odibi.ids import NodeId, OutputRef
 from odibi.state import State
 
 
 @dataclass(frozen=True, slots=True)
 class Collected:
-    tables: tuple[str, ...]  # store tables dropped
+    tables: tuple[str, ...]  # stored versions dropped, as the engine names them
     versions: int  # version records forgotten
     views: tuple[NodeId, ...]  # views of nodes no longer in the project
     freed_bytes: int  # warehouse blocks freed (reused by later builds)
-    kept: int  # store tables kept
+    kept: int  # stored versions kept
 
 
 def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0,
             dry_run: bool = False) -> Collected:
     names = set(nodes)
     traces = state.traces()
-    current = {t.table for n, t in traces.items() if n in names}
-    by_node: dict[NodeId, list[tuple[float, str, str]]] = defaultdict(list)
+    current = {t.stored for n, t in traces.items() if n in names}
+    by_node: dict[NodeId, list[tuple[float, str, OutputRef | None]]] = defaultdict(list)
     for node, fp, table, built in state.versions():
         by_node[node].append((built, fp, table))
     keep_tables = set(current)
@@ -43,10 +43,10 @@ def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0
     for node, versions in by_node.items():
         versions.sort(reverse=True)  # newest first
         if node in names:
-            # what a version is kept by: its store table, or for a check (no table, only a
+            # what a version is kept by: its stored output, or for a check (none, only a
             # recorded verdict) its fingerprint
             now = traces.get(node)
-            now_key = (now.table or now.fingerprint) if now else None
+            now_key = (now.stored or now.fingerprint) if now else None
             older = list(dict.fromkeys(t or fp for _, fp, t in versions
                                        if (t or fp) != now_key))
             kept = {now_key, *older[:keep]}
@@ -54,15 +54,16 @@ def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0
             keep_tables |= {t for _, fp, t in versions if t and t in kept}
         else:
             forget += [(node, fp) for _, fp, _ in versions]
-    tables, views = engine.outputs()
-    drop = sorted(t for t in tables if t not in keep_tables)
-    gone_views = tuple(sorted(v for v in views if v not in names))
+    catalog = engine.catalog()
+    drop = sorted(t for t in catalog.stored if t not in keep_tables)
+    gone_views = tuple(sorted(v for v in catalog.current if v not in names))
+    dropped = tuple(sorted(engine.name_of(t) for t in drop))
+    kept = len(catalog.stored) - len(drop)
     if dry_run:
-        return Collected(tuple(drop), len(forget), gone_views, 0, len(tables) - len(drop))
+        return Collected(dropped, len(forget), gone_views, 0, kept)
     before = engine.used_bytes()
     state.forget_versions(forget)
     state.forget([n for n in traces if n not in names])
-    engine.drop_tables(drop, gone_views)
+    engine.drop(drop, gone_views)
     after = engine.used_bytes()
-    return Collected(tuple(drop), len(forget), gone_views, max(0, before - after),
-                     len(tables) - len(drop))
+    return Collected(dropped, len(forget), gone_views, max(0, before - after), kept)

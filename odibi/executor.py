@@ -375,18 +375,19 @@ class _Loop:
             if job is not None and job.stored is not None and waiting[n] <= chosen:
                 batch.append(n)
                 chosen.add(n)
-        if len(batch) < 2:
-            return
+        if len(batch) < 2 or not engine.capabilities.transactions:
+            return  # (without transactions, one by one: each restore is then safe alone)
         session = engine.session()
         started = time.time()
         self._restores_started(batch, started)
         try:
             session.begin()
+            exports = {}
             for n in batch:
-                table = self.jobs[n].stored.table  # type: ignore[union-attr]
-                if table:  # a check's stored verdict has no table
-                    session.publish(n, table)
-            exports = {n: export_outputs(self.jobs[n], session) for n in batch}
+                out = self.jobs[n].stored.stored  # type: ignore[union-attr]
+                if out is not None:  # a check's stored verdict has no output
+                    exports[n] = export_outputs(self.jobs[n], out, session)
+                    session.make_current(n, out)
             session.commit()
         except (EngineError, OSError):
             session.rollback()
@@ -400,7 +401,7 @@ class _Loop:
         need not open the warehouse: the restores are recorded in the state, with their
         views marked to be repointed when the warehouse is next opened
         (`State.pending_views`). `odibi show` reads the version the state points at."""
-        if engine.is_open or not self.jobs or any(
+        if engine.is_open or not engine.capabilities.views or not self.jobs or any(
                 j.stored is None or j.writes
                 or any(r.reason is Reason.OUTPUT_MISSING for r in j.step.reasons)
                 for j in self.jobs.values()):
@@ -485,7 +486,7 @@ class _Loop:
         step = job.step
         if result.outcome in (Outcome.PASSED, Outcome.WARNED):
             return Trace(fingerprint=step.fingerprint, kind=step.kind.value,
-                         parts=step.own.as_trace_parts(step.upstream), table="", output=None,
+                         parts=step.own.as_trace_parts(step.upstream), stored=None, output=None,
                          rows=None, schema=(),
                          inputs={u: d for u in step.upstream
                                  if (d := self.outputs.get(u)) is not None},
@@ -507,7 +508,7 @@ class _Loop:
         self.outputs[step.node] = info.digest
         return Trace(
             fingerprint=step.fingerprint, kind=step.kind.value,
-            parts=step.own.as_trace_parts(step.upstream), table=job.table, output=info.digest,
+            parts=step.own.as_trace_parts(step.upstream), stored=job.output, output=info.digest,
             rows=info.rows, schema=info.schema,
             inputs={u: d for u in step.upstream if (d := self.outputs.get(u)) is not None},
             exports=exports, write_key=step.own.write_key,

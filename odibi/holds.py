@@ -72,7 +72,7 @@ def split(jobs: Mapping[NodeId, Job]) -> tuple[dict[NodeId, Job], ExportTasks]:
         if job.writes and step.export_waits and step.status in (Status.REBUILD, Status.RESTORE):
             task = task_of(n)
             out[n] = replace(job, writes=(), held=step.export_waits)
-            out[task] = Job(step=replace(step, status=Status.REEXPORT), table=job.table,
+            out[task] = Job(step=replace(step, status=Status.REEXPORT), output=job.output,
                             writes=job.writes, retry=job.retry, timeout=job.timeout,
                             root=job.root, task=task)
             tasks.task[n], tasks.node[task] = task, n

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odibi.config.model import Connection, Node, ReadSpec, Retry, WriteSpec
-from odibi.engines.base import Engine, EngineError, EngineInterrupted, Session, TableInfo
+from odibi.engines.base import (Engine, EngineError, EngineInterrupted, Location, Relation,
+                                Session, TableInfo)
 from odibi.engines.transforms import TimedOut, call, load_function
 from odibi.errors import ConfigError
 from odibi.expr.check import RulePlan
 from odibi.fingerprint import RealFileSystem, list_sources
-from odibi.ids import NodeId, Outcome
+from odibi.ids import NodeId, Outcome, OutputRef
 from odibi.paths import shown
 from odibi.planner import PlannedStep, Reason, Status
 from odibi.rules import run_rules
@@ -51,7 +52,7 @@ class Job:
     """Everything a worker needs to run one node: plain values, no shared state."""
 
     step: PlannedStep
-    table: str  # the store table this fingerprint's output goes to
+    output: OutputRef | None  # the version a build stores (None: a check)
     read: ReadSpec | None = None
     connection: Connection | None = None  # read: its files are listed when the job runs,
     node: Node | None = None  # after any upstream that writes them
@@ -64,7 +65,7 @@ class Job:
     stored: Trace | None = None  # RESTORE: the stored version to point at
     cutoff: Trace | None = None  # the trace it can keep if its inputs come out unchanged
     rules: NodeRules | None = None  # its contracts and validations
-    tables: Mapping[str, str] = field(default_factory=dict)  # dataset -> how SQL reads it
+    relations: Mapping[str, Relation] = field(default_factory=dict)  # what its rules read
     check: RulePlan | None = None  # a check node: its rule
     halt: bool = False  # a check whose failure stops the build
     held: tuple[NodeId, ...] = ()  # its exports are written apart, once these checks pass
@@ -216,7 +217,7 @@ def _check_rules(session: Session, plan: RulePlan | None, tables: Mapping[str, s
 
 def _run_check(job: Job, session: Session, started: float, worker: int) -> StepResult:
     assert job.check is not None
-    failed = [r for r in run_rules(session, job.check, job.tables) if not r.ok]
+    failed = [r for r in run_rules(session, job.check, job.relations) if not r.ok]
     node = job.step.node
     if not failed:
         return StepResult(node, Outcome.PASSED, started, time.time(), worker)
@@ -232,7 +233,8 @@ def _attempt(job: Job, session: Session, timer: _Timer, hooks: Hooks
     if job.step.status is Status.REEXPORT:
         if any(r.reason in _RULES_CHANGED for r in job.step.reasons):
             _revalidate(job, session)  # changed rules hold before the files are rewritten
-        return Outcome.EXPORTED, None, export_outputs(job, session)
+        assert job.output is not None  # the version it exports: its current one
+        return Outcome.EXPORTED, None, export_outputs(job, job.output, session)
     if job.step.status is Status.REVALIDATE:
         return Outcome.REVALIDATED, None, _revalidate(job, session)
     if job.stored is not None:
@@ -247,8 +249,8 @@ _RULES_CHANGED = (Reason.CONTRACTS_CHANGED, Reason.VALIDATE_CHANGED)
 def _revalidate(job: Job, session: Session) -> tuple[Export, ...]:
     """Only the rules changed: run them on the stored output (and inputs), no compute."""
     rules = job.rules or NodeRules()
-    own = {job.step.node: job.tables[job.step.node]}
-    contracts_on = own if job.read is not None else job.tables
+    own = {job.step.node: job.relations[job.step.node]}
+    contracts_on = own if job.read is not None else job.relations
     _check_rules(session, rules.contracts, contracts_on, "contract failed")
     _check_rules(session, rules.validate, own, "validation failed")
     return ()
@@ -257,9 +259,11 @@ def _revalidate(job: Job, session: Session) -> tuple[Export, ...]:
 def _build(job: Job, session: Session, timer: _Timer, hooks: Hooks
            ) -> tuple[TableInfo, tuple[Export, ...]]:
     name = job.step.node
+    out = job.output
+    assert out is not None
     rules = job.rules or NodeRules()
     if job.read is None:  # pre-conditions on the inputs, before the transform runs
-        _check_rules(session, rules.contracts, job.tables, "contract failed")
+        _check_rules(session, rules.contracts, job.relations, "contract failed")
     if job.read is not None:
         assert job.connection is not None and job.node is not None
         session.begin()
@@ -267,12 +271,12 @@ def _build(job: Job, session: Session, timer: _Timer, hooks: Hooks
             files = list_sources(job.connection, job.read, job.node)
         except ConfigError as e:
             raise EngineError(e.message) from None
-        rows = session.read(job.table, files, job.read)
+        rows = session.read(out, [Location.file(f) for f in files], job.read)
         # a read node's contracts hold for the data read, before anything uses it
-        _check_rules(session, rules.contracts, {name: job.table}, "contract failed")
+        _check_rules(session, rules.contracts, {name: out}, "contract failed")
     elif job.sql is not None:
         session.begin()
-        rows = session.run_sql(job.table, job.sql)
+        rows = session.run_sql(out, job.sql)
     else:  # no transaction is held while the user's function runs: its inputs are final
         assert job.python is not None
         c = job.python
@@ -287,12 +291,14 @@ def _build(job: Job, session: Session, timer: _Timer, hooks: Hooks
             raise EngineInterrupted("timed out") from None
         hooks.computed()
         session.begin()
-        rows = session.create_from_frame(job.table, frame)
+        rows = session.create_from_frame(out, frame)
     # post-conditions: a failing output is never committed nor exported
-    _check_rules(session, rules.validate, {name: job.table}, "validation failed")
-    info = session.describe(job.table, rows)
-    session.publish(name, job.table)  # earlier versions stay in the store, for restores
-    exports = export_outputs(job, session)
+    _check_rules(session, rules.validate, {name: out}, "validation failed")
+    info = session.describe(out, rows)
+    exports = export_outputs(job, out, session)
+    # current last: without transactions, a failure above leaves the node as it was
+    # (earlier versions stay stored, for restores)
+    session.make_current(name, out)
     session.commit()
     return info, exports
 
@@ -300,18 +306,21 @@ def _build(job: Job, session: Session, timer: _Timer, hooks: Hooks
 def _restore(job: Job, session: Session) -> tuple[Export, ...]:
     assert job.stored is not None
     session.begin()
-    if job.stored.table:  # a check's stored verdict has no table: recording it is all
-        session.publish(job.step.node, job.stored.table)
-    exports = export_outputs(job, session)
+    out = job.stored.stored
+    exports = ()
+    if out is not None:  # a check's stored verdict has no output: recording it is all
+        exports = export_outputs(job, out, session)
+        session.make_current(job.step.node, out)
     session.commit()
     return exports
 
 
-def export_outputs(job: Job, session: Session) -> tuple[Export, ...]:
+def export_outputs(job: Job, output: OutputRef, session: Session) -> tuple[Export, ...]:
+    """Write the stored version `output` to each of the job's exports."""
     fs = RealFileSystem()
     out = []
     for write, dest in job.writes:
-        session.export(job.step.node, write, dest)
+        session.export(output, write, Location.file(dest))
         st = fs.stat(str(dest))
         if st is None:
             raise EngineError(f"{dest} vanished right after it was written")

@@ -11,24 +11,26 @@ keys that compare a string column with a non-string one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
-from odibi.engines.base import Session
+from odibi.engines.base import Relation, Session
 from odibi.errors import did_you_mean
 from odibi.expr.check import RulePlan
-from odibi.expr.measures import Form, Measure, Query
+from odibi.expr.measures import Measure
 from odibi.expr.verdict import RuleResult, broken, evaluate, measure_keys
 
 
-def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> list[RuleResult]:
-    """Evaluate `plan`, reading each dataset from the table or view `tables[dataset]`."""
+def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, Relation]
+              ) -> list[RuleResult]:
+    """Evaluate `plan`, reading each dataset from `tables[dataset]`."""
     schemas = {ds: session.columns(tables[ds]) for ds in plan.datasets}
     missing = _missing_columns(plan, schemas)
     values: dict[str, object] = {}
     for follow_up in (False, True):
         for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
-            usable = [m for m in query.measures if m.key not in missing]
+            usable = tuple(m for m in query.measures if m.key not in missing)
             if usable:
-                values.update(_measure(session, query, usable, tables))
+                values.update(session.measure(replace(query, measures=usable), tables))
     results = evaluate(plan, values, schemas)
     if not missing:
         return results
@@ -38,17 +40,6 @@ def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, str]) -> li
         out.append(RuleResult(result.text, False, (), result.datasets, problems[0])
                    if problems else result)
     return out
-
-
-def _measure(session: Session, query: Query, measures: list[Measure],
-             tables: Mapping[str, str]) -> dict[str, object]:
-    sqls = [(m.key, m.sql) for m in measures]
-    if query.form is Form.AGGREGATE:
-        return session.measure(tables[query.dataset], sqls)
-    relations = {"t": tables[query.dataset]}
-    if query.parent is not None:
-        relations["p"] = tables[query.parent]
-    return session.measure_queries(relations, sqls)
 
 
 def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]]) -> dict[str, str]:

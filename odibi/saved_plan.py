@@ -99,7 +99,7 @@ def drift(saved: SavedPlan, now: Plan, source_names: Mapping[str, str]) -> list[
             problems.append(f"{name}: its entry in the plan is malformed")
             continue
         then = Trace(fingerprint=Digest(entry["fingerprint"]), kind=str(entry["kind"]),
-                     parts=parts, table="", output=None, rows=None, schema=(),
+                     parts=parts, stored=None, output=None, rows=None, schema=(),
                      sql_text=entry.get("sql"))
         changes = explain_changes(step.own, step.upstream, then, source_names)
         own = [r for r in changes if r.reason is not Reason.UPSTREAM_REBUILT]

@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OutputRef
 from odibi.sql import SqlInfo, TableRef
-from odibi.trace import Export, Trace, TraceParts
+from odibi.trace import Export, Trace, TraceParts, stored_of
 
 __all__ = ["Export", "State", "StateCorrupt", "Trace", "TraceParts"]
 
@@ -255,20 +255,21 @@ class State:
                 self._con.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
                                   (name, trace.fingerprint, text, now))
                 self._con.execute("DELETE FROM failures WHERE name = ?", (name,))
-                if repoint and trace.table:
+                if repoint and trace.stored:
                     self._con.execute("INSERT OR IGNORE INTO repoint VALUES (?)", (name,))
 
-    def pending_views(self) -> dict[NodeId, str]:
-        """Views the warehouse does not yet point right: node -> its current store table."""
+    def pending_views(self) -> dict[NodeId, OutputRef | None]:
+        """Nodes whose current output the warehouse has not caught up with (restored without
+        opening it): node -> the version it should name (None: unreadable, rebuilt)."""
         rows = self._q("SELECT r.name, n.trace FROM repoint AS r LEFT JOIN nodes AS n "
                        "USING (name)")
-        out: dict[NodeId, str] = {}
+        out: dict[NodeId, OutputRef | None] = {}
         for name, text in rows:
             try:
-                table = Trace.from_json(text).table if text else ""
+                stored = Trace.from_json(text).stored if text else None
             except (ValueError, KeyError, TypeError):
-                table = ""  # an unreadable record is rebuilt anyway
-            out[NodeId(name)] = table
+                stored = None  # an unreadable record is rebuilt anyway
+            out[NodeId(name)] = stored
         return out
 
     def views_synced(self, names: Iterable[str]) -> None:
@@ -282,11 +283,12 @@ class State:
         except (ValueError, KeyError, TypeError):
             return None  # an unreadable version is one we cannot restore: rebuild
 
-    def versions(self) -> list[tuple[NodeId, Digest, str, float]]:
-        """(node, fingerprint, store table, built at) of every stored version."""
+    def versions(self) -> list[tuple[NodeId, Digest, OutputRef | None, float]]:
+        """(node, fingerprint, its stored output (None: a check), built at) of every
+        stored version."""
         out = []
         for n, f, t, b in self._q("SELECT name, fingerprint, trace, built FROM versions"):
-            out.append((NodeId(n), Digest(f), str(json.loads(t)["table"]), float(b)))
+            out.append((NodeId(n), Digest(f), stored_of(json.loads(t)), float(b)))
         return out
 
     def forget_versions(self, items: Iterable[tuple[str, str]]) -> None:

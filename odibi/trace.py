@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OutputRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class Trace:
     fingerprint: Digest
     kind: str
     parts: TraceParts
-    table: str  # where its output lives in the warehouse ('' for checks)
+    stored: OutputRef | None  # the stored version that is its output (None for checks)
     output: Digest | None  # order-insensitive content digest of the output
     rows: int | None
     schema: tuple[str, ...]  # "column TYPE"
@@ -86,7 +86,8 @@ class Trace:
     def to_json(self) -> str:
         d = {
             "fingerprint": self.fingerprint, "kind": self.kind, "parts": self.parts.to_dict(),
-            "table": self.table, "output": self.output, "rows": self.rows,
+            "stored": [self.stored.node, self.stored.version] if self.stored else None,
+            "output": self.output, "rows": self.rows,
             "schema": list(self.schema), "inputs": dict(self.inputs),
             "exports": [[e.path, e.size, e.mtime_ns, e.digest] for e in self.exports],
             "write_key": self.write_key, "validate_key": self.validate_key,
@@ -103,7 +104,7 @@ class Trace:
         return Trace(
             fingerprint=Digest(d["fingerprint"]), kind=d["kind"],
             parts=TraceParts.from_dict(d["parts"]),
-            table=d["table"], output=d["output"], rows=d["rows"], schema=tuple(d["schema"]),
+            stored=stored_of(d), output=d["output"], rows=d["rows"], schema=tuple(d["schema"]),
             inputs=d.get("inputs", {}),
             exports=tuple(Export(p, s, m, Digest(g)) for p, s, m, g in d.get("exports", [])),
             write_key=d.get("write_key"), validate_key=d.get("validate_key"),
@@ -113,3 +114,17 @@ class Trace:
         )
 
 
+
+
+def stored_of(d: Mapping[str, Any]) -> OutputRef | None:
+    """The stored version a record names; a record written by earlier builds of odibi names the
+    DuckDB table of it instead (`odibi_store."<node>__<16 hex>"`, '' for checks)."""
+    if "stored" in d:
+        ref = d["stored"]
+        return OutputRef(NodeId(ref[0]), str(ref[1])) if ref else None
+    table = str(d["table"])
+    if not table:
+        return None
+    name = table.split(".", 1)[-1].strip('"').replace('""', '"')
+    node, _, version = name.rpartition("__")
+    return OutputRef(NodeId(node), version)

@@ -13,19 +13,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odibi.builder import (Prepared, env_redactions, finish, make_plan, run,
-                           source_display_names, sync_views, update_metadata)
+from odibi.builder import (Prepared, finish, make_plan, run, source_display_names,
+                           update_metadata)
 from odibi.cli.common import project_root, selector_texts
 from odibi.cli.explain_cmd import print_plan, warn_left_out
 from odibi.cli.opening import forced, open_prepared, overrides, selection
 from odibi.cli.render import LiveBoard, Out, escape
 from odibi.cli.report import BuildReporter, chrome_trace, summary
-from odibi.engines.base import WarehouseUnavailable
+from odibi.engines.base import Access, EngineOptions, WarehouseUnavailable
 from odibi.errors import UsageError
 from odibi.fingerprint import reachable_files
 from odibi.ids import ExitCode, Outcome
 from odibi.planner import Plan, Reason, Status
 from odibi.state import STATE_DIR, State
+from odibi.warehouse import apply_deferred, engine_for, env_redactions, open_for_restores
 
 if TYPE_CHECKING:
     from odibi.executor import RunOptions, RunResult
@@ -98,7 +99,7 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
         result, opened = _execute(prepared, p, state, reporter,
                                   RunOptions(jobs, args.fail_fast), board)
     elif state.pending_views():
-        opened = _sync_views(prepared, state)
+        opened = open_for_restores(prepared.resolved, state)
     updated = update_metadata(prepared, p, state)
     finish(prepared, state, reporter, changed=bool(result or updated), engine_closed=opened)
     seconds = time.perf_counter() - t0
@@ -157,18 +158,15 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
     """Run the plan. Ctrl-C stops scheduling, interrupts running queries, records what
     finished (the caller writes odibi.lock) and exits 130; a second Ctrl-C exits at once
     (every record is its own transaction, so the state stays consistent)."""
-    from odibi.engines.duckdb_engine import DuckDBEngine, Reachable, block_size_for
-
     project = prepared.resolved.project
     # opened by the executor before anything runs, or never: a build that only restores
     # records its restores in the state and leaves the warehouse closed
     sources = sum(size for own in prepared.own.values() for _, size in own.sources.values())
     reads, writes = reachable_files(prepared.resolved, prepared.own)
-    engine = DuckDBEngine(prepared.warehouse, project.python_path, lazy=True,
-                          on_open=lambda e: sync_views(state, e),
-                          redact=env_redactions(prepared.resolved),
-                          block_size=block_size_for(sources),
-                          reachable=Reachable(reads=reads, writes=writes))
+    engine = engine_for(prepared.resolved, options=EngineOptions(
+        python_path=project.python_path, redact=env_redactions(prepared.resolved),
+        source_bytes=sources, access=Access(reads=reads, writes=writes)),
+        on_open=lambda e: apply_deferred(state, e))
     cancel = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -193,21 +191,6 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         engine.close()
-
-
-def _sync_views(prepared: Prepared, state: State) -> bool:
-    """Nothing to run, but an earlier build restored without opening the warehouse: point
-    its views at the restored versions now, so that whoever reads the warehouse directly
-    sees what odibi.lock says (odibi's own commands read the state's version anyway)."""
-    from odibi.engines.duckdb_engine import DuckDBEngine
-
-    try:
-        engine = DuckDBEngine(prepared.warehouse, prepared.resolved.project.python_path,
-                              on_open=lambda e: sync_views(state, e))
-    except WarehouseUnavailable:
-        return False  # the next build that opens it does it
-    engine.close()
-    return True
 
 
 def _saved_plan(args: argparse.Namespace) -> Any:

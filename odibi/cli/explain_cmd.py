@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from odibi.builder import Prepared, built_outputs, load, make_plan, open_state
+from odibi.builder import Prepared, load, make_plan, open_state
+from odibi.warehouse import built_outputs
 from odibi.cli.opening import open_prepared, overrides, selection
 from odibi.cli.common import project_root, selector_texts
 from odibi.cli.render import Out, escape

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from odibi.builder import load, open_state, sync_views, warehouse_stamp
+from odibi.builder import load, open_state
+from odibi.engines import open_engine
+from odibi.engines.base import EngineError, EngineOptions
+from odibi.warehouse import apply_deferred, engine_for, keep_stamp
 from odibi.buildlock import BuildLock
 from odibi.cli.common import project_root
 from odibi.cli.render import Out
@@ -25,8 +28,7 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
     if args.keep < 0:
         raise UsageError(f"--keep must be 0 or more, got {args.keep}")
     root = project_root(args)
-    path = root / ".odibi" / "warehouse.duckdb"
-    if not path.exists():
+    if not open_engine(root, EngineOptions(lazy=True)).exists:
         out.line("nothing to collect: no warehouse yet")
         return ExitCode.OK
     lock = None
@@ -38,13 +40,11 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
     try:
         resolved = load(root, [], state)
         from odibi.collect import collect
-        from odibi.engines.duckdb_engine import DuckDBEngine
-        from odibi.engines.base import EngineError
 
         try:
-            engine = DuckDBEngine(
-                path, resolved.project.python_path, read_only=args.dry_run,
-                on_open=None if args.dry_run else (lambda e: sync_views(state, e)))
+            engine = engine_for(
+                resolved, read_only=args.dry_run, lazy=False,
+                on_open=None if args.dry_run else (lambda e: apply_deferred(state, e)))
         except EngineError as e:
             raise UsageError(str(e), hint="is an odibi build running in this project?") from None
         try:
@@ -52,7 +52,7 @@ def cmd_gc(args: argparse.Namespace, out: Out) -> int:
         finally:
             engine.close()
         if not args.dry_run:
-            state.set_meta("warehouse", warehouse_stamp(path))
+            keep_stamp(resolved, state)
     finally:
         state.close()
         if lock is not None:

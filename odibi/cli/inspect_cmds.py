@@ -24,7 +24,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out) -> int:
-    from odibi.builder import env_redactions, load, open_state
+    from odibi.builder import load, open_state
+    from odibi.warehouse import env_redactions
 
     root = project_root(args)
     state = open_state(root, writable=False)

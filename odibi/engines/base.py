@@ -150,6 +150,7 @@ class Session(Protocol):
 
 class Engine(Protocol):
     capabilities: Capabilities
+    where: Path  # the warehouse, for messages
 
     @property
     def exists(self) -> bool:
@@ -186,6 +187,9 @@ class Engine(Protocol):
         """Forget stored versions, and nodes' current outputs, together."""
         ...
     def used_bytes(self) -> int: ...
+    def name_of(self, out: OutputRef) -> str:
+        """Where a user finds a stored version in the warehouse (messages, --json)."""
+        ...
     def preview(self, relation: Relation, limit: int
                 ) -> tuple[list[str], list[tuple[Any, ...]], int]:
         """(columns, the first `limit` rows, the row count)."""
@@ -206,7 +210,12 @@ class WarehouseBusy(WarehouseUnavailable):
 
 
 class WarehouseDamaged(WarehouseUnavailable):
-    """The warehouse is not one this engine can read (`Engine.set_aside` moves it)."""
+    """The warehouse is not one this engine can read (`Engine.set_aside` moves it).
+    `kind`: what it should have been, for messages ("a DuckDB database")."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class EngineInterrupted(EngineError):

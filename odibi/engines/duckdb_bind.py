@@ -2,7 +2,7 @@
 pre-flight check ask of the engine (`odibi/bind.py` decides what to bind and when).
 
 `Binder` is an in-memory DuckDB that reaches no file at all (the sandbox of
-`duckdb_engine.connect` with nothing allowed). A node's SQL is bound against stand-ins of
+`duckdb_sandbox.connect` with nothing allowed). A node's SQL is bound against stand-ins of
 its inputs: each input is a CTE of the input's columns, typed and empty, around the
 node's statement,
 
@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from odibi.config.model import ReadSpec
-from odibi.engines.base import Schema
-from odibi.engines.duckdb_engine import (
+from odibi.engines.base import Access, Schema
+from odibi.engines.duckdb_sandbox import (
     NOTHING,
-    Reachable,
-    _READERS,
-    _options,
+    READERS,
     connect,
     quote_ident,
+    reader_options,
     sql_literal,
 )
 from odibi.sql import second_statement
@@ -150,14 +149,14 @@ def read_schemas(items: Sequence[tuple[Sequence[Path], ReadSpec]]) -> list[Schem
 
     if not items:
         return []
-    reach = Reachable(reads=tuple(f for files, _ in items for f in files))
+    reach = Access(reads=tuple(f for files, _ in items for f in files))
     con = connect(":memory:", reach)
     out: list[Schema | str] = []
     try:
         for files, spec in items:
             paths = sql_literal([str(f) for f in files])
-            select = (f"SELECT * FROM {_READERS[spec.format]}({paths}"
-                      f"{_options(spec.rendered_options)})")
+            select = (f"SELECT * FROM {READERS[spec.format]}({paths}"
+                      f"{reader_options(spec.rendered_options)})")
             try:
                 rel = con.sql(f"SELECT * FROM ({select})")
                 out.append(tuple(zip(rel.columns, map(str, rel.types))))

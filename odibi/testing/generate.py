@@ -65,11 +65,13 @@ def sample_inputs(resolved: Resolved, name: NodeId, traces: Mapping[NodeId, Trac
     """Up to `rows` rows of each input of `name`, from the last build's warehouse: the
     first rows of the input its SQL names first (sorted by all columns), and of each other
     input the rows that join those already sampled (`sampling_plan`), else its first rows."""
-    from odibi.builder import built_outputs
+    from odibi.engines.duckdb_engine import relation_sql
+    from odibi.warehouse import built_outputs
 
     out: dict[NodeId, Sample] = {}
-    with built_outputs(resolved, traces, resolved.deps(name)) as (engine, tables):
-        con = engine.con
+    with built_outputs(resolved, traces, resolved.deps(name)) as (engine, relations):
+        con = engine.con  # type: ignore[attr-defined]
+        tables = {i: relation_sql(r) for i, r in relations.items()}
         columns = {i: [d[0] for d in con.execute(f"SELECT * FROM {t} LIMIT 0").description]
                    for i, t in tables.items()}
         bodies: dict[str, str] = {}  # input -> the SELECT its sample came from
@@ -101,7 +103,7 @@ def _matching(con: Any, table: str, step: SampleStep, columns: Sequence[str],
     finds two. None when nothing matches, or the keys cannot be compared."""
     import duckdb
 
-    from odibi.engines.duckdb_engine import quote_ident as q
+    from odibi.engines.duckdb_sandbox import quote_ident as q
 
     if not step.match:
         return None

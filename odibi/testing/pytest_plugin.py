@@ -93,6 +93,7 @@ def _database(config: pytest.Config) -> tuple[Any, Path]:
 
         shared["tmp"] = tempfile.TemporaryDirectory(prefix="odibi-test-")
         shared["con"] = duckdb.connect(":memory:")
+        shared["con"].execute("CREATE SCHEMA odibi_store")  # where nodes' outputs go
     return shared["con"], Path(shared["tmp"].name)
 
 

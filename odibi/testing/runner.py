@@ -27,12 +27,13 @@ from odibi.builder import python_call
 from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
 from odibi.config.substitute import Substituter
 from odibi.errors import ConfigError, Span, did_you_mean
-from odibi.ids import Digest, NodeId, Outcome, Status
+from odibi.ids import Digest, NodeId, Outcome, OutputRef, Status
 from odibi.resolve import Resolved
 from odibi.testing.cases import Case, Data
 from odibi.testing.compare import RowDiff, compare
 
-OUTPUT = 'main."__odibi_test_output"'
+TEST_OUTPUT = OutputRef(NodeId("__odibi_test"), "output")  # where a case's node writes
+OUTPUT = 'odibi_store."__odibi_test__output"'  # (the DuckDB table of TEST_OUTPUT)
 EXPECTED = 'main."__odibi_test_expected"'
 _MISSING_SQL_COLUMN = re.compile(
     r'(?:Referenced column "(?P<a>[^"]+)" not found'
@@ -114,11 +115,14 @@ def sandbox(cases: Iterable[Case], tmp: Path) -> Any:
     """The in-memory DuckDB the cases run in: in odibi's sandbox, as a build's warehouse
     (a node's SQL reaches no file), reaching only the cases' fixture files and `tmp`
     (where inline csv fixtures are written)."""
-    from odibi.engines.duckdb_engine import Reachable, connect
+    from odibi.engines.base import Access
+    from odibi.engines.duckdb_sandbox import connect
 
     files = {d.file for c in cases for d in (*c.given.values(), c.expect) if d is not None
              and d.file is not None}
-    return connect(":memory:", Reachable(reads=tuple(sorted(files)), directories=(tmp,)))
+    con = connect(":memory:", Access(reads=tuple(sorted(files)), directories=(tmp,)))
+    con.execute("CREATE SCHEMA odibi_store")  # where the node's output is stored
+    return con
 
 
 def run_case(con: Any, resolved: Resolved, case: Case, tmp: Path) -> CaseResult:
@@ -182,7 +186,8 @@ def _cursor(con: Any, case: Case) -> Iterator[Any]:
 
 def _run_node(cur: Any, resolved: Resolved, case: Case, tmp: Path) -> Any:
     """Load the fixtures and run the node's job as a build would: a StepResult."""
-    from odibi.engines.duckdb_engine import DuckDBSession, quote_ident
+    from odibi.engines.duckdb_engine import DuckDBSession
+    from odibi.engines.duckdb_sandbox import quote_ident
     from odibi.jobs import run_job
 
     for dataset, data in case.given.items():
@@ -210,13 +215,13 @@ class _Done:
 def make_job(resolved: Resolved, case: Case) -> Any:
     """The job a build would run for the case's node, reading its inputs from the fixture
     tables and writing its output to a scratch table (no exports, no retries)."""
-    from odibi.engines.duckdb_engine import quote_ident
     from odibi.jobs import Job
 
     node = resolved.project.nodes[case.node]
     inputs = resolved.deps(node.name)
-    job = Job(step=_step(node.name, node.kind), table=OUTPUT, rules=resolved.rules.get(node.name),
-              tables={i: f"main.{quote_ident(i)}" for i in inputs}, timeout=node.timeout)
+    job = Job(step=_step(node.name, node.kind), output=TEST_OUTPUT,
+              rules=resolved.rules.get(node.name), relations={i: NodeId(i) for i in inputs},
+              timeout=node.timeout)
     spec = node.producer
     if isinstance(spec, SqlSpec):
         return _replace(job, sql=_sql(resolved, spec, case))
@@ -334,9 +339,10 @@ def _empty(cur: Any, case: Case) -> None:
     view. (Nothing else can appear: a node is one SELECT, or a Python function that gets
     DataFrames; dropping known names is 1 ms per case cheaper than reading the catalog.)"""
     views = [case.node]
-    tables = [*case.given, "__odibi_test_output", "__odibi_test_expected"]
+    tables = [*case.given, "__odibi_test_expected"]
     cur.execute("; ".join([*(f"DROP VIEW IF EXISTS main.{_ident(v)}" for v in views),
-                           *(f"DROP TABLE IF EXISTS main.{_ident(t)}" for t in tables)]))
+                           *(f"DROP TABLE IF EXISTS main.{_ident(t)}" for t in tables),
+                           f"DROP TABLE IF EXISTS {OUTPUT}"]))
 
 
 def _missing_column(cur: Any, case: Case, error: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from odibi.engines.duckdb_engine import DuckDBSession
+from odibi.engines.duckdb_engine import DuckDBSession, relation_sql
 from tests.conftest import run_cli, write_files
 from tests.e2e.test_rules import edit, outcomes, write
 
@@ -67,17 +67,17 @@ def queries(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[s
     """The queries rules run during a build: ("aggregates", (table,)) for a dataset's
     aggregates, ("queries", (tables...)) for scalar queries (references, examples)."""
     seen: list[tuple[str, tuple[str, ...]]] = []
-    measure, measure_queries = DuckDBSession.measure, DuckDBSession.measure_queries
+    measure, measure_queries = DuckDBSession.measure_aggregates, DuckDBSession.measure_queries
 
-    def counted_measure(self: DuckDBSession, table: str, measures: Any) -> Any:
-        seen.append(("aggregates", (table,)))
+    def counted_measure(self: DuckDBSession, table: Any, measures: Any) -> Any:
+        seen.append(("aggregates", (relation_sql(table),)))
         return measure(self, table, measures)
 
     def counted_queries(self: DuckDBSession, relations: Any, sqls: Any) -> Any:
-        seen.append(("queries", tuple(relations.values())))
+        seen.append(("queries", tuple(relation_sql(r) for r in relations.values())))
         return measure_queries(self, relations, sqls)
 
-    monkeypatch.setattr(DuckDBSession, "measure", counted_measure)
+    monkeypatch.setattr(DuckDBSession, "measure_aggregates", counted_measure)
     monkeypatch.setattr(DuckDBSession, "measure_queries", counted_queries)
     yield seen
 

@@ -13,6 +13,7 @@ from odibi.bind import parse_schema
 from odibi.config.model import ReadSpec
 from odibi.engines.duckdb_bind import Binder, BindFailure, Problem, read_schemas
 from odibi.engines.duckdb_engine import DuckDBSession
+from odibi.ids import NodeId, OutputRef
 from odibi.errors import Span
 from odibi.ids import Format
 
@@ -36,8 +37,11 @@ def table_schema(select: str) -> tuple[tuple[str, str], ...]:
     """What DuckDB makes of `CREATE TABLE AS select` (the output table a build makes)."""
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE TABLE t AS {select}")
-        info = DuckDBSession(con.cursor()).describe("t", 0)
+        con.execute("CREATE SCHEMA odibi_store")
+        session = DuckDBSession(con.cursor())
+        out = OutputRef(NodeId("t"), "v")
+        session.run_sql(out, select)  # as a build makes it
+        info = session.describe(out, 0)
         return parse_schema(info.schema)  # type: ignore[return-value]
     finally:
         con.close()

@@ -717,13 +717,15 @@ class CountingSession:
         self.measured: list[tuple[str, int]] = []
         self.queried: list[tuple[tuple[str, ...], int]] = []
 
-    def measure(self, table: str, measures: Any) -> Mapping[str, Any]:
-        self.measured.append((table, len(measures)))
-        return self.inner.measure(table, measures)
+    def measure(self, query: Any, relations: Mapping[str, str]) -> Mapping[str, Any]:
+        from odibi.expr.measures import Form
 
-    def measure_queries(self, relations: Mapping[str, str], queries: Any) -> Mapping[str, Any]:
-        self.queried.append((tuple(relations.values()), len(queries)))
-        return self.inner.measure_queries(relations, queries)
+        if query.form is Form.AGGREGATE:
+            self.measured.append((relations[query.dataset], len(query.measures)))
+        else:
+            read = [query.dataset, *([query.parent] if query.parent else [])]
+            self.queried.append((tuple(relations[d] for d in read), len(query.measures)))
+        return self.inner.measure(query, relations)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -741,7 +743,7 @@ def session(tmp_path: Path):
     engine.close()
 
 
-TABLES = {"orders": "main.orders", "raw_orders": "main.raw_orders"}
+TABLES = {"orders": "orders", "raw_orders": "raw_orders"}  # each node's current output
 
 
 def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
@@ -757,10 +759,9 @@ def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES)
-    assert sorted(counting.measured) == [("main.orders", 1), ("main.orders", 5),
-                                         ("main.raw_orders", 2)]
+    assert sorted(counting.measured) == [("orders", 1), ("orders", 5), ("raw_orders", 2)]
     # unique's examples, not_null's counts per column and rows, all's rows, accepted_values'
-    assert counting.queried == [(("main.orders",), 5)]
+    assert counting.queried == [(("orders",), 5)]
     assert [(r.ok, r.describe() if not r.ok else None) for r in results] == [
         (True, None),
         (False, "unique(id) failed on orders: duplicate rows = 1, e.g. 2 (x2)"),
@@ -801,7 +802,7 @@ def test_run_rules_a_misspelt_column_is_a_clear_failure(session) -> None:
     assert results[5].describe() == "has_columns(amout) failed on orders: missing = 'amout'"
 
 
-TABLES_CU = {**TABLES, "customers": "main.customers"}
+TABLES_CU = {**TABLES, "customers": "customers"}
 
 
 def test_references_is_a_query_of_its_own_and_its_examples_come_only_on_failure(
@@ -818,18 +819,18 @@ def test_references_is_a_query_of_its_own_and_its_examples_come_only_on_failure(
         ("orders", "orders", Form.QUERY)]
     counting = CountingSession(session)
     assert all(r.ok for r in run_rules(counting, plan, TABLES_CU))
-    assert counting.measured == [("main.orders", 1)]
-    assert counting.queried == [(("main.customers", "main.orders"), 1),
-                                (("main.orders", "main.orders"), 1)]  # and no follow-up
+    assert counting.measured == [("orders", 1)]
+    assert counting.queried == [(("customers", "orders"), 1),
+                                (("orders", "orders"), 1)]  # and no follow-up
 
     broken = holds + ["references(customer_id, customers.customer_id)"]
     plan = compile_rules([(t, parse_rule(t)) for t in broken], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES_CU)
-    assert counting.queried == [(("main.customers", "main.orders"), 1),
-                                (("main.orders", "main.orders"), 1),
-                                (("main.orders", "main.customers"), 1),
-                                (("main.orders", "main.customers"), 1)]  # its orphan keys
+    assert counting.queried == [(("customers", "orders"), 1),
+                                (("orders", "orders"), 1),
+                                (("orders", "customers"), 1),
+                                (("orders", "customers"), 1)]  # its orphan keys
     assert [r.describe() for r in results if not r.ok] == [
         "references(customer_id, customers.customer_id) failed on orders, customers: rows "
         "with orphan keys = 1, e.g. [8]"]
@@ -861,8 +862,8 @@ def test_run_rules_references_checks_the_columns_on_both_sides(session) -> None:
         "references(customer_id, customers.custid) could not be checked on orders, customers: "
         "no column 'custid' in customers (did you mean 'customer_id'?)")
     # only the rules that could be checked were measured, with their examples
-    assert counting.queried == [(("main.orders", "main.customers"), 2),
-                                (("main.orders", "main.customers"), 2)]
+    assert counting.queried == [(("orders", "customers"), 2),
+                                (("orders", "customers"), 2)]
     assert results[3].describe() == (
         "references((id, status), (customers.customer_id, customers.region)) failed on orders, "
         "customers: rows with orphan keys = 4, e.g. [(1, 'paid'), (2, 'open'), (2, 'void'), "

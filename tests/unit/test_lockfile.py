@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from odibi.lockfile import HEADER, LOCK_FILE, check, read_entries, render, write_if_changed
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OutputRef
 from odibi.state import Export, Trace, TraceParts
 
 
@@ -24,7 +24,7 @@ def trace(fp: str, kind: str = "sql", *, config: dict[str, str] | None = None,
     parts = {"logic": f"logic-{fp}", "config": config or {}, "vars": vars or {},
              "sources": sources or {}, "upstream": upstream or {}, "scheme": 1}
     return Trace(fingerprint=Digest(fp), kind=kind, parts=TraceParts.from_dict(parts),
-                 table=f"t_{fp}",
+                 stored=OutputRef(NodeId("t"), fp),
                  output=Digest(output) if output else None, rows=rows, schema=schema,
                  exports=(Export("/home/me/shop/output/x.csv", 10, 123456789, Digest("e")),),
                  write_key=Digest("w"), validate_key=Digest("v"), sql_text="SELECT 1",

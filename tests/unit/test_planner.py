@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from odibi.fingerprint import SCHEME, OwnParts, chain
 from odibi.graph import Graph, build_graph, descendants
 from odibi.hashing import digest_parts, digest_text
-from odibi.ids import Digest, NodeId, NodeKind
+from odibi.ids import Digest, NodeId, NodeKind, OutputRef
 from odibi.planner import (
     OutputCheck,
     Plan,
@@ -73,7 +73,7 @@ def trace_of(name: str, own: OwnParts, upstream: Mapping[NodeId, Digest],
     """The trace a successful build of `own` records, through its JSON form (as stored)."""
     fp = chain(own.digest, upstream)
     t = Trace(fingerprint=fp, kind=own.kind.value, parts=own.as_trace_parts(upstream),
-              table=f"{name}__{fp}", output=digest_text(f"output of {name} {fp}"), rows=3,
+              stored=OutputRef.of(NodeId(name), fp), output=digest_text(f"output of {name} {fp}"), rows=3,
               schema=("x INTEGER",), exports=exports, write_key=own.write_key,
               validate_key=own.validate_key, contracts_key=own.contracts_key,
               sql_text=own.sql_text, text_digest=own.text_digest)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from odibi.ids import Digest, NodeId
+from odibi.ids import Digest, NodeId, OutputRef
 from odibi.sql import SqlInfo, TableRef
 from odibi.state import SCHEMA_VERSION, Export, State, Trace, TraceParts
 
@@ -19,7 +19,7 @@ def trace(fp: str = "fp1", **changes: object) -> Trace:
             {"logic": "l", "config": {"read.options.delim": '";"'}, "vars": {"min_amount": "0"},
              "sources": {"raw:orders.csv": ["d1", 12100]}, "upstream": {"raw_orders": "fpr"},
              "scheme": 1}),
-        table=f"stg_orders__{fp}", output=Digest("out1"), rows=62,
+        stored=OutputRef.of(NodeId("stg_orders"), fp), output=Digest("out1"), rows=62,
         schema=("order_id BIGINT", "amount DOUBLE"), inputs={"raw_orders": "outr"},
         exports=(Export("/p/output/a.csv", 120, 1_700_000_000_123_456_789, Digest("e1")),
                  Export("/p/output/a.parquet", 900, 1_700_000_000_000_000_001, Digest("e2"))),
@@ -39,7 +39,7 @@ def test_trace_json_round_trip() -> None:
 
 def test_trace_json_round_trip_of_a_bare_trace() -> None:
     t = Trace(fingerprint=Digest("f"), kind="check", parts=TraceParts.from_dict({"logic": ""}),
-              table="", output=None, rows=None, schema=())
+              stored=None, output=None, rows=None, schema=())
     assert Trace.from_json(t.to_json()) == t
 
 
