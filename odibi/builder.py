@@ -96,7 +96,7 @@ def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resol
 
 
 def remember(state: State, entry: CachedProject) -> None:
-    state.put_project(str(entry[1].project.root), entry[0], entry[1])
+    state.caches.put_project(str(entry[1].project.root), entry[0], entry[1])
 
 
 def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
@@ -132,14 +132,14 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         if not caching:
             return _parse(data, path), data
         key = digest_parts(CACHE_VERSION, digest_bytes(data))
-        value = state.get_yaml(str(path), key)  # type: ignore[union-attr]
+        value = state.caches.get_yaml(str(path), key)  # type: ignore[union-attr]
         if value is None:
             value = _parse(data, path)
-            state.put_yaml(str(path), key, value)  # type: ignore[union-attr]
+            state.caches.put_yaml(str(path), key, value)  # type: ignore[union-attr]
         return value, data
 
     project = load_project(root, overrides, read_file=read, read_sql=read_sql)
-    resolved = resolve(project, state if caching else None)
+    resolved = resolve(project, state.caches if caching else None)
     if uses_env[0]:
         return resolved, None
     modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
@@ -188,7 +188,7 @@ def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None
         except OSError:
             return False
 
-    resolved = state.get_project(str(root), fresh)
+    resolved = state.caches.get_project(str(root), fresh)
     return resolved if isinstance(resolved, Resolved) else None
 
 
@@ -242,11 +242,11 @@ def fingerprint_all(resolved: Resolved, state: State) -> tuple[dict[NodeId, OwnP
                                                                  FileDigests]:
     """Every node's own fingerprint parts (source files hashed only when their stat changed).
     Callers that need every source to exist call `check_sources` first."""
-    files = FileDigests(state.file_stamps())
+    files = FileDigests(state.caches.file_stamps())
     exported = exported_paths(resolved)
     own = {n: own_parts(resolved, n, files, exported) for n in resolved.graph.names}
     if files.changed:
-        state.put_file_stamps(files.changed)
+        state.caches.put_file_stamps(files.changed)
     return own, files
 
 
@@ -269,12 +269,12 @@ def modified_since_lock(resolved: Resolved, own: Mapping[NodeId, OwnParts], whic
 def prepare(resolved: Resolved, state: State, engine: Engine | None = None) -> Prepared:
     """Fingerprint every node and look at what the last builds left behind."""
     own, files = fingerprint_all(resolved, state)
-    traces = state.traces()
+    traces = state.records.traces()
     warnings = list(state.warnings)
     restamped: dict[NodeId, Trace] = {}
     tables: list[frozenset[str] | None] = [None]
     outputs = _check_outputs(resolved, traces, state, engine, files, warnings, restamped, tables)
-    failures = {n: f for n, (f, _) in state.failures().items()}
+    failures = {n: f for n, (f, _) in state.records.failures().items()}
     return Prepared(resolved, own, traces, failures, outputs, tuple(warnings), restamped,
                     StoredVersions(state, tables[0]))
 
@@ -291,7 +291,7 @@ class StoredVersions(Mapping[tuple[NodeId, Digest], Trace]):
 
     def __getitem__(self, key: tuple[NodeId, Digest]) -> Trace:
         if key not in self.cache:
-            trace = self.state.version(*key) if self.state.available else None
+            trace = self.state.records.version(*key) if self.state.available else None
             if trace is not None and self.tables is not None and trace.table not in self.tables:
                 trace = None
             self.cache[key] = trace
@@ -335,7 +335,7 @@ def _check_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], state: St
                 are = "outputs are" if len(missing) > 1 else "output is"
                 warnings.append(f"{len(missing)} stored {are} missing from the warehouse "
                                 f"({some}): rebuilt")
-            pending = state.pending_views()  # repointed when a build next opens it
+            pending = state.records.pending_restores()  # repointed when a build next opens it
             unviewed = {n for n in built if n not in missing and n not in pending
                         and views.get(n) != traces[n].table}
     out: dict[NodeId, OutputCheck] = {}
@@ -430,11 +430,11 @@ def built_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], names: Seq
 def sync_views(state: State, engine: Engine) -> None:
     """Point the warehouse's views where the state says (the restores of a build that did
     not open the warehouse). Run as the warehouse opens, before any node reads a view."""
-    pending = state.pending_views()
+    pending = state.records.pending_restores()
     if not pending:
         return
     engine.repoint({n: t for n, t in pending.items() if t})
-    state.views_synced(pending)
+    state.records.restores_applied(pending)
 
 
 def source_display_names(prepared: Prepared) -> dict[str, str]:
@@ -548,7 +548,7 @@ def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Rep
 
     jobs = make_jobs(prepared, p, engine)
     return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
-                   options, state.durations(), prepared.resolved.project.root, cancel)
+                   options, state.history.durations(), prepared.resolved.project.root, cancel)
 
 
 def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
@@ -558,13 +558,13 @@ def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
     for name, trace in prepared.restamped.items():
         step = p.by_name.get(name)
         if step is not None and step.status is Status.UP_TO_DATE:
-            state.record(name, trace)
+            state.records.record(name, trace)
     for step in p.steps:
         trace = prepared.restamped.get(step.node) or prepared.traces.get(step.node)
         if trace is None:
             continue
         if step.status is Status.UP_TO_DATE and step.notes:
-            state.record(step.node, replace(trace, sql_text=step.own.sql_text,
+            state.records.record(step.node, replace(trace, sql_text=step.own.sql_text,
                                             text_digest=step.own.text_digest))
             count += 1
     return count
@@ -581,7 +581,7 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     stamp = _lock_stamp(project)
     if not changed and stamp is not None and state.meta("lock") == stamp:
         return
-    traces = {**prepared.traces, **state.recorded}
+    traces = {**prepared.traces, **state.records.recorded}
     text = render(project.name, traces, [*project.nodes, *project.checks])
     written, problem = write_if_changed(project.root, text,
                                         ours=stamp is not None and state.meta("lock") == stamp)
