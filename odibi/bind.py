@@ -394,14 +394,14 @@ def bind_project(resolved: Resolved, state: State, redact: Mapping[str, str] | N
     check = [n for n, node in project.nodes.items() if node.kind is NodeKind.SQL]
     if not check:
         return Binding()
-    files = FileDigests(state.file_stamps())
+    files = FileDigests(state.caches.file_stamps())
     exported = exported_paths(resolved)
     own = {n: own_parts(resolved, n, files, exported) for n, node in project.nodes.items()
            if node.kind is not NodeKind.SQL}
     opaque = any(node.kind is NodeKind.PYTHON or (node.kind is NodeKind.READ and any(
         project.nodes[d].writes for d in resolved.deps(n))) for n, node in project.nodes.items())
-    traces = state.traces() if opaque else {}
-    cache = state if state.available else None
+    traces = state.records.traces() if opaque else {}
+    cache = state.caches if state.available else None
     return bind_nodes(resolved, check, own=own, traces=traces, cache=cache, redact=redact)
 
 

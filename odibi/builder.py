@@ -152,7 +152,7 @@ def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Rep
 
     jobs = make_jobs(prepared, p)
     return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
-                   options, state.durations(), prepared.resolved.project.root, cancel)
+                   options, state.history.durations(), prepared.resolved.project.root, cancel)
 
 
 def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
@@ -162,13 +162,13 @@ def update_metadata(prepared: Prepared, p: Plan, state: State) -> int:
     for name, trace in prepared.restamped.items():
         step = p.by_name.get(name)
         if step is not None and step.status is Status.UP_TO_DATE:
-            state.record(name, trace)
+            state.records.record(name, trace)
     for step in p.steps:
         trace = prepared.restamped.get(step.node) or prepared.traces.get(step.node)
         if trace is None:
             continue
         if step.status is Status.UP_TO_DATE and step.notes:
-            state.record(step.node, replace(trace, sql_text=step.own.sql_text,
+            state.records.record(step.node, replace(trace, sql_text=step.own.sql_text,
                                             text_digest=step.own.text_digest))
             count += 1
     return count
@@ -185,7 +185,7 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     stamp = _lock_stamp(project)
     if not changed and stamp is not None and state.meta("lock") == stamp:
         return
-    traces = {**prepared.traces, **state.recorded}
+    traces = {**prepared.traces, **state.records.recorded}
     text = render(project.name, traces, [*project.nodes, *project.checks])
     written, problem = write_if_changed(project.root, text,
                                         ours=stamp is not None and state.meta("lock") == stamp)

@@ -33,10 +33,10 @@ class Collected:
 def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0,
             dry_run: bool = False) -> Collected:
     names = set(nodes)
-    traces = state.traces()
+    traces = state.records.traces()
     current = {t.stored for n, t in traces.items() if n in names}
     by_node: dict[NodeId, list[tuple[float, str, OutputRef | None]]] = defaultdict(list)
-    for node, fp, table, built in state.versions():
+    for node, fp, table, built in state.records.versions():
         by_node[node].append((built, fp, table))
     keep_tables = set(current)
     forget: list[tuple[str, str]] = []
@@ -62,8 +62,8 @@ def collect(state: State, engine: Engine, nodes: Iterable[NodeId], keep: int = 0
     if dry_run:
         return Collected(dropped, len(forget), gone_views, 0, kept)
     before = engine.used_bytes()
-    state.forget_versions(forget)
-    state.forget([n for n in traces if n not in names])
+    state.records.forget_versions(forget)
+    state.records.forget([n for n in traces if n not in names])
     engine.drop(drop, gone_views)
     after = engine.used_bytes()
     return Collected(dropped, len(forget), gone_views, max(0, before - after), kept)

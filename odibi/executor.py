@@ -315,11 +315,11 @@ class _Loop:
             if job.step.status not in (Status.REVALIDATE, Status.REEXPORT):
                 # a rule (or an export) that fails on the stored output is no reason to
                 # recompute it: the next build tries again (its trace is as it was)
-                self.state.record_failure(name, job.step.fingerprint, result.error or "failed")
+                self.state.records.record_failure(name, job.step.fingerprint, result.error or "failed")
             if result.halt:
                 self.halted = name
         elif result.outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):
-            self.state.record(name, self._trace(job, result))
+            self.state.records.record(name, self._trace(job, result))
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None,
                                         result.error or result.note, result.attempts))
@@ -345,15 +345,15 @@ class _Loop:
         if result.outcome is Outcome.INTERRUPTED:
             return  # held: the next build writes them
         if result.outcome is Outcome.EXPORTED:
-            trace = self.state.recorded[name]  # recorded when the node finished
-            self.state.record(name, replace(trace, exports=result.exports, held=()))
+            trace = self.state.records.recorded[name]  # recorded when the node finished
+            self.state.records.record(name, replace(trace, exports=result.exports, held=()))
             self.tasks.done.add(task)
             self.results[name] = replace(self.results[name], exports=result.exports)
             self._release(task, waiting, ready)
             return
         error = f"export failed: {result.error}"
         self.tasks.dropped.add(task)
-        self.state.record_failure(name, self.jobs[task].step.fingerprint, error)
+        self.state.records.record_failure(name, self.jobs[task].step.fingerprint, error)
         self.results[name] = replace(self.results[name], outcome=Outcome.FAILED, error=error,
                                      internal=result.internal)
         self.reporter.emit(NodeFinished(name, Outcome.FAILED, result.seconds, result.worker,
@@ -429,7 +429,7 @@ class _Loop:
                                 exports=exports.get(n, ()))
             self.results[n] = result
             traces.append((n, self._trace(self.jobs[n], result)))
-        self.state.record_many(traces, repoint=repoint)
+        self.state.records.record_many(traces, deferred=repoint)
         for n in batch:
             self.reporter.emit(NodeFinished(n, Outcome.RESTORED, finished - started, 0))
             waiting.pop(n, None)
@@ -462,7 +462,7 @@ class _Loop:
                         parts=step.own.as_trace_parts(step.upstream),
                         validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
                         sql_text=step.own.sql_text, text_digest=step.own.text_digest)
-        self.state.record(name, trace)
+        self.state.records.record(name, trace)
         now = time.time()
         self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
         self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF, 0.0, -1))

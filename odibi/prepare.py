@@ -38,10 +38,10 @@ class Prepared:
 def prepare(resolved: Resolved, state: State) -> Prepared:
     """Fingerprint every node and look at what the last builds left behind."""
     own, files = fingerprint_all(resolved, state)
-    traces = state.traces()
+    traces = state.records.traces()
     seen = inspect(resolved, traces, state)
     outputs, restamped = _check_exports(resolved, traces, files, seen)
-    failures = {n: f for n, (f, _) in state.failures().items()}
+    failures = {n: f for n, (f, _) in state.records.failures().items()}
     return Prepared(resolved, own, traces, failures, outputs,
                     (*state.warnings, *seen.warnings), restamped,
                     StoredVersions(state, seen.stored))
@@ -51,11 +51,11 @@ def fingerprint_all(resolved: Resolved, state: State) -> tuple[dict[NodeId, OwnP
                                                                  FileDigests]:
     """Every node's own fingerprint parts (source files hashed only when their stat changed).
     Callers that need every source to exist call `check_sources` first."""
-    files = FileDigests(state.file_stamps())
+    files = FileDigests(state.caches.file_stamps())
     exported = exported_paths(resolved)
     own = {n: own_parts(resolved, n, files, exported) for n in resolved.graph.names}
     if files.changed:
-        state.put_file_stamps(files.changed)
+        state.caches.put_file_stamps(files.changed)
     return own, files
 
 
@@ -71,7 +71,7 @@ class StoredVersions(Mapping[tuple[NodeId, Digest], Trace]):
 
     def __getitem__(self, key: tuple[NodeId, Digest]) -> Trace:
         if key not in self.cache:
-            trace = self.state.version(*key) if self.state.available else None
+            trace = self.state.records.version(*key) if self.state.available else None
             if trace is not None and self.stored is not None and trace.stored not in self.stored:
                 trace = None
             self.cache[key] = trace

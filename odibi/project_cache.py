@@ -50,7 +50,7 @@ def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resol
 
 
 def remember(state: State, entry: CachedProject) -> None:
-    state.put_project(str(entry[1].project.root), entry[0], entry[1])
+    state.caches.put_project(str(entry[1].project.root), entry[0], entry[1])
 
 
 def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
@@ -69,7 +69,7 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
             return hit, None
     files = _ProjectFiles(root, state if caching else None)
     project = load_project(root, overrides, read_file=files.read, read_sql=files.read_sql)
-    resolved = resolve(project, state if caching else None)
+    resolved = resolve(project, state.caches if caching and state is not None else None)
     if files.uses_env:
         return resolved, None
     modules = {str(fn.file): digest_bytes(fn.file.read_bytes())
@@ -107,10 +107,10 @@ class _ProjectFiles:
         if self.state is None:
             return _parse(data, path), data
         key = digest_parts(CACHE_VERSION, digest_bytes(data))
-        value = self.state.get_yaml(str(path), key)
+        value = self.state.caches.get_yaml(str(path), key)
         if value is None:
             value = _parse(data, path)
-            self.state.put_yaml(str(path), key, value)
+            self.state.caches.put_yaml(str(path), key, value)
         return value, data
 
 
@@ -153,7 +153,7 @@ def _cached_project(root: Path, overrides: str, state: State) -> Resolved | None
         except OSError:
             return False
 
-    resolved = state.get_project(str(root), fresh)
+    resolved = state.caches.get_project(str(root), fresh)
     return resolved if isinstance(resolved, Resolved) else None
 
 

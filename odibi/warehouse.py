@@ -81,7 +81,7 @@ def inspect(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State) ->
         some = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
         are = "outputs are" if len(missing) > 1 else "output is"
         said = (f"{len(missing)} stored {are} missing from the warehouse ({some}): rebuilt",)
-    pending = state.pending_views()  # made current when a build next opens it
+    pending = state.records.pending_restores()  # made current when a build next opens it
     not_current = frozenset(n for n in built if n not in missing and n not in pending
                             and catalog.current.get(n) != traces[n].stored)
     return Inspection(missing, not_current, catalog.stored, said)
@@ -142,11 +142,11 @@ def built_outputs(resolved: Resolved, traces: Mapping[NodeId, Trace], names: Seq
 def apply_deferred(state: State, engine: Engine) -> None:
     """Make current what the state says (the restores of a build that did not open the
     warehouse). Run as the warehouse opens, before any node reads a node by name."""
-    pending = state.pending_views()
+    pending = state.records.pending_restores()
     if not pending:
         return
     engine.restore({n: out for n, out in pending.items() if out is not None})
-    state.views_synced(pending)
+    state.records.restores_applied(pending)
 
 
 def open_for_restores(resolved: Resolved, state: State) -> bool:

@@ -73,7 +73,7 @@ def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
     from odibi.bind import bind_plan
 
     binding = bind_plan(prepared.resolved, p, own=prepared.own, traces=prepared.traces,
-                        stored=prepared.stored, cache=state if state.available else None,
+                        stored=prepared.stored, cache=state.caches if state.available else None,
                         redact=env_redactions(prepared.resolved))
     if binding.unchecked and out.verbose:
         from odibi.cli.inspect_cmds import not_checked, unchecked_text
@@ -87,24 +87,24 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
            jobs: int, t0: float) -> int:
     from odibi.executor import RunOptions
 
-    run_id = state.start_run(" ".join(["odibi", *sys.argv[1:]]) if sys.argv[1:] else "odibi build")
+    run_id = state.history.start_run(" ".join(["odibi", *sys.argv[1:]]) if sys.argv[1:] else "odibi build")
     width = max((len(s.node) for s in p.to_run()), default=10)
     board = None
     if out.interactive and not out.quiet and p.needs_engine():
-        board = LiveBoard(out, [s.node for s in p.to_run()], dict(state.durations()), jobs)
+        board = LiveBoard(out, [s.node for s in p.to_run()], dict(state.history.durations()), jobs)
     reporter = BuildReporter(out, width, board)
     result = None
     opened = False
     if p.needs_engine():
         result, opened = _execute(prepared, p, state, reporter,
                                   RunOptions(jobs, args.fail_fast), board)
-    elif state.pending_views():
+    elif state.records.pending_restores():
         opened = open_for_restores(prepared.resolved, state)
     updated = update_metadata(prepared, p, state)
     finish(prepared, state, reporter, changed=bool(result or updated), engine_closed=opened)
     seconds = time.perf_counter() - t0
     if result is not None:
-        state.put_durations({n: r.seconds for n, r in result.results.items()
+        state.history.put_durations({n: r.seconds for n, r in result.results.items()
                              if r.outcome is Outcome.BUILT})
         if args.profile:
             Path(args.profile).write_text(json.dumps(chrome_trace(result, p)), encoding="utf-8")
@@ -120,7 +120,7 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
             out.err(f"[yellow]blocked[/] {s.node}: the export of {held} it reads is held back "
                     "(the file is older than its node); build without --only to write it")
     code = _exit_code(result, bool(blocked), out)
-    state.finish_run(run_id, _status(code), _counts(p, result, seconds))
+    state.history.finish_run(run_id, _status(code), _counts(p, result, seconds))
     return code
 
 

@@ -118,7 +118,7 @@ def cmd_show(args: argparse.Namespace, out: Out) -> int:
     name = NodeId(args.node)
     try:
         resolved = load(root, overrides(args), state)
-        trace = state.traces([name]).get(name)
+        trace = state.records.traces([name]).get(name)
     finally:
         state.close()
     if args.limit < 0:

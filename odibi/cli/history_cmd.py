@@ -18,7 +18,7 @@ def cmd_history(args: argparse.Namespace, out: Out) -> int:
     root = project_root(args)
     state = open_state(root, writable=False)
     try:
-        runs = state.runs(max(1, args.limit))
+        runs = state.history.runs(max(1, args.limit))
     finally:
         state.close()
     if out.json_mode:

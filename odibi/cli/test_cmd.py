@@ -88,7 +88,7 @@ def _generate(args: argparse.Namespace, out: Out) -> int:
                               "pass --force to replace it")
     state = open_state(resolved.project.root, writable=False)
     try:
-        traces = state.traces(resolved.deps(name))
+        traces = state.records.traces(resolved.deps(name))
     finally:
         state.close()
     text = generate(resolved, name, sample_inputs(resolved, name, traces, rows))

@@ -72,7 +72,7 @@ def state_of(root: Path) -> tuple[dict[str, str], int]:
     """(node -> fingerprint recorded, number of builds in the history)."""
     state = State(root, create=False)
     try:
-        return ({n: t.fingerprint for n, t in state.traces().items()}, len(state.runs(1000)))
+        return ({n: t.fingerprint for n, t in state.records.traces().items()}, len(state.history.runs(1000)))
     finally:
         state.close()
 

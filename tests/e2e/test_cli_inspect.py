@@ -58,7 +58,7 @@ def _segments_built(root: Path) -> bool:
     is bound too."""
     state = State(root, create=False)
     try:
-        return "customer_segments" in state.traces()
+        return "customer_segments" in state.records.traces()
     finally:
         state.close()
 

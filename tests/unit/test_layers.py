@@ -20,7 +20,7 @@ LAYERS = {
     "odibi.expr": 1.5,
     "odibi.config": 2, "odibi.sql": 2, "odibi.pysource": 2,
     "odibi.graph": 3, "odibi.select": 3.5, "odibi.rulesets": 3.2, "odibi.resolve": 3.5, "odibi.guards": 3.6, "odibi.trace": 3.8,
-    "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5, "odibi.buildlock": 1,
+    "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5, "odibi.reasons": 4.8, "odibi.buildlock": 1,
     "odibi.planner": 5, "odibi.saved_plan": 5.5,
     "odibi.engines": 6, "odibi.rules": 6.5, "odibi.bind": 6.6,
     "odibi.jobs": 6.8, "odibi.holds": 6.9, "odibi.executor": 7, "odibi.collect": 7,
