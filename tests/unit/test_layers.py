@@ -101,3 +101,18 @@ def test_help_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "[]"
+
+
+ENGINE_FREE = ("odibi.planner", "odibi.reasons", "odibi.state", "odibi.fingerprint",
+               "odibi.expr", "odibi.trace", "odibi.lockfile", "odibi.graph")
+
+
+@pytest.mark.parametrize("module,path", [(m, p) for m, p in _modules()
+                                         if m.startswith(ENGINE_FREE)],
+                         ids=[m for m, _ in _modules() if m.startswith(ENGINE_FREE)])
+def test_the_rebuilder_imports_no_engine(module: str, path: Path) -> None:
+    """What decides whether a node runs (planner, state, fingerprints, rules' meaning) knows
+    no engine: a second engine changes none of it."""
+    for target, line in _imports(path, top_level_only=False):
+        assert not target.startswith("odibi.engines"), (
+            f"{path.name}:{line}: {module} imports {target}")
