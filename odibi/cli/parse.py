@@ -26,6 +26,8 @@ from odibi.errors import UsageError
 from odibi.ids import NodeId
 
 if TYPE_CHECKING:
+    from argparse import _SubParsersAction as Subparsers
+
     from odibi.cli.build_cmd import BuildOptions, SavePlanOptions
     from odibi.cli.explain_cmd import ExplainOptions, ShowOptions
     from odibi.cli.gc_cmd import GcOptions
@@ -77,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
+    # in this order in --help
+    _inspect_parsers(sub, common)
+    for name in ("build", "run"):
+        _build_parser(sub.add_parser(
+            name, parents=[common],
+            help="rebuild what changed" if name == "build" else "same as build"))
+    _other_parsers(sub, common)
+    _reading_parsers(sub, common)
+    return parser
 
+
+def _inspect_parsers(sub: Subparsers[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """validate, ls, graph"""
     p = sub.add_parser("validate", parents=[common], help="check the project without running it")
     p.add_argument("--var", action="append", default=[], metavar="K=V")
     p.add_argument("--no-bind", action="store_true",
@@ -91,35 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
     _selector_args(p)
     p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
 
-    for name in ("build", "run"):
-        p = sub.add_parser(name, parents=[common],
-                           help="rebuild what changed" if name == "build" else "same as build")
-        _selector_args(p, only=True)
-        p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                       help="run N nodes at a time (default: the number of CPUs)")
-        p.add_argument("--workers", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
-        p.add_argument("--parallel", action="store_true", help=argparse.SUPPRESS)
-        p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
-        mode = p.add_mutually_exclusive_group()
-        mode.add_argument("--keep-going", dest="fail_fast", action="store_false", default=False,
-                          help="independent branches go on after a failure (default)")
-        mode.add_argument("--fail-fast", dest="fail_fast", action="store_true",
-                          help="start nothing new after the first failure")
-        p.add_argument("-n", "--dry-run", action="store_true",
-                       help="print what would run and why; run nothing")
-        p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR",
-                       help="rebuild even if up to date (the selected nodes, or SELECTOR)")
-        p.add_argument("--var", action="append", default=[], metavar="K=V",
-                       help="override a project variable")
-        p.add_argument("--plan", metavar="FILE",
-                       help="run exactly this saved plan (refused if anything drifted)")
-        p.add_argument("--profile", metavar="FILE",
-                       help="write a Chrome trace-event timeline (Perfetto, chrome://tracing)")
-        p.add_argument("--no-wait", action="store_true",
-                       help="fail (exit 2) instead of waiting when another build is running")
-        p.add_argument("--no-bind", action="store_true",
-                       help="skip binding the SQL to run to its inputs' columns first")
 
+def _build_parser(p: argparse.ArgumentParser) -> None:
+    """`build` and its alias `run`."""
+    _selector_args(p, only=True)
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="run N nodes at a time (default: the number of CPUs)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--parallel", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--keep-going", dest="fail_fast", action="store_false", default=False,
+                      help="independent branches go on after a failure (default)")
+    mode.add_argument("--fail-fast", dest="fail_fast", action="store_true",
+                      help="start nothing new after the first failure")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="print what would run and why; run nothing")
+    p.add_argument("--force", nargs="?", const="*", default=None, metavar="SELECTOR",
+                   help="rebuild even if up to date (the selected nodes, or SELECTOR)")
+    p.add_argument("--var", action="append", default=[], metavar="K=V",
+                   help="override a project variable")
+    p.add_argument("--plan", metavar="FILE",
+                   help="run exactly this saved plan (refused if anything drifted)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="write a Chrome trace-event timeline (Perfetto, chrome://tracing)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail (exit 2) instead of waiting when another build is running")
+    p.add_argument("--no-bind", action="store_true",
+                   help="skip binding the SQL to run to its inputs' columns first")
+
+
+def _other_parsers(sub: Subparsers[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """plan, gc, history"""
     p = sub.add_parser("plan", parents=[common], help="save what a build would do, to review "
                                                       "and run later with build --plan")
     _selector_args(p, only=True)
@@ -137,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", parents=[common], help="recent builds")
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N")
 
+
+
+def _reading_parsers(sub: Subparsers[argparse.ArgumentParser],
+                     common: argparse.ArgumentParser) -> None:
+    """explain, show, test, init"""
     p = sub.add_parser("explain", parents=[common], help="why each node will (or won't) run")
     _selector_args(p, only=True)
     p.add_argument("--var", action="append", default=[], metavar="K=V")
@@ -158,7 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", parents=[common], help="create a working example project")
     p.add_argument("target", metavar="DIR")
-    return parser
 
 
 def _command(argv: list[str]) -> str | None:
