@@ -1,10 +1,16 @@
-"""What the core tells the outside world. The core never prints: it emits these frozen
-events to a `Reporter`; the CLI supplies one that renders them, tests a recording one."""
+"""What the core tells the outside world. The core never prints: it emits frozen events
+(`Event`, a closed union) to a `Reporter`; the CLI supplies one that renders them, tests a
+recording one. A reporter dispatches with `match` over the union and `assert_never`, so a
+new kind of event is a type error in every reporter that does not handle it.
+
+Who emits what: the executor `NodeStarted`, `NodeFinished` and `NodeBlocked` (from its one
+scheduling thread, in the order things happen); the builder `Warning_`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from odibi.errors import Span
 from odibi.ids import Outcome, Status
@@ -17,25 +23,6 @@ class Warning_:
     message: str
     span: Span | None = None
     hint: str | None = None
-
-
-class Reporter(Protocol):
-    def emit(self, event: object) -> None: ...
-
-
-class RecordingReporter:
-    """Keeps every event, in order (tests, and callers that render later)."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    def emit(self, event: object) -> None:
-        self.events.append(event)
-
-
-class NullReporter:
-    def emit(self, event: object) -> None:
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +40,9 @@ class NodeStarted:
 
 @dataclass(frozen=True, slots=True)
 class NodeFinished:
+    """A node is done, whatever its outcome (a node cut off early ran nothing: it
+    finishes without having started)."""
+
     node: str
     outcome: Outcome
     seconds: float
@@ -64,6 +54,8 @@ class NodeFinished:
 
 @dataclass(frozen=True, slots=True)
 class NodeBlocked:
+    """A node will not run in this build, because of `because`."""
+
     node: str
     because: str  # the failed node at the root of it
 
@@ -73,3 +65,25 @@ class Notice:
     """Something the build did that is worth a line but is not a node running."""
 
     message: str
+
+
+Event: TypeAlias = Warning_ | NodeStarted | NodeFinished | NodeBlocked | Notice
+
+
+class Reporter(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class RecordingReporter:
+    """Keeps every event, in order (tests, and callers that render later)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class NullReporter:
+    def emit(self, event: Event) -> None:
+        pass

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odibi.builder import (Prepared, finish, make_plan, run, source_display_names,
                            update_metadata)
-from odibi.cli.common import project_root, selector_texts
 from odibi.cli.explain_cmd import print_plan, warn_left_out
-from odibi.cli.opening import forced, open_prepared, overrides, selection
+from odibi.cli.opening import forced, open_prepared, plan_overrides, selection
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import LiveBoard, Out, escape
 from odibi.cli.report import BuildReporter, chrome_trace, summary
 from odibi.engines.base import Access, EngineOptions, WarehouseUnavailable
@@ -30,40 +29,66 @@ from odibi.warehouse import apply_deferred, engine_for, env_redactions, open_for
 
 if TYPE_CHECKING:
     from odibi.executor import RunOptions, RunResult
+    from odibi.saved_plan import SavedPlan
 
 
-def cmd_build(args: argparse.Namespace, out: Out) -> int:
-    jobs = args.jobs if args.jobs is not None else (args.workers or os.cpu_count() or 1)
-    if jobs < 1:
-        raise UsageError(f"-j must be at least 1, got {jobs}")
-    if args.profile and not Path(args.profile).parent.is_dir():
-        raise UsageError(f"--profile {args.profile}: the directory "
-                         f"{Path(args.profile).parent} does not exist")
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """`odibi build` / `odibi run`. With `plan_file` (--plan) there is no selection, --force
+    or --var; the plan's own variables are what loading it returns."""
+
+    project: ProjectOptions
+    selection: Selection
+    jobs: int  # 1 or more
+    fail_fast: bool = False
+    dry_run: bool = False
+    plan_file: str | None = None
+    profile: Path | None = None  # its directory exists
+    wait: bool = True  # False with --no-wait
+    bind: bool = True  # False with --no-bind
+    invocation: str = "odibi build"  # the command line, as the build history records it
+
+
+@dataclass(frozen=True, slots=True)
+class SavePlanOptions:
+    """`odibi plan` (`PlanOptions` is the planner's): `output` None prints the plan."""
+
+    project: ProjectOptions
+    selection: Selection
+    output: str | None = None
+
+
+def cmd_build(opts: BuildOptions, out: Out) -> int:
     t0 = time.perf_counter()
-    saved = _saved_plan(args)
-    fresh = not (project_root(args) / STATE_DIR).is_dir()
-    state, prepared, lock = open_prepared(args, out, writable=not args.dry_run)
+    saved = _saved_plan(opts.plan_file)
+    project = opts.project
+    if saved is not None:  # the build is made with the plan's variables
+        project = replace(project, overrides=plan_overrides(saved.vars))
+    fresh = not (project.root / STATE_DIR).is_dir()
+    state, prepared, lock = open_prepared(project, out, writable=not opts.dry_run,
+                                          wait=opts.wait)
     planned = False
     try:
         if saved is not None:
-            p = _replan(saved, prepared, args.plan)
+            p = _replan(saved, prepared, opts.plan_file or "")
         else:
-            names, excluded = selection(prepared, args, out)
-            p = make_plan(prepared, frozenset(names), forced(prepared, args, out, names),
-                          only=args.only, excluded=excluded)
-        if not args.no_bind:  # a statement that does not bind: exit 2, nothing has run
+            chosen = opts.selection
+            names, excluded = selection(prepared, chosen, out)
+            p = make_plan(prepared, frozenset(names), forced(prepared, chosen.force, out, names),
+                          only=chosen.only, excluded=excluded)
+        if opts.bind:  # a statement that does not bind: exit 2, nothing has run
             _bind(prepared, p, state, out)
         planned = True
-        warn_left_out(out, p, args)
-        if args.dry_run:
+        warn_left_out(out, p, only=opts.selection.only)
+        if opts.dry_run:
             return print_plan(out, p, prepared, dry_run=True)
-        return _build(args, out, state, prepared, p, jobs, t0)
+        return _build(opts, out, state, prepared, p, t0)
     finally:
         state.close()
         if lock is not None:
             lock.release()
         if fresh and not planned:  # a mistake found only now (a selector): write nothing
-            shutil.rmtree(project_root(args) / STATE_DIR, ignore_errors=True)
+            shutil.rmtree(project.root / STATE_DIR, ignore_errors=True)
 
 
 def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
@@ -83,11 +108,12 @@ def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
             out.err(f"[cyan]note:[/] {escape(text)}")
 
 
-def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared, p: Plan,
-           jobs: int, t0: float) -> int:
+def _build(opts: BuildOptions, out: Out, state: State, prepared: Prepared, p: Plan,
+           t0: float) -> int:
     from odibi.executor import RunOptions
 
-    run_id = state.history.start_run(" ".join(["odibi", *sys.argv[1:]]) if sys.argv[1:] else "odibi build")
+    jobs = opts.jobs
+    run_id = state.history.start_run(opts.invocation)
     width = max((len(s.node) for s in p.to_run()), default=10)
     board = None
     if out.interactive and not out.quiet and p.needs_engine():
@@ -97,7 +123,7 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
     opened = False
     if p.needs_engine():
         result, opened = _execute(prepared, p, state, reporter,
-                                  RunOptions(jobs, args.fail_fast), board)
+                                  RunOptions(jobs, opts.fail_fast), board)
     elif state.records.pending_restores():
         opened = open_for_restores(prepared.resolved, state)
     updated = update_metadata(prepared, p, state)
@@ -106,8 +132,8 @@ def _build(args: argparse.Namespace, out: Out, state: State, prepared: Prepared,
     if result is not None:
         state.history.put_durations({n: r.seconds for n, r in result.results.items()
                              if r.outcome is Outcome.BUILT})
-        if args.profile:
-            Path(args.profile).write_text(json.dumps(chrome_trace(result, p)), encoding="utf-8")
+        if opts.profile is not None:
+            opts.profile.write_text(json.dumps(chrome_trace(result, p)), encoding="utf-8")
     summary(out, p, result, seconds)
     blocked = [s for s in p.steps if s.status is Status.BLOCKED]
     for s in blocked:
@@ -193,25 +219,21 @@ def _execute(prepared: Prepared, p: Plan, state: State, reporter: BuildReporter,
         engine.close()
 
 
-def _saved_plan(args: argparse.Namespace) -> Any:
-    if not getattr(args, "plan", None):
+def _saved_plan(file: str | None) -> SavedPlan | None:
+    """The plan of --plan FILE (None without it); its variables come with it."""
+    if file is None:
         return None
-    if selector_texts(args) or args.exclude or args.force or args.var or args.only:
-        raise UsageError("--plan runs exactly the saved plan: give no selectors, --exclude, "
-                         "--only, --force or --var with it")
     from odibi import saved_plan
 
-    path = Path(args.plan)
+    path = Path(file)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise UsageError(f"cannot read {args.plan}: {e.strerror}") from None
-    saved = saved_plan.load(text, args.plan)
-    args.saved_vars = saved.vars
-    return saved
+        raise UsageError(f"cannot read {file}: {e.strerror}") from None
+    return saved_plan.load(text, file)
 
 
-def _replan(saved: Any, prepared: Prepared, source: str) -> Plan:
+def _replan(saved: SavedPlan, prepared: Prepared, source: str) -> Plan:
     from odibi import saved_plan
 
     project = prepared.resolved.project
@@ -227,24 +249,25 @@ def _replan(saved: Any, prepared: Prepared, source: str) -> Plan:
     return p
 
 
-def cmd_plan(args: argparse.Namespace, out: Out) -> int:
+def cmd_plan(opts: SavePlanOptions, out: Out) -> int:
     from odibi import saved_plan
 
-    state, prepared, _ = open_prepared(args, out, writable=False)
+    only = opts.selection.only
+    state, prepared, _ = open_prepared(opts.project, out, writable=False)
     try:
-        names, excluded = selection(prepared, args, out)
-        chosen = forced(prepared, args, out, names)
-        p = make_plan(prepared, frozenset(names), chosen, only=args.only, excluded=excluded)
+        names, excluded = selection(prepared, opts.selection, out)
+        chosen = forced(prepared, opts.selection.force, out, names)
+        p = make_plan(prepared, frozenset(names), chosen, only=only, excluded=excluded)
     finally:
         state.close()
-    warn_left_out(out, p, args)
-    values = {o.name: o.value for o in overrides(args)}
+    warn_left_out(out, p, only=only)
+    values = {o.name: o.value for o in opts.project.overrides}
     text = saved_plan.dump(prepared.resolved.project.name, p, chosen & frozenset(p.by_name),
-                           values, only=args.only, excluded=excluded)
-    if not args.output:
+                           values, only=only, excluded=excluded)
+    if not opts.output:
         out.raw(text)
         return ExitCode.OK
-    Path(args.output).write_text(text, encoding="utf-8")
-    out.line(f"wrote {args.output}: {len(p.to_run())} to run, "
+    Path(opts.output).write_text(text, encoding="utf-8")
+    out.line(f"wrote {opts.output}: {len(p.to_run())} to run, "
              f"{p.count(Status.UP_TO_DATE)} up to date")
     return ExitCode.OK

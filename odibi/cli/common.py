@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from pathlib import Path
 
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import Out
 from odibi.config.model import SqlSpec
-from odibi.config.load import find_project_root, parse_var_overrides
-from odibi.errors import UsageError
 from odibi.ids import NodeId
 from odibi.resolve import Resolved
 
@@ -21,21 +18,13 @@ if TYPE_CHECKING:
 StateHook = Callable[[str], frozenset[NodeId]]
 
 
-def project_root(args: argparse.Namespace) -> Path:
-    root = Path(args.directory)
-    if not root.is_dir():
-        raise UsageError(f"-C {args.directory}: no such directory")
-    return find_project_root(root.resolve())
-
-
-def open_project(args: argparse.Namespace) -> Resolved:
+def open_project(project: ProjectOptions) -> Resolved:
     """Load and resolve the project, using the build state's caches when there is one."""
     from odibi.builder import load, open_state
 
-    root = project_root(args)
-    state = open_state(root, writable=False)
+    state = open_state(project.root, writable=False)
     try:
-        return load(root, parse_var_overrides(getattr(args, "var", []) or []), state)
+        return load(project.root, list(project.overrides), state)
     finally:
         state.close()
 
@@ -77,23 +66,18 @@ def state_hook(resolved: Resolved, out: Out, own: Mapping[NodeId, Any] | None = 
     return hook
 
 
-def selector_texts(args: argparse.Namespace) -> list[str]:
-    """The SELECTOR arguments, positional and -s/--select (dbt's name) alike."""
-    return [*(getattr(args, "select", None) or []), *(getattr(args, "select_opt", None) or [])]
-
-
-def selected(resolved: Resolved, args: argparse.Namespace, out: Out,
+def selected(resolved: Resolved, selection: Selection, out: Out,
              state: StateHook | None = None) -> list[NodeId]:
     """The nodes chosen by the SELECTOR arguments (positional or -s/--select) and
     --exclude, in build order."""
-    return choose(resolved, args, out, state)[0]
+    return choose(resolved, selection, out, state)[0]
 
 
-def choose(resolved: Resolved, args: argparse.Namespace, out: Out,
+def choose(resolved: Resolved, selection: Selection, out: Out,
            state: StateHook | None = None) -> tuple[list[NodeId], frozenset[NodeId]]:
     """(the nodes chosen, in build order; the nodes --exclude names)."""
-    texts = selector_texts(args)
-    excludes = getattr(args, "exclude", None) or []
+    texts = selection.selectors
+    excludes = selection.exclude
     if not texts and not excludes:
         return list(resolved.graph.names), frozenset()  # everything: no selector parser
     from odibi.select import parse_selector, select

@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from typing import Any
 
 from odibi.builder import Prepared, load, make_plan, open_state
-from odibi.warehouse import built_outputs
-from odibi.cli.opening import open_prepared, overrides, selection
-from odibi.cli.common import project_root, selector_texts
+from odibi.cli.opening import open_prepared, selection
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import Out, escape
-from odibi.errors import UnknownNodeError, UsageError, did_you_mean
+from odibi.errors import UnknownNodeError, did_you_mean
 from odibi.ids import ExitCode, NodeId
 from odibi.planner import Plan, PlannedStep, Reason, Status, root_cause
+from odibi.warehouse import built_outputs
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainOptions:
+    project: ProjectOptions
+    selection: Selection  # with --only; no --force
+
+
+@dataclass(frozen=True, slots=True)
+class ShowOptions:
+    project: ProjectOptions
+    node: NodeId
+    limit: int = 10  # 0 or more
 
 
 # -- explain ---------------------------------------------------------------------------------
-def cmd_explain(args: argparse.Namespace, out: Out) -> int:
-    state, prepared, _ = open_prepared(args, out, writable=False)
+def cmd_explain(opts: ExplainOptions, out: Out) -> int:
+    state, prepared, _ = open_prepared(opts.project, out, writable=False)
     try:
-        names, excluded = selection(prepared, args, out)
-        p = make_plan(prepared, frozenset(names), only=args.only, excluded=excluded)
-        warn_left_out(out, p, args)
-        chosen = bool(selector_texts(args))
+        only = opts.selection.only
+        names, excluded = selection(prepared, opts.selection, out)
+        p = make_plan(prepared, frozenset(names), only=only, excluded=excluded)
+        warn_left_out(out, p, only=only)
+        chosen = bool(opts.selection.selectors)
         return print_plan(out, p, prepared, dry_run=False, all_nodes=chosen)
     finally:
         state.close()
 
 
-def warn_left_out(out: Out, p: Plan, args: argparse.Namespace) -> None:
+def warn_left_out(out: Out, p: Plan, *, only: bool) -> None:
     """--only, --exclude: name every out-of-date ancestor the build reads as it is."""
-    how = "left out by --only" if getattr(args, "only", False) else "excluded"
+    how = "left out by --only" if only else "excluded"
     for n in p.stale_unselected:
         out.warning(f"{n} is out of date but {how}; what reads it is built from its last "
                     "output")
@@ -112,23 +126,21 @@ def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
 
 
 # -- show ------------------------------------------------------------------------------------
-def cmd_show(args: argparse.Namespace, out: Out) -> int:
-    root = project_root(args)
+def cmd_show(opts: ShowOptions, out: Out) -> int:
+    root = opts.project.root
     state = open_state(root, writable=False)
-    name = NodeId(args.node)
+    name = opts.node
     try:
-        resolved = load(root, overrides(args), state)
+        resolved = load(root, list(opts.project.overrides), state)
         trace = state.records.traces([name]).get(name)
     finally:
         state.close()
-    if args.limit < 0:
-        raise UsageError(f"--limit must be 0 or more, got {args.limit}")
     if name not in resolved.project.nodes:
         raise UnknownNodeError(f"no node named '{name}'",
                                hint=did_you_mean(name, resolved.project.nodes))
     traces = {name: trace} if trace is not None else {}
     with built_outputs(resolved, traces, [name]) as (engine, tables):
-        columns, rows, total = engine.preview(tables[name], int(args.limit))
+        columns, rows, total = engine.preview(tables[name], opts.limit)
     if out.json_mode:
         out.json({"node": name, "rows": total, "columns": columns,
                   "data": [dict(zip(columns, r)) for r in rows]})

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 from odibi.builder import load, open_state
 from odibi.engines import open_engine
 from odibi.engines.base import EngineError, EngineOptions
 from odibi.warehouse import apply_deferred, engine_for, keep_stamp
 from odibi.buildlock import BuildLock
-from odibi.cli.common import project_root
+from odibi.cli.options import ProjectOptions
 from odibi.cli.render import Out
 from odibi.errors import UsageError
 from odibi.ids import ExitCode
 from odibi.state import STATE_DIR
+
+
+@dataclass(frozen=True, slots=True)
+class GcOptions:
+    project: ProjectOptions
+    keep: int = 0  # 0 or more
+    dry_run: bool = False
+    wait: bool = True  # False with --no-wait
 
 
 def _size(n: int) -> str:
@@ -24,17 +32,16 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def cmd_gc(args: argparse.Namespace, out: Out) -> int:
-    if args.keep < 0:
-        raise UsageError(f"--keep must be 0 or more, got {args.keep}")
-    root = project_root(args)
+def cmd_gc(args: GcOptions, out: Out) -> int:
+    """Drop what nothing points at (`args`: the command's frozen options)."""
+    root = args.project.root
     if not open_engine(root, EngineOptions(lazy=True)).exists:
         out.line("nothing to collect: no warehouse yet")
         return ExitCode.OK
     lock = None
     if not args.dry_run:
         lock = BuildLock(root / STATE_DIR, "gc")
-        lock.acquire(wait=not args.no_wait,
+        lock.acquire(wait=args.wait,
                      on_wait=lambda who: out.warning(f"waiting for a build ({who})"))
     state = open_state(root, writable=not args.dry_run)
     try:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 
 from odibi.builder import open_state
-from odibi.cli.common import project_root
+from odibi.cli.options import ProjectOptions
 from odibi.cli.render import Out
 from odibi.ids import ExitCode
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOptions:
+    project: ProjectOptions
+    limit: int = 20  # 1 or more
+
 
 _ORDER = ("built", "restored", "cut off", "exported", "failed", "interrupted", "blocked",
           "up to date")
 
 
-def cmd_history(args: argparse.Namespace, out: Out) -> int:
-    root = project_root(args)
-    state = open_state(root, writable=False)
+def cmd_history(opts: HistoryOptions, out: Out) -> int:
+    state = open_state(opts.project.root, writable=False)
     try:
-        runs = state.history.runs(max(1, args.limit))
+        runs = state.history.runs(opts.limit)
     finally:
         state.close()
     if out.json_mode:

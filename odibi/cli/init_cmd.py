@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import re
+from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -11,6 +11,15 @@ from pathlib import Path
 from odibi.cli.render import Out, path_for_display
 from odibi.errors import UsageError
 from odibi.ids import ExitCode
+
+
+@dataclass(frozen=True, slots=True)
+class InitOptions:
+    """`directory` is -C's (no project there yet), `target` the DIR to create in it."""
+
+    directory: Path
+    target: str
+
 
 _RENAMES = {"gitignore": ".gitignore"}
 
@@ -28,8 +37,8 @@ def _files(node: Traversable, prefix: str = "") -> list[tuple[str, Traversable]]
     return out
 
 
-def cmd_init(args: argparse.Namespace, out: Out) -> int:
-    target = Path(args.directory) / args.target
+def cmd_init(opts: InitOptions, out: Out) -> int:
+    target = opts.directory / opts.target
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{path_for_display(target)} exists and is not empty",
                          hint="odibi init writes a new project; pick a new or empty directory")

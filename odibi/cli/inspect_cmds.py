@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, assert_never
 
-from typing import TYPE_CHECKING
-
-from odibi.cli.common import open_project, project_root, selected
+from odibi.cli.common import open_project, selected
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import Out, escape
-from odibi.config.load import parse_var_overrides
 from odibi.fingerprint import check_sources
 from odibi.config.model import SqlSpec
 from odibi.ids import ExitCode, NodeId, NodeKind
@@ -19,21 +19,47 @@ if TYPE_CHECKING:
     from odibi.bind import Binding, Unknown
 
 
+@dataclass(frozen=True, slots=True)
+class ValidateOptions:
+    project: ProjectOptions
+    bind: bool = True  # False with --no-bind
+
+
+@dataclass(frozen=True, slots=True)
+class LsOptions:
+    project: ProjectOptions
+    selection: Selection
+    long: bool = False
+
+
+class GraphFormat(Enum):
+    TEXT = "text"
+    DOT = "dot"
+    MERMAID = "mermaid"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphOptions:
+    project: ProjectOptions
+    selection: Selection
+    format: GraphFormat = GraphFormat.TEXT
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def cmd_validate(args: argparse.Namespace, out: Out) -> int:
+def cmd_validate(opts: ValidateOptions, out: Out) -> int:
     from odibi.builder import load, open_state
     from odibi.warehouse import env_redactions
 
-    root = project_root(args)
+    root = opts.project.root
     state = open_state(root, writable=False)
     try:
-        resolved = load(root, parse_var_overrides(args.var or []), state)
+        resolved = load(root, list(opts.project.overrides), state)
         check_sources(resolved)
         binding = None
-        if not args.no_bind:
+        if opts.bind:
             from odibi.bind import bind_project
 
             binding = bind_project(resolved, state, env_redactions(resolved))
@@ -107,12 +133,12 @@ def _describe(resolved: Resolved, name: NodeId) -> dict[str, object]:
     return described
 
 
-def cmd_ls(args: argparse.Namespace, out: Out) -> int:
-    resolved = open_project(args)
-    names = sorted(selected(resolved, args, out))
+def cmd_ls(opts: LsOptions, out: Out) -> int:
+    resolved = open_project(opts.project)
+    names = sorted(selected(resolved, opts.selection, out))
     if out.json_mode:
         out.json([_describe(resolved, n) for n in names])
-    elif args.long:
+    elif opts.long:
         rows = []
         for n in names:
             d = _describe(resolved, n)
@@ -126,9 +152,9 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
     return ExitCode.OK
 
 
-def cmd_graph(args: argparse.Namespace, out: Out) -> int:
-    resolved = open_project(args)
-    names = selected(resolved, args, out)
+def cmd_graph(opts: GraphOptions, out: Out) -> int:
+    resolved = open_project(opts.project)
+    names = selected(resolved, opts.selection, out)
     chosen = set(names)
     edges = [(d, n) for n in names for d in resolved.deps(n) if d in chosen]
     kind = {n: resolved.project.kind_of(n).value for n in names}
@@ -136,13 +162,15 @@ def cmd_graph(args: argparse.Namespace, out: Out) -> int:
         out.json({"nodes": [{"name": n, "kind": kind[n]} for n in names],
                   "edges": [{"from": a, "to": b} for a, b in edges]})
         return ExitCode.OK
-    match args.format:
-        case "dot":
+    match opts.format:
+        case GraphFormat.DOT:
             out.raw(_dot(names, edges, kind))
-        case "mermaid":
+        case GraphFormat.MERMAID:
             out.raw(_mermaid(names, edges, kind))
-        case _:
+        case GraphFormat.TEXT:
             out.raw(_text(resolved, names, chosen, kind))
+        case _:
+            assert_never(opts.format)
     return ExitCode.OK
 
 

@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from odibi.builder import Prepared, load, open_state, prepare
 from odibi.buildlock import BuildLock
-from odibi.cli.common import choose, project_root, state_hook
+from odibi.cli.common import choose, state_hook
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import Out
-from odibi.config.load import VarOverride, parse_var_overrides
+from odibi.config.load import VarOverride
 from odibi.errors import Span
 from odibi.fingerprint import check_sources
 from odibi.ids import NodeId
 from odibi.state import STATE_DIR, State
 
 
-def overrides(args: argparse.Namespace) -> list[Any]:
-    saved = getattr(args, "saved_vars", None)
-    if saved is not None:
-        return [VarOverride(k, v, Span("<plan>", 1, 1)) for k, v in saved.items()]
-    return parse_var_overrides(getattr(args, "var", None) or [])
+def plan_overrides(saved_vars: Mapping[str, Any]) -> tuple[VarOverride, ...]:
+    """A saved plan's variables, as the --var overrides it was made with."""
+    return tuple(VarOverride(k, v, Span("<plan>", 1, 1)) for k, v in saved_vars.items())
 
 
 def _state_hook(prepared: Prepared, out: Out) -> Any:
     return state_hook(prepared.resolved, out, own=prepared.own)
 
 
-def selection(prepared: Prepared, args: argparse.Namespace, out: Out
+def selection(prepared: Prepared, chosen: Selection, out: Out
               ) -> tuple[list[NodeId], frozenset[NodeId]]:
     """(the targets, in build order; the nodes --exclude leaves out of the build)."""
-    return choose(prepared.resolved, args, out, state=_state_hook(prepared, out))
+    return choose(prepared.resolved, chosen, out, state=_state_hook(prepared, out))
 
 
-def forced(prepared: Prepared, args: argparse.Namespace, out: Out,
+def forced(prepared: Prepared, force: str | None, out: Out,
            names: list[NodeId] | None = None) -> frozenset[NodeId]:
     """--force: the selected nodes (not the ancestors a build brings up to date with
     them: --force=+X forces those too), or those of --force=SELECTOR."""
-    force = getattr(args, "force", None)
     if force is None:
         return frozenset()
     if force == "*":
@@ -49,24 +47,24 @@ def forced(prepared: Prepared, args: argparse.Namespace, out: Out,
     return s.nodes
 
 
-def open_prepared(args: argparse.Namespace, out: Out, *, writable: bool,
+def open_prepared(project: ProjectOptions, out: Out, *, writable: bool, wait: bool = True,
                   command: str = "build") -> tuple[State, Prepared, BuildLock | None]:
     """Load, check and fingerprint the project. A build (writable) creates `.odibi/` only
     once the project has been found valid, so a mistake writes nothing; it then takes the
-    project's build lock (waiting for another build, or failing with --no-wait) before it
+    project's build lock (waiting for another build, or failing when not `wait`) before it
     reads the state it will change. Read-only commands never wait."""
-    root = project_root(args)
+    root = project.root
     fresh = writable and not (root / STATE_DIR).is_dir()
     state = open_state(root, writable=writable and not fresh)
     if fresh:
         state.hold_caches()
     lock = None
     try:
-        resolved = load(root, overrides(args), state)
+        resolved = load(root, list(project.overrides), state)
         check_sources(resolved)
         if writable:
             lock = BuildLock(root / STATE_DIR, command)
-            lock.acquire(wait=not getattr(args, "no_wait", False),
+            lock.acquire(wait=wait,
                          on_wait=lambda who: out.warning(f"waiting for another build ({who})"))
         if fresh:  # valid: now create .odibi/, with the parses this load made
             held = state.held()

@@ -13,9 +13,10 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, assert_never
 
 from odibi.errors import Span, UserError
+from odibi.events import Event, NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -266,18 +267,19 @@ class LiveBoard:
     def stop(self) -> None:
         self.live.stop()
 
-    def update(self, event: object) -> None:
+    def update(self, event: Event) -> None:
         import time
 
-        name = getattr(event, "node", None)
-        kind = type(event).__name__
-        if name is None:
-            return
-        if kind == "NodeStarted":
-            self.running[name] = (time.time(), getattr(event, "reason", ""))
-        elif kind in ("NodeFinished", "NodeBlocked"):
-            self.running.pop(name, None)
-            self.finished.add(name)
+        match event:
+            case NodeStarted(node=name, reason=reason):
+                self.running[name] = (time.time(), reason)
+            case NodeFinished(node=name) | NodeBlocked(node=name):
+                self.running.pop(name, None)
+                self.finished.add(name)
+            case Warning_() | Notice():
+                pass  # not about a node: printed above the board
+            case _:
+                assert_never(event)
 
     def _eta(self) -> str:
         import time

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, assert_never
 
-from odibi.cli.render import Out, escape
-from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
+from odibi.cli.render import LiveBoard, Out, escape
+from odibi.events import Event, NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
 from odibi.holds import HeldExport, HoldCause
 from odibi.ids import Outcome
 from odibi.planner import Plan, Status
@@ -23,43 +23,60 @@ class BuildReporter:
     below the lines shows what is running (with elapsed times), what is queued, and an
     ETA from remembered durations."""
 
-    def __init__(self, out: Out, width: int, board: Any = None) -> None:
+    def __init__(self, out: Out, width: int, board: LiveBoard | None = None) -> None:
         self.out = out
         self.width = width
         self.board = board
-        self.events: list[object] = []
+        self.events: list[Event] = []
 
-    def emit(self, event: object) -> None:
+    def emit(self, event: Event) -> None:
         self.events.append(event)
-        out = self.out
         if self.board is not None:
             self.board.update(event)
         match event:
-            case NodeStarted(node=node, action=action, reason=reason, evidence=evidence):
-                out.markup(f"[bold]{node:<{self.width}}[/]  {action.value}: {escape(reason)}")
-                if out.verbose:
-                    for line in evidence[1:]:
-                        out.line(f"{'':<{self.width}}  {'':<{len(action.value)}}  {line}",
-                                 style="dim")
-            case NodeFinished(node=node, outcome=Outcome.FAILED, error=error, attempts=attempts):
-                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-                out.err(f"[bold red]failed[/] {node}{tries}: {escape(error or '')}")
-            case NodeFinished(node=node, outcome=Outcome.WARNED, error=error):
-                out.err(f"[yellow]warning[/] check {node}: {escape(error or '')}")
-            case NodeFinished(node=node, outcome=Outcome.INTERRUPTED):
+            case NodeStarted():
+                self._started(event)
+            case NodeFinished():
+                self._finished(event)
+            case NodeBlocked(node=node, because=because):
+                if self.out.verbose:
+                    self.out.line(f"{node:<{self.width}}  blocked: {because} failed",
+                                  style="yellow")
+            case Warning_(message=message, span=span, hint=hint):
+                self.out.warning(message, span, hint)
+            case Notice(message=message):
+                self.out.line(message)
+            case _:
+                assert_never(event)
+
+    def _started(self, event: NodeStarted) -> None:
+        out, action = self.out, event.action.value
+        out.markup(f"[bold]{event.node:<{self.width}}[/]  {action}: {escape(event.reason)}")
+        if out.verbose:
+            for line in event.evidence[1:]:
+                out.line(f"{'':<{self.width}}  {'':<{len(action)}}  {line}", style="dim")
+
+    def _finished(self, event: NodeFinished) -> None:
+        out, node = self.out, event.node
+        match event.outcome:
+            case Outcome.FAILED:
+                tries = f" (after {event.attempts} attempts)" if event.attempts > 1 else ""
+                out.err(f"[bold red]failed[/] {node}{tries}: {escape(event.error or '')}")
+            case Outcome.WARNED:
+                out.err(f"[yellow]warning[/] check {node}: {escape(event.error or '')}")
+            case Outcome.INTERRUPTED:
                 out.err(f"[yellow]interrupted[/] {node}")
-            case NodeFinished(node=node, outcome=Outcome.CUT_OFF):
+            case Outcome.CUT_OFF:
                 out.markup(f"[bold]{node:<{self.width}}[/]  cut off: its inputs came out "
                            "unchanged")
-            case NodeFinished(node=node, seconds=seconds, rows=rows) if out.verbose:
-                detail = f", {rows:,} rows" if rows is not None else ""
-                out.line(f"{'':<{self.width}}  done {node} in {seconds:.2f}s{detail}", style="dim")
-            case NodeBlocked(node=node, because=because) if out.verbose:
-                out.line(f"{node:<{self.width}}  blocked: {because} failed", style="yellow")
-            case Warning_(message=message, span=span, hint=hint):
-                out.warning(message, span, hint)
-            case Notice(message=message):
-                out.line(message)
+            case (Outcome.BUILT | Outcome.RESTORED | Outcome.EXPORTED | Outcome.REVALIDATED
+                  | Outcome.PASSED):
+                if out.verbose:
+                    rows = f", {event.rows:,} rows" if event.rows is not None else ""
+                    out.line(f"{'':<{self.width}}  done {node} in {event.seconds:.2f}s{rows}",
+                             style="dim")
+            case _:
+                assert_never(event.outcome)
 
 
 def summary(out: Out, p: Plan, result: RunResult | None, seconds: float) -> None:

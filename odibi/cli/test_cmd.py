@@ -8,36 +8,46 @@ DuckDB (and pandas, for Python nodes) are imported only once there is a case to 
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from odibi.cli.common import open_project, selected, selector_texts
+from odibi.cli.common import open_project, selected
+from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import Out, path_for_display
 from odibi.errors import UsageError
 from odibi.ids import ExitCode, NodeId
 from odibi.testing.cases import Case, load_cases, test_files
 
 
-def cmd_test(args: argparse.Namespace, out: Out) -> int:
-    if args.generate is not None:
-        return _generate(args, out)
-    if args.force or args.rows is not None:
-        raise UsageError("--force and --rows go with --generate NODE")
+@dataclass(frozen=True, slots=True)
+class TestOptions:
+    """With `generate` (a NODE), write a starter test instead of running the tests,
+    sampling `rows` rows of each input; replace an existing file only with `force`."""
+
+    project: ProjectOptions
+    selection: Selection
+    generate: NodeId | None = None
+    rows: int = 5  # 1 or more
+    force: bool = False
+
+
+def cmd_test(opts: TestOptions, out: Out) -> int:
+    if opts.generate is not None:
+        return _generate(opts, opts.generate, out)
     from odibi.testing.runner import check_case, run_cases
 
     started = time.perf_counter()
-    resolved = open_project(args)
+    resolved = open_project(opts.project)
     root = resolved.project.root
     cases = [c for rel in test_files(root) for c in load_cases(root, rel)]
     for case in cases:  # a bad case anywhere is exit 2 before anything runs
         check_case(resolved, case)
-    if selector_texts(args) or args.exclude:
-        chosen = set(selected(resolved, args, out))
+    if opts.selection.narrowed:
+        chosen = set(selected(resolved, opts.selection, out))
         cases = [c for c in cases if c.node in chosen]
     if not cases and not out.json_mode:
-        chose = selector_texts(args) or args.exclude
-        out.line("no test cases" + (" for the selected nodes" if chose
+        out.line("no test cases" + (" for the selected nodes" if opts.selection.narrowed
                                     else " (tests/**/test_*.yaml)"))
     results = run_cases(resolved, cases, on_result=None if out.json_mode else
                         lambda r: _report(out, r))
@@ -69,20 +79,14 @@ def _json(result: Any) -> dict[str, Any]:
             "diff": result.diff.as_json() if result.diff is not None else None}
 
 
-def _generate(args: argparse.Namespace, out: Out) -> int:
+def _generate(opts: TestOptions, name: NodeId, out: Out) -> int:
     from odibi.builder import open_state
     from odibi.testing.generate import check_node, generate, sample_inputs, test_path
 
-    if selector_texts(args) or args.exclude:
-        raise UsageError("--generate takes one NODE, not selectors")
-    rows = 5 if args.rows is None else args.rows
-    if rows < 1:
-        raise UsageError(f"--rows must be 1 or more, got {rows}")
-    resolved = open_project(args)
-    name = NodeId(args.generate)
+    resolved = open_project(opts.project)
     check_node(resolved, name)
     dest = test_path(resolved, name)
-    if dest.exists() and not args.force:
+    if dest.exists() and not opts.force:
         raise UsageError(f"{path_for_display(dest)} exists",
                          hint="odibi test --generate never overwrites a test: move it, or "
                               "pass --force to replace it")
@@ -91,7 +95,7 @@ def _generate(args: argparse.Namespace, out: Out) -> int:
         traces = state.records.traces(resolved.deps(name))
     finally:
         state.close()
-    text = generate(resolved, name, sample_inputs(resolved, name, traces, rows))
+    text = generate(resolved, name, sample_inputs(resolved, name, traces, opts.rows))
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)
     if out.json_mode:
