@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odibi.config.model import ReadSpec, WriteSpec
 from odibi.engines.base import EngineError, EngineInterrupted, TableInfo, WarehouseUnavailable
 from odibi.hashing import digest_parts
 from odibi.ids import Digest, Format, NodeId
+
+if TYPE_CHECKING:
+    from odibi.expr.measures import Query
 
 STORE = "odibi_store"
 # The block size of a warehouse is chosen when odibi creates it (an existing one keeps
@@ -287,28 +290,19 @@ class DuckDBSession:
             return {str(r[0]): str(r[1]) for r in self._run(f"DESCRIBE {table}").fetchall()}
         return {c[0]: str(c[1]) for c in columns}
 
-    def measure(self, table: str, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        """Many aggregates over one table in one scan: {key: value}."""
-        select = ", ".join(f"{sql} AS {quote_ident(key)}" for key, sql in measures)
-        row = self._one(f"SELECT {select} FROM {table} AS t")
-        return {key: (list(v) if isinstance(v, tuple) else v)
-                for (key, _), v in zip(measures, row or ())}
+    def measure(self, query: Query, relations: Mapping[str, str]) -> dict[str, Any]:
+        """The measures of `query` in one statement (`duckdb_rules.statement`): {key: value}.
+        DuckDB gives lists, structs (dicts) and rows (tuples) back as Python values, kept
+        as they are (a top-level row becomes a list)."""
+        from odibi.engines.duckdb_rules import statement  # not on a no-op build's path
 
-    def measure_queries(self, relations: Mapping[str, str], queries: Sequence[tuple[str, str]]
-                        ) -> dict[str, Any]:
-        """Scalar queries over named relations, in one statement: {key: value}. Each name is
-        a CTE over its table; DuckDB gives lists, structs (dicts) and rows (tuples) back as
-        Python values, kept as they are (a top-level row becomes a list, as in `measure`)."""
-        # (tables first, under names of their own: an unqualified table called `t` or `p`
-        # must not be read as one of the relations)
-        ctes = ", ".join([f'"odibi__{i}" AS (SELECT * FROM {table})'
-                          for i, table in enumerate(relations.values())]
-                         + [f'{quote_ident(name)} AS (SELECT * FROM "odibi__{i}")'
-                            for i, name in enumerate(relations)])
-        select = ", ".join(f"({sql}) AS {quote_ident(key)}" for key, sql in queries)
-        row = self._one(f"WITH {ctes} SELECT {select}")
-        return {key: (list(v) if isinstance(v, tuple) else v)
-                for (key, _), v in zip(queries, row or ())}
+        row = self._one(statement(query, lambda ds: self._relation_sql(relations[ds])))
+        return {m.key: (list(v) if isinstance(v, tuple) else v)
+                for m, v in zip(query.measures, row or ())}
+
+    def _relation_sql(self, relation: str) -> str:
+        """The SQL that names what a rule reads."""
+        return relation
 
     def publish(self, name: NodeId, table: str) -> None:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(name)} AS SELECT * FROM {table}")
