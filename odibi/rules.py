@@ -5,7 +5,9 @@ One query per dataset (a second for DISTINCT aggregates; one per pair of dataset
 something did) measures everything a rule set needs. The columns each measure reads are
 checked first, on both sides of a `references`, so a misspelt column is a clear failure
 naming the column and the dataset (with a did-you-mean), not a database error; so are
-keys that compare a string column with a non-string one.
+keys that compare a string column with a non-string one. What is measured is in the
+neutral form of `odibi.expr.measurements`: the engine's session renders it
+(`Session.measure`).
 """
 
 from __future__ import annotations
@@ -19,18 +21,27 @@ from odibi.expr.check import RulePlan
 from odibi.expr.measures import Measure
 from odibi.expr.verdict import RuleResult, broken, evaluate, measure_keys
 
+TEXT_TYPES = frozenset({"VARCHAR"})  # the column types that are text, as engines write them
+#                                       (DuckDB's; an engine that names text otherwise adds it)
 
-def run_rules(session: Session, plan: RulePlan, tables: Mapping[str, Relation]
+
+def is_text(column_type: str) -> bool:
+    """Whether a column's type (as the engine writes it, `Session.columns`) is text: the one
+    place that decides it (a key of text compared with one of numbers is refused)."""
+    return column_type in TEXT_TYPES
+
+
+def run_rules(session: Session, plan: RulePlan, relations: Mapping[str, Relation]
               ) -> list[RuleResult]:
-    """Evaluate `plan`, reading each dataset from `tables[dataset]`."""
-    schemas = {ds: session.columns(tables[ds]) for ds in plan.datasets}
+    """Evaluate `plan`, reading each dataset from `relations[dataset]`."""
+    schemas = {ds: session.columns(relations[ds]) for ds in plan.datasets}
     missing = _missing_columns(plan, schemas)
     values: dict[str, object] = {}
     for follow_up in (False, True):
         for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
             usable = tuple(m for m in query.measures if m.key not in missing)
             if usable:
-                values.update(session.measure(replace(query, measures=usable), tables))
+                values.update(session.measure(replace(query, measures=usable), relations))
     results = evaluate(plan, values, schemas)
     if not missing:
         return results
@@ -75,7 +86,7 @@ def _mismatch(m: Measure, schemas: Mapping[str, Mapping[str, str]]) -> str | Non
     assert m.parent is not None
     for child, parent in zip(m.columns, m.parent_columns):
         a, b = _type(schemas, m.dataset, child), _type(schemas, m.parent, parent)
-        if (a == "VARCHAR") != (b == "VARCHAR"):
+        if is_text(a) != is_text(b):
             return (f"{m.dataset}.{child} is {a} but {m.parent}.{parent} is {b} (cast one "
                     "of them in a node, so that the keys compare as the same type)")
     return None

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odibi.config.model import ReadSpec, WriteSpec
 from odibi.engines.base import (Capabilities, Catalog, EngineError, EngineInterrupted,
@@ -27,9 +27,11 @@ from odibi.engines.base import (Capabilities, Catalog, EngineError, EngineInterr
 from odibi.engines.duckdb_sandbox import (READERS, connect, copy_options, drop_stale_temps,
                                           engine_error, export_temp, quote_ident,
                                           reader_options, sql_literal)
-from odibi.expr.measures import Form, Query
 from odibi.hashing import digest_parts
 from odibi.ids import NodeId, OutputRef
+
+if TYPE_CHECKING:
+    from odibi.expr.measures import Query
 
 CAPABILITIES = Capabilities(transactions=True, views=True, interrupt=True, dialect="duckdb",
                             frame="pandas.DataFrame")
@@ -180,36 +182,15 @@ class DuckDBSession:
         return {c[0]: str(c[1]) for c in columns}
 
     def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
-        sqls = [(m.key, m.sql) for m in query.measures]
-        if query.form is Form.AGGREGATE:
-            return self.measure_aggregates(relations[query.dataset], sqls)
-        tables = {"t": relations[query.dataset]}
-        if query.parent is not None:
-            tables["p"] = relations[query.parent]
-        return self.measure_queries(tables, sqls)
+        """The measures of `query` in one statement (`duckdb_rules.statement`): {key: value}.
+        DuckDB gives lists, structs (dicts) and rows (tuples) back as Python values, kept
+        as they are (a top-level row becomes a list)."""
+        from odibi.engines.duckdb_rules import statement  # not on a no-op build's path
 
-    def measure_aggregates(self, table: Relation, measures: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        """Many aggregates over one table in one scan: {key: value}."""
-        select = ", ".join(f"{sql} AS {quote_ident(key)}" for key, sql in measures)
-        row = self._one(f"SELECT {select} FROM {self._relation_sql(table)} AS t")
-        return {key: (list(v) if isinstance(v, tuple) else v)
-                for (key, _), v in zip(measures, row or ())}
+        row = self._one(statement(query, lambda ds: self._relation_sql(relations[ds])))
+        return {m.key: (list(v) if isinstance(v, tuple) else v)
+                for m, v in zip(query.measures, row or ())}
 
-    def measure_queries(self, relations: Mapping[str, Relation], queries: Sequence[tuple[str, str]]
-                        ) -> dict[str, Any]:
-        """Scalar queries over named relations, in one statement: {key: value}. Each name is
-        a CTE over its table; DuckDB gives lists, structs (dicts) and rows (tuples) back as
-        Python values, kept as they are (a top-level row becomes a list, as in `measure`)."""
-        # (tables first, under names of their own: an unqualified table called `t` or `p`
-        # must not be read as one of the relations)
-        ctes = ", ".join([f'"odibi__{i}" AS (SELECT * FROM {self._relation_sql(table)})'
-                          for i, table in enumerate(relations.values())]
-                         + [f'{quote_ident(name)} AS (SELECT * FROM "odibi__{i}")'
-                            for i, name in enumerate(relations)])
-        select = ", ".join(f"({sql}) AS {quote_ident(key)}" for key, sql in queries)
-        row = self._one(f"WITH {ctes} SELECT {select}")
-        return {key: (list(v) if isinstance(v, tuple) else v)
-                for (key, _), v in zip(queries, row or ())}
 
     def make_current(self, node: NodeId, out: OutputRef) -> None:
         self._run(f"CREATE OR REPLACE VIEW main.{quote_ident(node)} AS "

@@ -4,7 +4,7 @@ messages that name the offending values, through the real CLI on real DuckDB.
 The project: customers and orders (read nodes), a SQL node joining them whose contract is
 that every order's customer exists, a check saying the same as a circuit breaker, and
 payments whose validations name what broke them. `queries` counts the queries the rules
-cost, by wrapping the real DuckDB session's two measuring methods.
+cost, by wrapping the real DuckDB session's measuring method.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from odibi.engines.duckdb_engine import DuckDBSession, relation_sql
+from odibi.expr.measures import Form, Query
 from tests.conftest import run_cli, write_files
 from tests.e2e.test_rules import edit, outcomes, write
 
@@ -67,18 +68,17 @@ def queries(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[s
     """The queries rules run during a build: ("aggregates", (table,)) for a dataset's
     aggregates, ("queries", (tables...)) for scalar queries (references, examples)."""
     seen: list[tuple[str, tuple[str, ...]]] = []
-    measure, measure_queries = DuckDBSession.measure_aggregates, DuckDBSession.measure_queries
+    measure = DuckDBSession.measure
 
-    def counted_measure(self: DuckDBSession, table: Any, measures: Any) -> Any:
-        seen.append(("aggregates", (relation_sql(table),)))
-        return measure(self, table, measures)
+    def counted_measure(self: DuckDBSession, query: Query, relations: Any) -> Any:
+        if query.form is Form.AGGREGATE:
+            seen.append(("aggregates", (relation_sql(relations[query.dataset]),)))
+        else:
+            read = (query.dataset,) + ((query.parent,) if query.parent is not None else ())
+            seen.append(("queries", tuple(relation_sql(relations[d]) for d in read)))
+        return measure(self, query, relations)
 
-    def counted_queries(self: DuckDBSession, relations: Any, sqls: Any) -> Any:
-        seen.append(("queries", tuple(relation_sql(r) for r in relations.values())))
-        return measure_queries(self, relations, sqls)
-
-    monkeypatch.setattr(DuckDBSession, "measure_aggregates", counted_measure)
-    monkeypatch.setattr(DuckDBSession, "measure_queries", counted_queries)
+    monkeypatch.setattr(DuckDBSession, "measure", counted_measure)
     yield seen
 
 

@@ -31,10 +31,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from odibi.engines.duckdb_rules import aggregate, scalar_query
 from odibi.errors import ExprSyntaxError
 from odibi.expr import ast
 from odibi.expr.check import REFERENCES_FORMS, RuleError, RulePlan, Scope, compile_rules
-from odibi.expr.measures import Form
+from odibi.expr.measures import Form, Measure, Query
 from odibi.expr.verdict import Offending, broken, evaluate
 from odibi.expr.parse import parse_rule
 
@@ -63,6 +64,11 @@ CO, RO, CU = "clean_orders", "raw_orders", "customers"
 
 def compile_one(scope: str, text: str) -> RulePlan:
     return compile_rules([(text, parse_rule(text))], SCOPES[scope])
+
+
+def sql(m: Measure) -> str:
+    """A measure as DuckDB SQL: an aggregate over `t`, or a scalar query."""
+    return aggregate(m.what) if m.form is Form.AGGREGATE else scalar_query(m.what)
 
 
 def shape(e: Any) -> Any:
@@ -232,8 +238,8 @@ def test_accepted(scope: str, text: str, show: str, datasets: tuple[str, ...],
     assert ast.show(again) == show
     # the canonical text means the same: same datasets and measures
     replan = compile_one(scope, show)
-    assert [(m.dataset, m.sql) for m in replan.measures] == \
-        [(m.dataset, m.sql) for m in plan.measures]
+    assert [(m.dataset, sql(m)) for m in replan.measures] == \
+        [(m.dataset, sql(m)) for m in plan.measures]
 
 
 def test_a_rule_set_is_one_query_per_dataset() -> None:
@@ -644,14 +650,14 @@ def measured_by_hand(con: duckdb.DuckDBPyConnection, plan: RulePlan
     for follow_up in (False, True):
         for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
             if query.form is Form.AGGREGATE:
-                select = ", ".join(f"{m.sql} AS {m.key}" for m in query.measures)
-                sql = f"SELECT {select} FROM {query.dataset} AS t"
+                select = ", ".join(f"{sql(m)} AS {m.key}" for m in query.measures)
+                statement = f"SELECT {select} FROM {query.dataset} AS t"
             else:
                 ctes = f"t AS (FROM {query.dataset})" + \
                     (f", p AS (FROM {query.parent})" if query.parent else "")
-                select = ", ".join(f"({m.sql}) AS {m.key}" for m in query.measures)
-                sql = f"WITH {ctes} SELECT {select}"
-            row = con.execute(sql).fetchone()
+                select = ", ".join(f"({sql(m)}) AS {m.key}" for m in query.measures)
+                statement = f"WITH {ctes} SELECT {select}"
+            row = con.execute(statement).fetchone()
             assert row is not None
             values.update({m.key: v for m, v in zip(query.measures, row)})
     return values, schemas
@@ -709,21 +715,19 @@ def test_evaluating_a_set_gives_one_verdict_per_rule_in_order(orders_db) -> None
 
 # -- run_rules on a warehouse session ---------------------------------------------------------
 class CountingSession:
-    """A session that counts the queries `measure` (aggregates over a table) and
-    `measure_queries` (scalar queries over named tables) run."""
+    """A session that counts the queries `measure` runs: `measured` the aggregates over a
+    table, `queried` the scalar queries over named tables (the child's, then the parent's)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.measured: list[tuple[str, int]] = []
         self.queried: list[tuple[tuple[str, ...], int]] = []
 
-    def measure(self, query: Any, relations: Mapping[str, str]) -> Mapping[str, Any]:
-        from odibi.expr.measures import Form
-
+    def measure(self, query: Query, relations: Mapping[str, str]) -> Mapping[str, Any]:
         if query.form is Form.AGGREGATE:
             self.measured.append((relations[query.dataset], len(query.measures)))
         else:
-            read = [query.dataset, *([query.parent] if query.parent else [])]
+            read = (query.dataset,) + ((query.parent,) if query.parent is not None else ())
             self.queried.append((tuple(relations[d] for d in read), len(query.measures)))
         return self.inner.measure(query, relations)
 
@@ -759,7 +763,8 @@ def test_run_rules_measures_each_dataset_in_one_query_per_kind(session) -> None:
     plan = compile_rules([(t, parse_rule(t)) for t in texts], EVAL_SCOPE)
     counting = CountingSession(session)
     results = run_rules(counting, plan, TABLES)
-    assert sorted(counting.measured) == [("orders", 1), ("orders", 5), ("raw_orders", 2)]
+    assert sorted(counting.measured) == [("orders", 1), ("orders", 5),
+                                         ("raw_orders", 2)]
     # unique's examples, not_null's counts per column and rows, all's rows, accepted_values'
     assert counting.queried == [(("orders",), 5)]
     assert [(r.ok, r.describe() if not r.ok else None) for r in results] == [
