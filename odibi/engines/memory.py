@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odibi.config.model import ReadSpec, WriteSpec
@@ -237,6 +238,7 @@ class MemoryEngine:
     def __init__(self, script: Mapping[NodeId | str, Behaviour] | None = None, *,
                  capabilities: Capabilities = MEMORY, lazy: bool = True) -> None:
         self.capabilities = capabilities
+        self.where = Path("<memory>")
         self.script: dict[NodeId, Behaviour] = {NodeId(n): b for n, b in (script or {}).items()}
         self.stored: dict[OutputRef, Table] = {}
         self.current: dict[NodeId, OutputRef] = {}
@@ -321,7 +323,7 @@ class MemoryEngine:
         if self.busy:
             raise WarehouseBusy("the memory warehouse is held by another process")
         if self.damaged:
-            raise WarehouseDamaged("the memory warehouse is damaged")
+            raise WarehouseDamaged("the memory warehouse is damaged", "a memory warehouse")
         self._open = self._created = True
 
     def stamp(self) -> str | None:
@@ -373,6 +375,9 @@ class MemoryEngine:
         self.record("used_bytes")
         with self._lock:
             return sum(t.size() for t in self.stored.values())
+
+    def name_of(self, out: OutputRef) -> str:
+        return f"{out.node}@{out.version}"
 
     def preview(self, relation: Relation, limit: int
                 ) -> tuple[list[str], list[tuple[Any, ...]], int]:
