@@ -24,7 +24,9 @@ from odibi.config.model import WriteSpec
 from odibi.engines.memory import Behaviour, MemoryEngine
 from odibi.errors import Span
 from odibi.events import NodeBlocked, NodeFinished, RecordingReporter
-from odibi.executor import Job, RunOptions, RunResult, execute
+from odibi.executor import Job, PythonCall, RunOptions, RunResult, execute
+from odibi.expr.check import RulePlan, Scope, compile_rules
+from odibi.expr.parse import parse_rule
 from odibi.fingerprint import SCHEME, OwnParts
 from odibi.graph import Graph, build_graph
 from odibi.hashing import digest_parts, digest_text
@@ -33,8 +35,9 @@ from odibi.planner import OutputCheck, Plan, PlanInputs, PlanOptions, PlannedSte
 from odibi.prepare import StoredVersions
 from odibi.state import State, Trace
 
-BUILT, CUT_OFF, RESTORED, FAILED, INTERRUPTED = (
-    Outcome.BUILT, Outcome.CUT_OFF, Outcome.RESTORED, Outcome.FAILED, Outcome.INTERRUPTED)
+BUILT, CUT_OFF, RESTORED, FAILED, INTERRUPTED, PASSED, WARNED = (
+    Outcome.BUILT, Outcome.CUT_OFF, Outcome.RESTORED, Outcome.FAILED, Outcome.INTERRUPTED,
+    Outcome.PASSED, Outcome.WARNED)
 SPAN = Span("<test>", 1, 1)
 WAIT = 5.0  # seconds a test waits for threads to meet, at most (they meet in microseconds)
 
@@ -51,6 +54,7 @@ class Spec:
     timeout: float | None = None
     rule: str | None = None  # a check node's rule
     halt: bool = True  # a check's on_fail
+    python: str | None = None  # a Python node: its function in `transforms.py` (root)
 
 
 def sql(*deps: str, text: str | None = None, writes: tuple[str, ...] = (),
@@ -58,19 +62,28 @@ def sql(*deps: str, text: str | None = None, writes: tuple[str, ...] = (),
     return Spec(tuple(deps), text, writes, timeout)
 
 
+def check(rule: str, *deps: str, halt: bool = True) -> Spec:
+    return Spec(tuple(deps), rule=rule, halt=halt)
+
+
+def python(function: str, *deps: str) -> Spec:
+    return Spec(tuple(deps), python=function)
+
+
 def own_parts(name: str, spec: Spec) -> OwnParts:
-    """OwnParts as odibi.fingerprint makes them: the SQL (or rule) text stands for the
-    parse tree; the writes stand for the write key."""
-    kind = NodeKind.CHECK if spec.rule is not None else NodeKind.SQL
-    text = spec.rule if spec.rule is not None else text_of(name, spec)
+    """OwnParts as odibi.fingerprint makes them: the SQL (or rule, or function) text stands
+    for the parse tree; the writes stand for the write key."""
+    kind = (NodeKind.CHECK if spec.rule is not None
+            else NodeKind.PYTHON if spec.python is not None else NodeKind.SQL)
+    text = spec.rule or spec.python or text_of(name, spec)
     config = {"on_fail": '"halt"' if spec.halt else '"warn"'} if spec.rule is not None else {}
     logic = digest_text(text)
     digest = digest_parts(str(SCHEME), kind.value, logic, json.dumps(config, sort_keys=True),
                           "{}", "[]", "{}")
     return OwnParts(kind, logic, config, {}, {}, digest, digest_text("no contracts"),
                     digest_text("no validate"), digest_text(repr(spec.writes)),
-                    sql_text=text if spec.rule is None else None,
-                    text_digest=digest_text(text) if spec.rule is None else None)
+                    sql_text=text if kind is NodeKind.SQL else None,
+                    text_digest=digest_text(text) if kind is NodeKind.SQL else None)
 
 
 def text_of(name: str, spec: Spec) -> str:
@@ -198,6 +211,11 @@ def make_jobs(world: World, p: Plan, traces: Mapping[NodeId, Trace],
         if spec.rule is not None:
             job = Job(step=step, output=None, check=rule_plan(spec), halt=spec.halt,
                       cutoff=cutoff, relations=relations)
+        elif spec.python is not None:
+            call = PythonCall("transforms", spec.python, world.root / "transforms.py",
+                              (world.root,), relations)
+            job = Job(step=step, output=OutputRef.of(step.node, step.fingerprint), python=call,
+                      timeout=spec.timeout, cutoff=cutoff, relations=relations)
         else:
             writes = tuple((WriteSpec("out", f, f, Format.CSV, {}, {}, SPAN), world.out(f))
                            for f in spec.writes)
@@ -206,9 +224,9 @@ def make_jobs(world: World, p: Plan, traces: Mapping[NodeId, Trace],
                       cutoff=cutoff, relations=relations)
         if step.status is Status.RESTORE:
             version = stored[(step.node, step.fingerprint)]
-            job = replace(job, stored=version, output=version.stored, sql=None)
+            job = replace(job, stored=version, output=version.stored, sql=None, python=None)
         elif step.status in (Status.REVALIDATE, Status.REEXPORT):
-            job = replace(job, output=traces[step.node].stored, sql=None,
+            job = replace(job, output=traces[step.node].stored, sql=None, python=None,
                           relations={**relations, step.node: step.node})
         jobs[step.node] = job
     return jobs
@@ -227,8 +245,11 @@ def _cutoff_candidate(step: PlannedStep, old: Trace | None, graph: Graph) -> Tra
     return old
 
 
-def rule_plan(spec: Spec) -> Any:
-    raise NotImplementedError
+def rule_plan(spec: Spec) -> RulePlan:
+    """A check's rule, compiled as odibi.rulesets compiles it (it reads its `deps`)."""
+    assert spec.rule is not None
+    return compile_rules([(spec.rule, parse_rule(spec.rule))],
+                         Scope({d.lower(): d for d in spec.deps}))
 
 
 def rows(*values: int) -> Behaviour:
@@ -268,24 +289,20 @@ def test_a_second_build_runs_nothing(tmp_path: Path) -> None:
 
 
 # -- -j N: the exact sets, and slots never exceeded ------------------------------------------
-def test_jN_runs_N_nodes_at_once_and_never_more(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_jN_runs_N_nodes_at_once_and_never_more(tmp_path: Path, jobs: int) -> None:
     gate = threading.Event()
     world = World(tmp_path, {n: sql() for n in "abcde"})
     world.script(**{n: Behaviour(gate=gate) for n in "abcde"})
-    started = world.start(2)
-    assert world.engine.wait_running("a", "b", timeout=WAIT)  # (ties: by name)
-    time.sleep(0.02)  # time for a third node to start, if the scheduler let it
-    assert set(world.engine.running) == {"a", "b"}
+    started = world.start(jobs)
+    first = "abcde"[:jobs]  # (equal priorities: by name)
+    assert world.engine.wait_running(*first, timeout=WAIT)
+    time.sleep(0.02)  # time for one more node to start, if the scheduler let it
+    assert set(world.engine.running) == set(first)
     gate.set()
     run = started.wait()
     assert run.outcomes(BUILT) == set("abcde")
-    assert world.engine.max_running == 2
-
-
-def test_j1_never_runs_two_at_once(tmp_path: Path) -> None:
-    world = World(tmp_path, dict(WIDE))
-    world.build(1)
-    assert world.engine.max_running == 1
+    assert world.engine.max_running == jobs
 
 
 def test_jN_starts_a_dependant_only_once_its_upstream_is_recorded(tmp_path: Path) -> None:
@@ -437,15 +454,23 @@ def test_a_restore_after_a_computation_is_a_job_of_its_own(tmp_path: Path) -> No
     assert run.calls[restore - 1] == ("begin",) and run.calls[restore + 1] == ("commit",)
 
 
-def test_a_node_whose_output_was_dropped_is_rebuilt_not_restored(tmp_path: Path) -> None:
-    world = World(tmp_path, dict(CHAIN))
+def test_a_revert_to_a_version_the_warehouse_dropped_rebuilds_it(tmp_path: Path) -> None:
+    world = World(tmp_path, {"a": sql(), "b": sql("a")})
+    world.script(a=rows(1))
+    first = world.build()
+    world.script(a=rows(2))
+    world.edit("a", sql="SELECT 2")
     world.build()
-    trace = world.state.traces()[NodeId("b")]
-    assert trace.stored is not None
-    world.engine.drop([trace.stored], [NodeId("b")])
+    old = OutputRef.of(NodeId("a"), first.plan.by_name[NodeId("a")].fingerprint)
+    world.engine.drop([old], [])  # (as `odibi gc` does)
+    world.script(a=rows(1))
+    world.edit("a", sql=None)
     run = world.build()
-    assert run.finished == [("b", BUILT), ("c", CUT_OFF)]
-    assert run.plan.by_name[NodeId("b")].reasons[0].reason is Reason.OUTPUT_MISSING
+    assert [(s.node, s.status) for s in run.plan.steps] == [
+        ("a", Status.REBUILD), ("b", Status.RESTORE)]
+    assert run.finished == [("a", BUILT), ("b", RESTORED)]
+    assert run.called("run_sql") == [("a",)]
+    assert world.engine.rows("a") == [{"x": 1}]
 
 
 # -- timeouts and interrupts -----------------------------------------------------------------
@@ -494,6 +519,31 @@ def test_a_built_node_records_its_output_as_the_engine_described_it(tmp_path: Pa
     assert [e.path for e in b.exports] == ["out/b.csv"]
     assert world.out("b.csv").read_text() == f"digest\n{digest_text(text_of('b', sql('a')))}\n"
     assert run.called("export") == [("b", world.out("b.csv"))]
+
+
+# -- Python nodes -----------------------------------------------------------------------------
+TRANSFORMS = """
+def double(a):
+    return [{"x": r["x"] * 2} for r in a]
+
+def broken(a):
+    return len(a)
+"""
+
+
+def test_a_python_node_gets_its_inputs_as_the_engines_frames(tmp_path: Path) -> None:
+    (tmp_path / "transforms.py").write_text(TRANSFORMS)
+    world = World(tmp_path, {"a": sql(), "p": python("double", "a"), "c": sql("p"),
+                             "q": python("broken", "a")})
+    world.script(a=rows(1, 2))
+    run = world.build(2)
+    assert run.finished[0] == ("a", BUILT)
+    assert run.outcomes(BUILT) == {"a", "p", "c"} and run.outcomes(FAILED) == {"q"}
+    assert run.result.results[NodeId("q")].error == "must return a list of dicts, returned int"
+    assert world.engine.rows("p") == [{"x": 2}, {"x": 4}]
+    assert run.called("frames") == [("a",), ("a",)] and run.called("prepare_python") == [()]
+    assert set(run.called("create_from_frame")) == {("p",), ("q",)}
+    assert world.engine.max_running <= 2
 
 
 # -- no heavy imports -------------------------------------------------------------------------
