@@ -31,7 +31,8 @@ from odibi.fingerprint import SCHEME, OwnParts
 from odibi.graph import Graph, build_graph
 from odibi.hashing import digest_parts, digest_text
 from odibi.ids import Format, NodeId, NodeKind, Outcome, OutputRef
-from odibi.planner import OutputCheck, Plan, PlanInputs, PlanOptions, PlannedStep, Reason, Status, plan
+from odibi.planner import (OutputCheck, Plan, PlanInputs, PlanOptions, PlannedStep, Reason, Status,
+                           plan)
 from odibi.prepare import StoredVersions
 from odibi.state import State, Trace
 
@@ -138,7 +139,7 @@ class World:
     def plan(self) -> tuple[Plan, dict[NodeId, Trace], StoredVersions]:
         """What prepare.py would hand the planner: the state's records, its failures, and
         what the warehouse holds."""
-        traces = self.state.traces()
+        traces = self.state.records.traces()
         catalog = self.engine.catalog()
         outputs = {n: OutputCheck(table_missing=t.stored not in catalog.stored,
                                   view_missing=catalog.current.get(n) != t.stored)
@@ -147,7 +148,8 @@ class World:
         stored = StoredVersions(self.state, catalog.stored)
         inputs = PlanInputs(
             graph=self.graph, own={n: own_parts(n, self.specs[n]) for n in self.graph.names},
-            traces=traces, failures={n: fp for n, (fp, _) in self.state.failures().items()},
+            traces=traces,
+            failures={n: fp for n, (fp, _) in self.state.records.failures().items()},
             outputs=outputs, stored=stored, guards=self.guards())
         return plan(inputs, PlanOptions(frozenset(self.graph.names))), traces, stored
 
@@ -362,14 +364,14 @@ def test_a_failure_and_an_interruption_are_recorded_differently(tmp_path: Path) 
     for n in ("a", "b", "c"):
         world.edit(n, sql=f"SELECT 2 -- {n}")
     world.script(a=Behaviour(gate=fail, error="boom"), b=Behaviour(hang=True))
-    before = world.state.traces()
+    before = world.state.records.traces()
     started = world.start(2, fail_fast=True)
     assert world.engine.wait_running("a", "b", timeout=WAIT)
     fail.set()
     run = started.wait()
     fp = {n: run.plan.by_name[NodeId(n)].fingerprint for n in "abc"}
-    assert world.state.failures() == {"a": (fp["a"], "boom")}
-    after = world.state.traces()
+    assert world.state.records.failures() == {"a": (fp["a"], "boom")}
+    after = world.state.records.traces()
     assert after == before  # nothing recorded: a failed, b interrupted, c never started
     assert world.engine.catalog().current == {n: t.stored for n, t in before.items()}
     again = world.plan()[0].by_name
@@ -393,7 +395,7 @@ def test_an_unchanged_output_cuts_off_its_dependants_without_running_them(
     assert run.finished == [("a", BUILT), ("b", CUT_OFF), ("c", CUT_OFF)]
     assert run.called("run_sql") == [("a",)]
     # their records move to the new fingerprints: the next build runs nothing
-    assert {n: t.fingerprint for n, t in world.state.traces().items()} == {
+    assert {n: t.fingerprint for n, t in world.state.records.traces().items()} == {
         n: s.fingerprint for n, s in run.plan.by_name.items()}
     assert world.build().finished == []
 
@@ -431,7 +433,7 @@ def test_a_revert_restores_every_node_in_one_transaction_without_computing(
         ("make_current", "b", version["b"]), ("make_current", "c", version["c"]),
         ("commit",)]
     assert world.engine.rows("a") == [{"x": 1}]
-    assert {n: t.fingerprint for n, t in world.state.traces().items()} == {
+    assert {n: t.fingerprint for n, t in world.state.records.traces().items()} == {
         n: s.fingerprint for n, s in first.plan.by_name.items()}
 
 
@@ -484,7 +486,7 @@ def test_a_hanging_node_with_a_timeout_fails_quickly_and_blocks_its_dependants(
     assert run.outcomes(FAILED) == {"a"} and run.outcomes(BUILT) == {"c"}
     assert run.result.results[NodeId("a")].error == "timed out after 0.05s"
     assert run.result.blocked == {"b": "a"}
-    assert world.state.failures()[NodeId("a")][1] == "timed out after 0.05s"
+    assert world.state.records.failures()[NodeId("a")][1] == "timed out after 0.05s"
     assert ("interrupt", "a") in run.calls
 
 
@@ -501,7 +503,7 @@ def test_cancel_interrupts_running_nodes_and_keeps_the_finished_ones(tmp_path: P
     assert run.finished[0] == ("q", BUILT)
     assert set(run.finished[1:]) == {("a", INTERRUPTED), ("b", INTERRUPTED)}
     assert run.result.cancelled and run.result.not_started == ("c",)
-    assert set(world.state.traces()) == {"q"} and world.state.failures() == {}
+    assert set(world.state.records.traces()) == {"q"} and world.state.records.failures() == {}
     assert set(world.engine.catalog().current) == {"q"}
 
 
@@ -510,7 +512,7 @@ def test_a_built_node_records_its_output_as_the_engine_described_it(tmp_path: Pa
     world = World(tmp_path, {"a": sql(), "b": sql("a", writes=("b.csv",))})
     world.script(a=rows(3, 1, 2))
     run = world.build()
-    traces = world.state.traces()
+    traces = world.state.records.traces()
     a, b = traces[NodeId("a")], traces[NodeId("b")]
     fa = run.plan.by_name[NodeId("a")].fingerprint
     assert a.stored == OutputRef.of(NodeId("a"), fa) and a.rows == 3 and a.schema == ("x BIGINT",)
