@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from odibi.config.model import WriteSpec
-from odibi.engines.memory import Behaviour, MemoryEngine
+from odibi.engines.memory import MEMORY, Behaviour, MemoryEngine
 from odibi.errors import Span
 from odibi.events import NodeBlocked, NodeFinished, RecordingReporter
 from odibi.executor import Job, PythonCall, RunOptions, RunResult, execute
@@ -40,6 +40,7 @@ BUILT, CUT_OFF, RESTORED, FAILED, INTERRUPTED, PASSED, WARNED = (
     Outcome.BUILT, Outcome.CUT_OFF, Outcome.RESTORED, Outcome.FAILED, Outcome.INTERRUPTED,
     Outcome.PASSED, Outcome.WARNED)
 SPAN = Span("<test>", 1, 1)
+NO_TRANSACTIONS = replace(MEMORY, transactions=False)
 WAIT = 5.0  # seconds a test waits for threads to meet, at most (they meet in microseconds)
 
 
@@ -473,6 +474,35 @@ def test_a_revert_to_a_version_the_warehouse_dropped_rebuilds_it(tmp_path: Path)
     assert run.finished == [("a", BUILT), ("b", RESTORED)]
     assert run.called("run_sql") == [("a",)]
     assert world.engine.rows("a") == [{"x": 1}]
+
+
+def test_without_transactions_restores_run_one_by_one(tmp_path: Path) -> None:
+    world = World(tmp_path, dict(CHAIN), MemoryEngine(capabilities=NO_TRANSACTIONS))
+    first = world.build()
+    world.edit("a", sql="SELECT 2")
+    world.build()
+    world.edit("a", sql=None)
+    run = world.build()
+    assert run.finished == [("a", RESTORED), ("b", RESTORED), ("c", RESTORED)]
+    version = {n: s.fingerprint[:16] for n, s in first.plan.by_name.items()}
+    assert [c for c in run.calls if c[0] in ("begin", "make_current", "commit")] == [
+        c for n in "abc" for c in (("begin",), ("make_current", n, version[n]), ("commit",))]
+
+
+def test_without_transactions_a_failure_leaves_the_node_as_it_was(tmp_path: Path) -> None:
+    # nothing is rolled back: what keeps a failure safe is that the new version is made
+    # current last, after its exports (the version stays behind, an orphan for `gc`)
+    world = World(tmp_path, {"a": sql(writes=("a.csv",)), "b": sql("a")},
+                  MemoryEngine(capabilities=NO_TRANSACTIONS))
+    world.build()
+    before = world.engine.catalog().current
+    world.edit("a", sql="SELECT 2")
+    world.script(a=Behaviour(export_error="disk full"))
+    run = world.build()
+    assert run.finished == [("a", FAILED)] and run.result.blocked == {"b": "a"}
+    assert world.engine.catalog().current == before
+    new = OutputRef.of(NodeId("a"), run.plan.by_name[NodeId("a")].fingerprint)
+    assert new in world.engine.catalog().stored
 
 
 # -- timeouts and interrupts -----------------------------------------------------------------
