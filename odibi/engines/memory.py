@@ -42,6 +42,7 @@ from odibi.engines.base import (Capabilities, Catalog, EngineError, EngineInterr
                                 Location, Relation, TableInfo, WarehouseBusy,
                                 WarehouseDamaged)
 from odibi.engines.memory_rows import Table, read_files, write_file
+from odibi.engines.memory_rules import Data, measure
 from odibi.hashing import digest_parts, digest_text
 from odibi.ids import NodeId, OutputRef
 
@@ -207,7 +208,9 @@ class MemorySession:
 
     def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
         self._engine.record("measure", *(_name(r) for r in relations.values()))
-        raise EngineError("the memory engine does not measure rules yet")
+        t = Data(self.table(relations[query.dataset]))
+        p = Data(self.table(relations[query.parent])) if query.parent is not None else None
+        return {m.key: measure(m.what, t, p) for m in query.measures}
 
     # -- the rest of a node's work -------------------------------------------------------
     def export(self, out: OutputRef, write: WriteSpec, dest: Location) -> None:

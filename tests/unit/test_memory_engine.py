@@ -19,6 +19,13 @@ from odibi.config.model import ReadSpec, WriteSpec
 from odibi.engines.base import (Catalog, Engine, EngineError, EngineInterrupted, Location,
                                 Session, WarehouseBusy, WarehouseDamaged)
 from odibi.engines.memory import MEMORY, Behaviour, MemoryEngine, MemorySession
+from odibi.engines.memory_rows import Table
+from odibi.engines.memory_rules import Data, measure, value
+from odibi.expr.ast import Op
+from odibi.expr.measurements import (Agg, Aggregate, CountWhere, DistinctCount, Duplicates,
+                                     NullCount, NullCounts, NullRows, Orphans, OrphanKeys,
+                                     Outside, OutsideValues, RepeatedKeys, RowCount, RowsWhere)
+from odibi.expr.rows import Abs, And, Between, Binary, Col, Const, In, IsNull, Neg, Not, Or
 from odibi.errors import Span
 from odibi.ids import Format, NodeId, OutputRef
 
@@ -385,3 +392,130 @@ def test_the_fake_implements_every_method_of_the_interface_with_its_parameters(
         if callable(member):
             assert list(inspect.signature(ours).parameters) == \
                 list(inspect.signature(member).parameters), name
+
+
+# -- rules: the neutral form, measured over rows ---------------------------------------------
+T_ROWS = [{"id": 1, "k": "a", "v": 10}, {"id": 2, "k": "a", "v": None},
+          {"id": None, "k": "b", "v": -3}, {"id": 4, "k": None, "v": 5},
+          {"id": 4, "k": "c", "v": 5}]
+P_ROWS = [{"name": "a"}, {"name": None}]
+NEG = Binary(Op.LT, Col("V"), Const(0))  # (names ignore case, as in rules)
+
+
+@pytest.mark.parametrize("what,expected", [
+    (RowCount(), 5),
+    (CountWhere(Binary(Op.GT, Col("v"), Const(0))), 3),  # a NULL v is not counted
+    (Aggregate(Agg.SUM, "v"), 17), (Aggregate(Agg.AVG, "v"), 4.25),
+    (Aggregate(Agg.MIN, "v"), -3), (Aggregate(Agg.MAX, "k"), "c"),
+    (NullCount(("id", "v")), 2), (DistinctCount("k"), 3),
+    (Duplicates(("id",)), 1), (Duplicates(("k", "v")), 0),
+    (Outside("k", ("a", "b")), 1), (Outside("k", ("a", None)), 0),
+    (OutsideValues("k", ("a",)), ["b", "c"]),
+    (RepeatedKeys(("k",)), [{"k": "a", "n": 2}]),
+    (RepeatedKeys(("id", "v")), [{"k": (4, 5), "n": 2}]),
+    (NullCounts(("id", "k", "v")), [1, 1, 1]),
+    (NullRows(("k", "v")), [{"id": 2, "k": "a", "v": None}, {"id": 4, "k": None, "v": 5}]),
+    (RowsWhere(("v",), NEG), [{"v": -3}]),
+    (Orphans(("k",), ("name",)), 2), (OrphanKeys(("k",), ("name",)), ["b", "c"]),
+    (OrphanKeys(("k", "id"), ("name", "name")), [("a", 1), ("a", 2), ("c", 4)]),
+])
+def test_each_measurement_gives_the_value_its_docstring_promises(what: Any, expected: Any
+                                                                 ) -> None:
+    t, p = Data(Table.of(T_ROWS)), Data(Table.of(P_ROWS))
+    assert measure(what, t, p) == expected
+
+
+def test_an_aggregate_of_no_values_is_null() -> None:
+    t = Data(Table.of([{"v": None}]))
+    assert [measure(Aggregate(fn, "v"), t, None) for fn in Agg] == [None] * 4
+
+
+def test_examples_are_the_first_five_sorted_nulls_last() -> None:
+    t = Data(Table.of([{"k": k} for k in (9, 3, None, 7, 1, 5, 8, 3)]))
+    assert measure(OutsideValues("k", (0,)), t, None) == [1, 3, 5, 7, 8]
+    t = Data(Table.of([{"a": None, "b": 1}, {"a": 2, "b": None}, {"a": 1, "b": None}]))
+    assert measure(NullRows(("a", "b")), t, None) == [
+        {"a": 1, "b": None}, {"a": 2, "b": None}, {"a": None, "b": 1}]
+
+
+@pytest.mark.parametrize("expr,expected", [
+    (And((Const(True), Const(None))), None), (And((Const(False), Const(None))), False),
+    (Or((Const(True), Const(None))), True), (Or((Const(False), Const(None))), None),
+    (Not(Const(None)), None), (Neg(Const(None)), None), (Abs(Const(-2)), 2),
+    (In(Const(1), (2, None), False), None), (In(Const(1), (1,), True), False),
+    (In(Const(None), (1,), False), None), (In(Const(3), (1, 2), True), True),
+    (Between(Const(5), Const(1), Const(10)), True),
+    (Between(Const(None), Const(1), Const(2)), None),
+    (IsNull(Const(None), False), True), (IsNull(Const(None), True), False),
+    (Binary(Op.DIV, Const(1), Const(0)), None), (Binary(Op.DIV, Const(3), Const(2)), 1.5),
+    (Binary(Op.GT, Const("5"), Const(3)), True), (Binary(Op.EQ, Const(None), Const(None)), None),
+])
+def test_the_row_language_has_sqls_three_valued_logic(expr: Any, expected: Any) -> None:
+    got = value(expr, {})
+    assert (got, type(got)) == (expected, type(expected))
+
+
+def test_text_that_is_no_number_compared_with_a_number_is_an_engine_error() -> None:
+    with pytest.raises(EngineError, match="Could not convert string 'x'"):
+        value(Binary(Op.GT, Col("k"), Const(3)), {"k": "x"})
+    with pytest.raises(EngineError, match='no column "z"'):
+        measure(CountWhere(Binary(Op.GT, Col("z"), Const(3))), Data(Table.of(T_ROWS)), None)
+
+
+# -- the same rules, the same verdicts as on DuckDB ------------------------------------------
+SAME_RULES = [
+    "row_count(t) >= 10", "row_count(p) between 1 and 2",
+    "not_null(t.id, t.v)", "not_null(t.k)", "not_null(p.name)",
+    "unique(t.id)", "unique(t.k, t.v)", "unique(t.v)",
+    "accepted_values(t.k, ['a', 'b'])", "accepted_values(t.k, ['a', 'b', 'c'])",
+    "all(t.v > 0 and t.v < 8)", "all(t.v between -5 and 20)", "all(abs(t.v) >= 4)",
+    "all(t.k in ['a', 'c'] or t.v is null)", "all(t.id * 2 != t.v % 3 or t.k is not null)",
+    "all(t.id / 2 < 2)", "all(-t.v < 0)", "all(t.k not in ['b', null])", "all(t.id in [1, 4])",
+    "references(t.k, p.name)", "references(t.k, t.k)",
+    "sum(t.v) < 5", "avg(t.v) > 100", "min(t.v) >= 0", "max(t.id) == 3",
+    "null_count(t.v) == 0", "distinct_count(t.k) >= 5", "has_columns(t.id, t.nope)",
+]
+T_SQL = ("SELECT * FROM (VALUES (1, 'a', 10), (2, 'a', NULL), (NULL, 'b', -3), (4, NULL, 5), "
+         "(4, 'c', 5)) AS t(id, k, v)")
+P_SQL = "SELECT * FROM (VALUES ('a'), (NULL)) AS p(name)"
+
+
+def verdicts(session: Any, rules: list[str]) -> list[tuple[bool, str]]:
+    from odibi.expr.check import Scope, compile_rules
+    from odibi.expr.parse import parse_rule
+    from odibi.rules import run_rules
+
+    out = []
+    for rule in rules:
+        plan = compile_rules([(rule, parse_rule(rule))], Scope({"t": "t", "p": "p"}))
+        out += [(r.ok, r.describe()) for r in run_rules(session, plan, {"t": T, "p": P})]
+    return out
+
+
+T, P = NodeId("t"), NodeId("p")
+
+
+def test_rules_measured_by_the_fake_give_duckdbs_verdicts(tmp_path: Path) -> None:
+    from odibi.engines import open_engine
+    from odibi.engines.base import EngineOptions
+
+    (tmp_path / ".odibi").mkdir()
+    duck = open_engine(tmp_path, EngineOptions())
+    fake = MemoryEngine({"t": Behaviour(rows=T_ROWS), "p": Behaviour(rows=P_ROWS)})
+    sessions = []
+    for engine in (duck, fake):
+        s = engine.session()
+        s.begin()
+        for node, text in ((T, T_SQL), (P, P_SQL)):
+            out = OutputRef(node, "1")
+            s.run_sql(out, text)
+            s.make_current(node, out)
+        s.commit()
+        sessions.append(s)
+    try:
+        expected = verdicts(sessions[0], SAME_RULES)
+        assert verdicts(sessions[1], SAME_RULES) == expected
+        assert sum(ok for ok, _ in expected) >= 5 and sum(not ok for ok, _ in expected) >= 15
+    finally:
+        sessions[0].close()
+        duck.close()

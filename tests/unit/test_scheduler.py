@@ -33,6 +33,7 @@ from odibi.hashing import digest_parts, digest_text
 from odibi.ids import Format, NodeId, NodeKind, Outcome, OutputRef
 from odibi.planner import (OutputCheck, Plan, PlanInputs, PlanOptions, PlannedStep, Reason, Status,
                            plan)
+from odibi.holds import HeldExport, HoldCause
 from odibi.prepare import StoredVersions
 from odibi.state import State, Trace
 
@@ -551,6 +552,72 @@ def test_a_built_node_records_its_output_as_the_engine_described_it(tmp_path: Pa
     assert [e.path for e in b.exports] == ["out/b.csv"]
     assert world.out("b.csv").read_text() == f"digest\n{digest_text(text_of('b', sql('a')))}\n"
     assert run.called("export") == [("b", world.out("b.csv"))]
+
+
+# -- halting checks ---------------------------------------------------------------------------
+#   a -> b (writes b.csv) -> chk: row_count(b) >= 2 (halt)      h: hangs      z: never starts
+GUARDED = {"a": sql(), "b": sql("a", writes=("b.csv",)), "chk": check("row_count(b) >= 2", "b"),
+           "h": sql(), "z": sql()}
+
+
+def guarded_world(tmp_path: Path, *, halt: bool = True) -> tuple[World, threading.Event]:
+    """GUARDED built once with the check holding; then a, h and z edited, b to come out
+    with one row, b held until the test opens its gate, h hanging."""
+    world = World(tmp_path, dict(GUARDED))
+    world.edit("chk", halt=halt)
+    world.script(b=rows(1, 2))
+    first = world.build()
+    assert first.outcomes(PASSED) == {"chk"} and world.out("b.csv").read_text() == "x\n1\n2\n"
+    assert world.state.records.traces()[NodeId("b")].held == ()  # written once chk passed
+    for n in ("a", "h", "z"):
+        world.edit(n, sql=f"SELECT 2 -- {n}")
+    gate = threading.Event()
+    world.script(b=Behaviour(rows=[{"x": 1}], gate=gate), h=Behaviour(hang=True))
+    return world, gate
+
+
+def test_a_failing_halting_check_stops_the_build_and_holds_back_what_it_guards(
+        tmp_path: Path) -> None:
+    world, gate = guarded_world(tmp_path)
+    started = world.start(2)
+    assert world.engine.wait_running("b", "h", timeout=WAIT)  # a ran first (longest path)
+    gate.set()
+    run = started.wait()
+    assert run.finished == [("a", BUILT), ("b", BUILT), ("chk", FAILED), ("h", INTERRUPTED)]
+    assert run.result.results[NodeId("chk")].error == (
+        "row_count(b) >= 2 failed on b: row_count(b) = 1")
+    assert run.result.halted == "chk" and run.result.not_started == ("z",)
+    assert run.result.held == {"b": HeldExport(("out/b.csv",), HoldCause.CHECK_FAILED, "chk")}
+    assert run.called("export") == []
+    assert world.out("b.csv").read_text() == "x\n1\n2\n"  # untouched
+    b = world.state.records.traces()[NodeId("b")]
+    assert b.held == ("chk",) and b.rows == 1
+    assert world.engine.rows("b") == [{"x": 1}]  # its output is committed, its file is not
+
+
+def test_a_warning_check_neither_stops_the_build_nor_holds_exports(tmp_path: Path) -> None:
+    world, gate = guarded_world(tmp_path, halt=False)
+    world.script(h=rows(7))
+    gate.set()
+    run = world.build(2)
+    assert run.outcomes(WARNED) == {"chk"} and run.outcomes(BUILT) == {"a", "b", "h", "z"}
+    assert run.result.held == {} and run.result.halted is None
+    assert run.called("export") == [("b", world.out("b.csv"))]
+    assert world.out("b.csv").read_text() == "x\n1\n"
+
+
+def test_a_held_export_is_written_once_its_check_passes(tmp_path: Path) -> None:
+    world, gate = guarded_world(tmp_path)
+    world.script(h=rows(7))
+    gate.set()
+    world.build()
+    world.edit("chk", rule="row_count(b) >= 1")
+    run = world.build()
+    # (h and z never ran in the halted build: they run now, after b's export, which waited
+    # only for its check)
+    assert run.finished == [("chk", PASSED), ("b", Outcome.EXPORTED), ("h", BUILT), ("z", BUILT)]
+    assert world.out("b.csv").read_text() == "x\n1\n"
+    assert world.state.records.traces()[NodeId("b")].held == ()
 
 
 # -- Python nodes -----------------------------------------------------------------------------
