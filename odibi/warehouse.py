@@ -63,7 +63,7 @@ def inspect(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State) ->
     """Compare the warehouse with the build records."""
     project = resolved.project
     built = [n for n in project.nodes if n in traces]
-    engine = engine_for(resolved, read_only=True)
+    engine = _looking(resolved)
     stamp = engine.stamp()
     if stamp is None:
         said: tuple[str, ...] = ()
@@ -163,5 +163,11 @@ def open_for_restores(resolved: Resolved, state: State) -> bool:
 
 def keep_stamp(resolved: Resolved, state: State) -> None:
     """Remember the warehouse as odibi leaves it (`inspect` then skips its catalog)."""
-    state.set_meta("warehouse", engine_for(resolved, read_only=True).stamp())
+    state.set_meta("warehouse", _looking(resolved).stamp())
+
+
+def _looking(resolved: Resolved) -> Engine:
+    """The engine, only to look at the warehouse (its stamp, its catalog): no user SQL
+    runs, so no options are worked out (a no-op build pays for none)."""
+    return open_engine(resolved.project.root, EngineOptions(read_only=True, lazy=True))
 
