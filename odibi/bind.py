@@ -291,13 +291,7 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
             text = f"node '{n}': SQL: {message}"
             hint = f"did you mean '{failure.suggestion}'?" if failure.suggestion else None
         case BindProblem.FILE:
-            if failure.name and "access file" in message:
-                text = (f"node '{n}': SQL reads the file {failure.name}, which is not one of "
-                        "its inputs")
-            elif failure.name:
-                text = f"node '{n}': SQL reaches {failure.name}, outside its inputs"
-            else:
-                text = f"node '{n}': SQL reaches outside its inputs: {message}"
+            text = _outside(n, failure.name, message)
             hint = ("add a read node for that file, so that odibi fingerprints it (SQL runs in "
                     "DuckDB's sandbox, which reaches no file, database or extension)")
         case BindProblem.NESTED:
@@ -306,6 +300,15 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
         case _:
             text = f"node '{n}': SQL: {message}"
     return SqlError(text, span=span, node=n, hint=hint)
+
+
+def _outside(n: NodeId, name: str | None, message: str) -> str:
+    """What a statement the sandbox stopped reached for (a file, a database)."""
+    if name and "access file" in message:
+        return f"node '{n}': SQL reads the file {name}, which is not one of its inputs"
+    if name:
+        return f"node '{n}': SQL reaches {name}, outside its inputs"
+    return f"node '{n}': SQL reaches outside its inputs: {message}"
 
 
 def _column_hint(name: str, pool: list[str], inputs: Mapping[NodeId, Schema]) -> str | None:
