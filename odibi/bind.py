@@ -3,10 +3,12 @@ anything runs (`odibi validate`: every SQL node; `odibi build`: the ones it will
 
 Every node on the way gets an output schema, without touching its data:
 
-    read     its files' header or metadata, through DuckDB's reader with the node's
-             options (`read_schemas`); cached by the files' digests and the options
-    sql      its rendered SQL bound against empty stand-ins of its inputs, in a DuckDB
-             that reaches no file (`Binder`); cached by the SQL and its inputs' schemas
+    read     its files' header or metadata, through the engine's reader with the node's
+             options (`odibi.engines.read_schemas`); cached by the files' digests and
+             the options
+    sql      its rendered SQL bound against empty stand-ins of its inputs, by the
+             engine's `Binder` (`odibi.engines.open_binder`: in memory, reaching no
+             file); cached by the SQL and its inputs' schemas
     python   (and a read of files another node exports) the schema its last build
              recorded, trusted only while its code and its inputs' schemas are those it
              was built from; otherwise it is `Unknown`, and so is every SQL node below it
@@ -15,9 +17,11 @@ Every node on the way gets an output schema, without touching its data:
 
 A statement that does not bind is a `SqlError` at its place in the YAML (or `.sql`
 file), with a did-you-mean from the columns in scope. Guarantees: nothing is run on
-data; no file outside the read nodes' own is reached; DuckDB is imported only when
-something is missing from the cache (a second `validate` binds only what changed), and
-an empty `check` costs nothing at all.
+data; no file outside the read nodes' own is reached; the engine (DuckDB) is imported
+only when something is missing from the cache (a second `validate` binds only what
+changed), and an empty `check` costs nothing at all. The engine's work is behind
+`odibi.engines` (DuckDB's in engines/duckdb_bind.py); what to bind, when, and how a
+failure is told are decided here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from odibi.config.model import Node, ReadSpec, SqlSpec
+from odibi.engines import engine_version
 from odibi.engines.base import Schema
 from odibi.errors import SqlError, did_you_mean
 from odibi.fingerprint import FileDigests, OwnParts, chain, exported_paths, own_parts
@@ -41,7 +46,7 @@ from odibi.state import State
 from odibi.trace import Trace
 
 if TYPE_CHECKING:
-    from odibi.engines.duckdb_bind import Binder, BindFailure
+    from odibi.engines.tools import Binder, BindFailure
 
 SCHEME = "bind-1"  # part of every cache key: bump when what a key stands for changes
 
@@ -162,11 +167,11 @@ class _Pass:
         cacheable = not node.env_used  # (its schema could hold an environment value)
         hit = self.cache.get_schema(key) if self.cache is not None and cacheable else None
         if hit is None:
-            from odibi.engines.duckdb_bind import BindFailure, Problem
+            from odibi.engines.tools import BindFailure, BindProblem
 
             found = self.binder().bind(spec.rendered, inputs)
             if isinstance(found, BindFailure):
-                if found.problem is Problem.INPUTS:
+                if found.problem is BindProblem.INPUTS:
                     return Unknown(n, f"cannot be bound on its inputs' recorded schemas "
                                       f"({found.message})")
                 raise located(n, spec, found, inputs, self.resolved, self.redact)
@@ -179,9 +184,9 @@ class _Pass:
 
     def binder(self) -> Binder:
         if self._binder is None:
-            from odibi.engines.duckdb_bind import Binder
+            from odibi.engines import open_binder
 
-            self._binder = Binder()
+            self._binder = open_binder()
         return self._binder
 
     # -- reads --------------------------------------------------------------------------
@@ -210,7 +215,7 @@ class _Pass:
                 todo.append((n, key, files, spec))
         if not todo:
             return
-        from odibi.engines.duckdb_bind import read_schemas
+        from odibi.engines import read_schemas
 
         for (n, key, _, _), found in zip(todo, read_schemas([(f, s) for _, _, f, s in todo])):
             if isinstance(found, str):
@@ -262,45 +267,48 @@ class _Pass:
 def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[NodeId, Schema],
             resolved: Resolved, redact: Mapping[str, str]) -> SqlError:
     """A statement that does not bind, as an error at its place in the node's text."""
-    from odibi.engines.duckdb_bind import Problem
+    from odibi.engines.tools import BindProblem
 
     span = sql_span(spec, failure.offset, failure.width)
     message = _redacted(failure.message, redact)
     hint: str | None = None
     match failure.problem:
-        case Problem.COLUMN:
+        case BindProblem.COLUMN:
             name = failure.name or "?"
             text = f"node '{n}': SQL: column '{name}' not found"
             pool = list(dict.fromkeys([*failure.candidates,
                                        *(c for s in inputs.values() for c, _ in s)]))
             hint = _column_hint(name, pool, inputs)
-        case Problem.MISSING if message.startswith("Table with name"):
+        case BindProblem.MISSING if message.startswith("Table with name"):
             text = f"node '{n}': SQL: {message}"
             hint = ("a node reads other nodes by name in its FROM clause, so that odibi sees "
                     "the dependency (query_table() and other schemas are not followed)")
-        case Problem.MISSING if "extension" in message:
+        case BindProblem.MISSING if "extension" in message:
             text = f"node '{n}': SQL: {message}"
             hint = ("odibi runs SQL in DuckDB's sandbox, where no extension is installed or "
                     "loaded (json, parquet and icu are built in)")
-        case Problem.MISSING:
+        case BindProblem.MISSING:
             text = f"node '{n}': SQL: {message}"
             hint = f"did you mean '{failure.suggestion}'?" if failure.suggestion else None
-        case Problem.FILE:
-            if failure.name and "access file" in message:
-                text = (f"node '{n}': SQL reads the file {failure.name}, which is not one of "
-                        "its inputs")
-            elif failure.name:
-                text = f"node '{n}': SQL reaches {failure.name}, outside its inputs"
-            else:
-                text = f"node '{n}': SQL reaches outside its inputs: {message}"
+        case BindProblem.FILE:
+            text = _outside(n, failure.name, message)
             hint = ("add a read node for that file, so that odibi fingerprints it (SQL runs in "
                     "DuckDB's sandbox, which reaches no file, database or extension)")
-        case Problem.NESTED:
+        case BindProblem.NESTED:
             text = f"node '{n}': SQL hands query() a statement that is not one SELECT: {message}"
             hint = "a node is one SELECT over its inputs; files come in through read nodes"
         case _:
             text = f"node '{n}': SQL: {message}"
     return SqlError(text, span=span, node=n, hint=hint)
+
+
+def _outside(n: NodeId, name: str | None, message: str) -> str:
+    """What a statement the sandbox stopped reached for (a file, a database)."""
+    if name and "access file" in message:
+        return f"node '{n}': SQL reads the file {name}, which is not one of its inputs"
+    if name:
+        return f"node '{n}': SQL reaches {name}, outside its inputs"
+    return f"node '{n}': SQL reaches outside its inputs: {message}"
 
 
 def _column_hint(name: str, pool: list[str], inputs: Mapping[NodeId, Schema]) -> str | None:
@@ -367,22 +375,6 @@ def _is_type(text: str) -> bool:
 
 def _canon(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-_VERSION: list[str] = []
-
-
-def engine_version() -> str:
-    """The installed DuckDB's version, read from its package metadata (no import): a
-    schema is a DuckDB's answer, and another version may answer otherwise."""
-    if not _VERSION:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            _VERSION.append(version("duckdb"))
-        except PackageNotFoundError:  # pragma: no cover - duckdb is a dependency
-            _VERSION.append("?")
-    return _VERSION[0]
 
 
 # -- the commands' passes --------------------------------------------------------------

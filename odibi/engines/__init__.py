@@ -2,16 +2,24 @@
 
 `open_engine` is the one place that picks an engine for a project: the rest of odibi
 names no engine. Opening is cheap (nothing is imported or connected until the engine
-is first used, when `EngineOptions.lazy`)."""
+is first used, when `EngineOptions.lazy`). What odibi asks of an engine besides
+building (`odibi.engines.tools`) is opened here too, from the same engine: a binder
+(`open_binder`, `read_schemas`, `engine_version`), a scratch engine for tests
+(`open_scratch`) and samples of built outputs (`sample`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from odibi.engines.base import Engine, EngineOptions
+    from odibi.config.model import ReadSpec
+    from odibi.engines.base import Access, Engine, EngineOptions, Relation, Schema
+    from odibi.engines.tools import Binder, Rows, SampleStep, Scratch
+
+_ENGINE = "duckdb"  # the distribution of the engine `open_engine` opens (its version)
+_VERSION: list[str] = []
 
 
 def open_engine(root: Path, options: EngineOptions,
@@ -21,3 +29,54 @@ def open_engine(root: Path, options: EngineOptions,
     from odibi.engines.duckdb_engine import WAREHOUSE, DuckDBEngine
 
     return DuckDBEngine(root / ".odibi" / WAREHOUSE, options, on_open)
+
+
+def engine_version() -> str:
+    """The installed engine's version, read from its package metadata (nothing is
+    imported): a bound schema is that engine's answer, and another version may answer
+    otherwise."""
+    if not _VERSION:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _VERSION.append(version(_ENGINE))
+        except PackageNotFoundError:  # pragma: no cover - the engine is a dependency
+            _VERSION.append("?")
+    return _VERSION[0]
+
+
+def open_binder() -> Binder:
+    """A binder of the engine's SQL, in memory, reaching no file (connected at once)."""
+    from odibi.engines.duckdb_bind import DuckDBBinder
+
+    return DuckDBBinder()
+
+
+def read_schemas(items: Sequence[tuple[Sequence[Path], ReadSpec]]) -> list[Schema | str]:
+    """Each read's schema, as the engine's reader gives it with the node's options (from
+    the files' header or metadata, not their data), or the engine's message when it
+    cannot read them. Reaches exactly these files."""
+    from odibi.engines.duckdb_bind import read_schemas as read
+
+    return read(items)
+
+
+def open_scratch(access: Access) -> Scratch:
+    """An in-memory engine of the project's kind for test cases, whose SQL reaches only
+    the files of `access` (`odibi.engines.tools.Scratch`). Close it when done."""
+    from odibi.engines.duckdb_fixtures import DuckDBScratch
+
+    return DuckDBScratch(access)
+
+
+def sample(engine: Engine, relations: Mapping[str, Relation], plan: Sequence[SampleStep],
+           rows: int) -> dict[str, Rows]:
+    """Up to `rows` rows of each input of `plan` (in `engine`, one `open_engine` opened;
+    `relations`: where each input is read from), following the plan: an input with no
+    key to match gets its first rows (sorted by all columns: the same every time), any
+    other the rows that join, on every key, the rows sampled before it (else its first)."""
+    from odibi.engines.duckdb_engine import DuckDBEngine
+    from odibi.engines.duckdb_sample import sample as sample_duckdb
+
+    assert isinstance(engine, DuckDBEngine), engine
+    return sample_duckdb(engine, relations, plan, rows)

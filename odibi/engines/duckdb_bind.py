@@ -1,7 +1,7 @@
 """Binding SQL to columns in DuckDB, without data: what `odibi validate` and a build's
 pre-flight check ask of the engine (`odibi/bind.py` decides what to bind and when).
 
-`Binder` is an in-memory DuckDB that reaches no file at all (the sandbox of
+`DuckDBBinder` is an in-memory DuckDB that reaches no file at all (the sandbox of
 `duckdb_sandbox.connect` with nothing allowed). A node's SQL is bound against stand-ins of
 its inputs: each input is a CTE of the input's columns, typed and empty, around the
 node's statement,
@@ -29,8 +29,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -44,30 +42,8 @@ from odibi.engines.duckdb_sandbox import (
     reader_options,
     sql_literal,
 )
+from odibi.engines.tools import BindFailure, BindProblem
 from odibi.sql import second_statement
-
-
-class Problem(Enum):
-    COLUMN = "column"  # a column no input (or CTE, or subquery) has
-    MISSING = "missing"  # a table, function or type DuckDB does not know
-    FILE = "file"  # the sandbox refused a file, a database or an extension
-    NESTED = "nested"  # a statement handed to query() that is not one SELECT
-    INPUTS = "inputs"  # the stand-ins of the inputs do not bind (a schema odibi cannot use)
-    OTHER = "other"  # any other error DuckDB gives (types, aggregates, ...)
-
-
-@dataclass(frozen=True, slots=True)
-class BindFailure:
-    """Why a statement does not bind, and where: `offset` (characters into the node's
-    text, None when unknown) and `width` underline the culprit."""
-
-    problem: Problem
-    message: str  # DuckDB's message, its first line
-    offset: int | None = None
-    width: int = 1
-    name: str | None = None  # the column, table, function or file concerned
-    candidates: tuple[str, ...] = ()  # names DuckDB had in scope
-    suggestion: str | None = None  # DuckDB's own "did you mean"
 
 
 _MAIN = re.compile(r'(?:\bmain|"main")\s*\.', re.I)
@@ -78,8 +54,8 @@ _CATALOG_NAME = re.compile(r'with name "?([^"\s]+?)"? (?:does not|is not)')
 _SUGGESTION = re.compile(r'Did you mean "((?:[^"]|"")+)"\?')
 
 
-class Binder:
-    """One in-memory DuckDB, reaching nothing; not thread-safe."""
+class DuckDBBinder:
+    """The `Binder` of DuckDB: one in-memory DuckDB, reaching nothing; not thread-safe."""
 
     def __init__(self) -> None:
         self.con = connect(":memory:", NOTHING, session=("SET errors_as_json = true",))
@@ -108,7 +84,7 @@ class Binder:
                 try:
                     self.con.execute(f"CREATE TABLE main.{quote_ident(name)} ({columns})")
                 except duckdb.Error as e:
-                    return BindFailure(Problem.INPUTS, _message(e))
+                    return BindFailure(BindProblem.INPUTS, _message(e))
             prefix = "SELECT * FROM (\n"
             try:
                 rel = self.con.sql(f"{prefix}{body}\n)")
@@ -129,13 +105,13 @@ class Binder:
             try:
                 self.con.sql(f"{prefix}SELECT 1 FROM {every}\n)")
             except duckdb.Error as e:  # the stand-ins themselves: a type odibi cannot use
-                return BindFailure(Problem.INPUTS, _message(e))
+                return BindFailure(BindProblem.INPUTS, _message(e))
         head = f"DESCRIBE {prefix}"
         try:
             self.con.execute(f"{head}{body}\n)")
         except duckdb.Error as e:
             return _interpret(e, body, len(head.encode("utf-8")))
-        return BindFailure(Problem.OTHER, _message(first))
+        return BindFailure(BindProblem.OTHER, _message(first))
 
     def close(self) -> None:
         self.con.close()
@@ -226,10 +202,10 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
     if kind == "Permission":
         found = _FILE.search(message)
         path = found.group(1) if found else None
-        return BindFailure(Problem.FILE, message, *_place(body, path, None), path)
+        return BindFailure(BindProblem.FILE, message, *_place(body, path, None), path)
     if kind == "Parser":  # the outer statement parsed: this is one handed to query()
         nested = _NESTED_CALL.search(body)
-        return BindFailure(Problem.NESTED, message, nested.start() if nested else None,
+        return BindFailure(BindProblem.NESTED, message, nested.start() if nested else None,
                            len(nested.group(0)) - 1 if nested else 1)
     if doc.get("error_subtype") == "COLUMN_NOT_FOUND" or (
             kind == "Binder" and "column" in message and "not" in message):
@@ -237,15 +213,15 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
             found = _NO_COLUMN.search(message)
             name = found.group(1).replace('""', '"') if found else None
         if name is not None:
-            return BindFailure(Problem.COLUMN, message, *_place(body, name, offset), name,
+            return BindFailure(BindProblem.COLUMN, message, *_place(body, name, offset), name,
                                candidates, suggestion)
     if kind == "Catalog":
         if name is None:
             found = _CATALOG_NAME.search(message)
             name = found.group(1) if found else None
-        return BindFailure(Problem.MISSING, message, *_place(body, name, offset), name,
+        return BindFailure(BindProblem.MISSING, message, *_place(body, name, offset), name,
                            candidates, suggestion)
-    return BindFailure(Problem.OTHER, message, offset, _width(doc), name, candidates,
+    return BindFailure(BindProblem.OTHER, message, offset, _width(doc), name, candidates,
                        suggestion)
 
 

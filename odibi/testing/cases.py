@@ -137,22 +137,7 @@ def _case(m: YMap, f: File, here: Path) -> Case:
         v = expect_map(m["vars"], f, m.value_marks.get("vars"), f"{what}: vars")
         variables = {str(k): x for k, x in v.items()}
         var_spans = {str(k): f.key(v, k) for k in v}
-    if "expect" not in m:
-        raise ConfigError(f"{what}: missing 'expect'", span=f.value(m, "name"),
-                          hint="give the expected rows (expect: {rows: [...]}) or the error "
-                               "expected (expect: {error: ...})")
-    e = expect_map(m["expect"], f, m.value_marks.get("expect"), f"{what}: expect")
-    check_keys(e, EXPECT_KEYS, f, f"{what}: expect")
-    error = e.get("error")
-    expect = None
-    if error is None:
-        expect = _data(m, "expect", f, f"{what}: expect", here, EXPECT_KEYS)
-    elif not isinstance(error, str) or not error:
-        raise ConfigError(f"{what}: 'error' is text the failure message must contain, got "
-                          f"{type_name(error)}", span=f.value(e, "error"))
-    elif any(k in e for k in DATA_KEYS):
-        raise ConfigError(f"{what}: expect gives both an error and rows", span=f.value(e, "error"),
-                          hint="a case expects either rows or an error")
+    e, expect, error = _expect(m, f, here, what)
     columns = e.get("columns", "exact")
     if columns not in ("exact", "subset"):
         raise ConfigError(f"{what}: columns must be 'exact' or 'subset', got {columns!r}",
@@ -165,6 +150,26 @@ def _case(m: YMap, f: File, here: Path) -> Case:
                 variables, expect, ordered=opt_bool(e, "ordered", f, what),
                 subset=columns == "subset", tolerance=float(tolerance), error=error,
                 vars_span=f.key(m, "vars") if "vars" in m else None, var_spans=var_spans)
+
+
+def _expect(m: YMap, f: File, here: Path, what: str) -> tuple[YMap, Data | None, str | None]:
+    """The case's `expect:` mapping, and either the rows it expects or the error."""
+    if "expect" not in m:
+        raise ConfigError(f"{what}: missing 'expect'", span=f.value(m, "name"),
+                          hint="give the expected rows (expect: {rows: [...]}) or the error "
+                               "expected (expect: {error: ...})")
+    e = expect_map(m["expect"], f, m.value_marks.get("expect"), f"{what}: expect")
+    check_keys(e, EXPECT_KEYS, f, f"{what}: expect")
+    error = e.get("error")
+    if error is None:
+        return e, _data(m, "expect", f, f"{what}: expect", here, EXPECT_KEYS), None
+    if not isinstance(error, str) or not error:
+        raise ConfigError(f"{what}: 'error' is text the failure message must contain, got "
+                          f"{type_name(error)}", span=f.value(e, "error"))
+    if any(k in e for k in DATA_KEYS):
+        raise ConfigError(f"{what}: expect gives both an error and rows", span=f.value(e, "error"),
+                          hint="a case expects either rows or an error")
+    return e, None, error
 
 
 def _data(parent: YMap, key: Any, f: File, what: str, here: Path, allowed: set[str],

@@ -159,29 +159,41 @@ def compare(expected: tuple[list[str], list[Row]], actual: tuple[list[str], list
     want = [tuple(_norm(v) for v in r) for r in e_rows]
     got = [tuple(_norm(r[i]) for i in pick) for r in a_rows]
     counts = (len(want), len(got))
-    if ordered:
-        missing, unexpected = [], []
-        for i in range(max(len(want), len(got))):
-            w = want[i] if i < len(want) else None
-            g = got[i] if i < len(got) else None
-            if w is None or g is None or not _same_row(w, g, tolerance):
-                if w is not None:
-                    missing.append(w)
-                if g is not None:
-                    unexpected.append(g)
-    else:
-        unexpected = list(got)
-        missing = []
-        for w in want:
-            for j, g in enumerate(unexpected):
-                if _same_row(w, g, tolerance):
-                    del unexpected[j]
-                    break
-            else:
-                missing.append(w)
+    match_rows = _in_order if ordered else _as_multisets
+    missing, unexpected = match_rows(want, got, tolerance)
     changed, missing, unexpected = _pair(tuple(e_cols), missing, unexpected, tolerance)
     return RowDiff(tuple(e_cols), tuple(missing), tuple(unexpected), tuple(changed),
                    counts=counts, ordered=ordered)
+
+
+def _in_order(want: list[Row], got: list[Row], tolerance: float
+              ) -> tuple[list[Row], list[Row]]:
+    """(missing, unexpected): the rows that differ position by position."""
+    missing, unexpected = [], []
+    for i in range(max(len(want), len(got))):
+        w = want[i] if i < len(want) else None
+        g = got[i] if i < len(got) else None
+        if w is None or g is None or not _same_row(w, g, tolerance):
+            if w is not None:
+                missing.append(w)
+            if g is not None:
+                unexpected.append(g)
+    return missing, unexpected
+
+
+def _as_multisets(want: list[Row], got: list[Row], tolerance: float
+                  ) -> tuple[list[Row], list[Row]]:
+    """(missing, unexpected): each expected row takes the first equal row produced."""
+    unexpected = list(got)
+    missing = []
+    for w in want:
+        for j, g in enumerate(unexpected):
+            if _same_row(w, g, tolerance):
+                del unexpected[j]
+                break
+        else:
+            missing.append(w)
+    return missing, unexpected
 
 
 def _pair(columns: tuple[str, ...], missing: list[Row], unexpected: list[Row],

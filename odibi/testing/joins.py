@@ -13,7 +13,9 @@ or between expressions rather than columns, are not keys; nor is anything inside
 that reads no input directly.
 
 All of it only chooses sample rows: a wrong guess gives a less telling sample, never a
-failing test (the expected rows are computed from whatever was sampled). Pure functions.
+failing test (the expected rows are computed from whatever was sampled). Pure functions;
+the plan (`SampleStep`, `JoinKey`: engine-neutral, in odibi/engines/tools.py) is followed
+by the engine (`odibi.engines.sample`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from odibi.engines.tools import JoinKey, SampleStep
 
 _EQUALS = ("COMPARE_EQUAL", "COMPARE_NOT_DISTINCT_FROM")
 # the kinds of table reference in DuckDB's tree (expressions carry a "class" besides)
@@ -30,38 +34,12 @@ Column = tuple[str, str]  # (input, column as spelled in its schema)
 
 
 @dataclass(frozen=True, slots=True)
-class JoinKey:
-    """Rows of `left` and `right` join where `left_columns[i] = right_columns[i]` for every
-    i. `left` is the input the statement names first; there is one key per pair of inputs."""
-
-    left: str
-    right: str
-    left_columns: tuple[str, ...]
-    right_columns: tuple[str, ...]
-
-    def columns_of(self, name: str) -> tuple[str, ...]:
-        return self.left_columns if name == self.left else self.right_columns
-
-    def other(self, name: str) -> str:
-        return self.right if name == self.left else self.left
-
-
-@dataclass(frozen=True, slots=True)
 class JoinShape:
     """The inputs in the order the statement first names them (those it never names after,
     in the order given), and the keys between them."""
 
     order: tuple[str, ...]
     keys: tuple[JoinKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SampleStep:
-    """Sample `input`: its first rows when `match` is empty; else the rows that match, on
-    every key in `match`, rows sampled from the inputs before it."""
-
-    input: str
-    match: tuple[JoinKey, ...]
 
 
 def join_shape(tree: Any, columns: Mapping[str, Sequence[str]]) -> JoinShape:

@@ -11,7 +11,9 @@ Opting out: `-p no:odibi` on the command line, or `odibi_yaml_tests = false` in 
 ini file (pytest.ini, [tool.pytest.ini_options], ...).
 
 Nothing heavy is imported when pytest starts: odibi's loader on the first YAML test file
-collected, DuckDB (and pandas, for Python nodes) when the first case runs.
+collected, the engine (DuckDB; pandas for Python nodes) when the first case runs. Every
+case of the run shares one scratch engine, sandboxed as `odibi test`'s is: its SQL
+reaches the fixture files of the collected cases and nothing else.
 """
 
 from __future__ import annotations
@@ -58,14 +60,13 @@ def project_root(path: Path) -> Path | None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shared = config.stash.get(_SHARED, None)
-    if shared and "con" in shared:
-        shared["con"].close()
-        shared["tmp"].cleanup()
+    if shared and "scratch" in shared:
+        shared.pop("scratch").close()
 
 
 def _shared(config: pytest.Config) -> dict[str, Any]:
     if _SHARED not in config.stash:
-        config.stash[_SHARED] = {"projects": {}}
+        config.stash[_SHARED] = {"projects": {}, "files": set()}
     return config.stash[_SHARED]
 
 
@@ -83,18 +84,16 @@ def _project(config: pytest.Config, root: Path) -> Any:
     return projects[root]
 
 
-def _database(config: pytest.Config) -> tuple[Any, Path]:
-    """One in-memory DuckDB (and scratch directory) for every case of the run."""
+def _scratch(config: pytest.Config) -> Any:
+    """One scratch engine for every case of the run, opened when the first case runs
+    (every test file is collected by then), reaching the collected cases' fixture files."""
     shared = _shared(config)
-    if "con" not in shared:
-        import tempfile
+    if "scratch" not in shared:
+        from odibi.engines import open_scratch
+        from odibi.engines.base import Access
 
-        import duckdb
-
-        shared["tmp"] = tempfile.TemporaryDirectory(prefix="odibi-test-")
-        shared["con"] = duckdb.connect(":memory:")
-        shared["con"].execute("CREATE SCHEMA odibi_store")  # where nodes' outputs go
-    return shared["con"], Path(shared["tmp"].name)
+        shared["scratch"] = open_scratch(Access(reads=tuple(sorted(shared["files"]))))
+    return shared["scratch"]
 
 
 class OdibiTestFile(pytest.File):
@@ -104,12 +103,13 @@ class OdibiTestFile(pytest.File):
 
     def collect(self) -> Any:
         from odibi.testing.cases import load_cases
-        from odibi.testing.runner import check_case
+        from odibi.testing.runner import check_case, fixture_files
 
         resolved = _project(self.config, self.root)
         rel = self.path.relative_to(self.root).as_posix()
         for case in load_cases(self.root, rel):
             check_case(resolved, case)
+            _shared(self.config)["files"].update(fixture_files([case]))
             yield OdibiTestItem.from_parent(self, name=case.name, case=case)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
@@ -131,8 +131,7 @@ class OdibiTestItem(pytest.Item):
 
         parent = self.parent
         assert isinstance(parent, OdibiTestFile)
-        con, tmp = _database(self.config)
-        result = run_case(con, _project(self.config, parent.root), self.case, tmp)
+        result = run_case(_scratch(self.config), _project(self.config, parent.root), self.case)
         if not result.ok:
             detail = result.diff.text() if result.diff is not None else f"  {result.message}"
             raise CaseFailed(f"odibi test {self.case.id} ({self.case.node}) failed\n{detail}")

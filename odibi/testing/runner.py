@@ -1,27 +1,28 @@
-"""Running test cases: one node's real logic on fixtures, in an in-memory DuckDB.
+"""Running test cases: one node's real logic on fixtures, in a scratch engine.
 
 A case is run by the build's own `run_job` (odibi/jobs.py), on a job made as a build
 makes it (the node's rendered SQL or its Python call, its contracts and validations), so
 a test runs exactly what `odibi build` runs: input contracts -> compute -> validations.
-Only where the data comes from differs: each input is a fixture table named after the
-input node, and the output goes to a scratch table. No warehouse, no source file and no
-build state is opened.
+Only where the data comes from differs: each input is a fixture loaded as the input
+node's current output, and the output goes to a scratch version. No warehouse, no source
+file and no build state is opened.
 
-All cases share one in-memory database (a new one costs ~25 ms, a case ~8 ms); each
-case runs on its own cursor and leaves the database empty when it is done.
+All cases share one scratch engine (`odibi.engines.open_scratch`: in memory, of the
+project's kind; a new one costs ~25 ms, a case ~5 ms); each case runs on a session of
+its own, which forgets what the case made when it is done. Nothing here names an engine:
+fixtures, rows and a failure's missing column are engine operations
+(`odibi.engines.tools.ScratchSession`).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from odibi.builder import python_call
 from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
@@ -32,13 +33,11 @@ from odibi.resolve import Resolved
 from odibi.testing.cases import Case, Data
 from odibi.testing.compare import RowDiff, compare
 
+if TYPE_CHECKING:
+    from odibi.engines.tools import FixtureError, Rows, Scratch, ScratchSession
+
 TEST_OUTPUT = OutputRef(NodeId("__odibi_test"), "output")  # where a case's node writes
-OUTPUT = 'odibi_store."__odibi_test__output"'  # (the DuckDB table of TEST_OUTPUT)
-EXPECTED = 'main."__odibi_test_expected"'
-_MISSING_SQL_COLUMN = re.compile(
-    r'(?:Referenced column "(?P<a>[^"]+)" not found'
-    r'|Table "(?P<t>[^"]+)" does not have a column named "(?P<b>[^"]+)")')
-_KEY_ERROR = re.compile(r"KeyError: '(?:Column not found: )?(?P<c>[^']+)'")
+EXPECTED = NodeId("__odibi_test_expected")  # the expected rows, loaded as a fixture
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,47 +89,47 @@ def check_case(resolved: Resolved, case: Case) -> None:
 
 def run_cases(resolved: Resolved, cases: Iterable[Case],
               on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """Run the cases, one after another, on one in-memory database. `check_case` first:
-    a mistake in any case is raised before anything runs."""
+    """Run the cases, one after another, in one scratch engine. `check_case` first: a
+    mistake in any case is raised before anything runs."""
     cases = list(cases)
     for case in cases:
         check_case(resolved, case)
     if not cases:
         return []
     results = []
-    with tempfile.TemporaryDirectory(prefix="odibi-test-") as tmp:
-        con = sandbox(cases, Path(tmp))
-        try:
-            for case in cases:
-                result = run_case(con, resolved, case, Path(tmp))
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
-        finally:
-            con.close()
+    scratch = open_for(cases)
+    try:
+        for case in cases:
+            result = run_case(scratch, resolved, case)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        scratch.close()
     return results
 
 
-def sandbox(cases: Iterable[Case], tmp: Path) -> Any:
-    """The in-memory DuckDB the cases run in: in odibi's sandbox, as a build's warehouse
-    (a node's SQL reaches no file), reaching only the cases' fixture files and `tmp`
-    (where inline csv fixtures are written)."""
+def open_for(cases: Iterable[Case]) -> Scratch:
+    """The scratch engine the cases run in: sandboxed as a build's warehouse is (a node's
+    SQL reaches no file), reaching only the cases' fixture files."""
+    from odibi.engines import open_scratch
     from odibi.engines.base import Access
-    from odibi.engines.duckdb_sandbox import connect
 
-    files = {d.file for c in cases for d in (*c.given.values(), c.expect) if d is not None
-             and d.file is not None}
-    con = connect(":memory:", Access(reads=tuple(sorted(files)), directories=(tmp,)))
-    con.execute("CREATE SCHEMA odibi_store")  # where the node's output is stored
-    return con
+    return open_scratch(Access(reads=tuple(sorted(fixture_files(cases)))))
 
 
-def run_case(con: Any, resolved: Resolved, case: Case, tmp: Path) -> CaseResult:
-    """One case on a cursor of `con` (an in-memory database, left empty afterwards)."""
+def fixture_files(cases: Iterable[Case]) -> set[Path]:
+    """The files the cases' fixtures (given and expected) are read from."""
+    return {d.file for c in cases for d in (*c.given.values(), c.expect)
+            if d is not None and d.file is not None}
+
+
+def run_case(scratch: Scratch, resolved: Resolved, case: Case) -> CaseResult:
+    """One case, on a session of its own (which forgets what the case made)."""
     started = time.perf_counter()
     done = _Done(case, started)
-    with _cursor(con, case) as cur:
-        result = _run_node(cur, resolved, case, tmp)
+    with _session(scratch) as session:
+        result = _run_node(session, resolved, case)
         if result.outcome is Outcome.FAILED:
             error = result.error or "failed"
             if case.error is None:
@@ -145,59 +144,54 @@ def run_case(con: Any, resolved: Resolved, case: Case, tmp: Path) -> CaseResult:
         assert case.expect is not None
         expected: tuple[list[str], list[tuple[Any, ...]]] = ([], [])
         if case.expect.rows != () or case.expect.schema:  # (`rows: []`: no rows, any columns)
-            load_fixture(cur, EXPECTED, case.expect, tmp)
-            expected = _fetch(cur, EXPECTED)
-        diff = compare(expected, _fetch(cur, OUTPUT), ordered=case.ordered,
+            load_fixture(session, EXPECTED, case.expect)
+            expected = _listed(session.rows(EXPECTED))
+        diff = compare(expected, _listed(session.rows(TEST_OUTPUT)), ordered=case.ordered,
                        subset=case.subset, tolerance=case.tolerance)
         return done.ok() if diff.ok else done.fail(diff.summary(), diff)
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    columns: list[str]
-    types: list[str]
-    rows: list[tuple[Any, ...]]  # sorted by all columns
 
 
 class NodeFailed(Exception):
     """The node failed on the fixtures (its message is the build's)."""
 
 
-def produce(con: Any, resolved: Resolved, case: Case, tmp: Path) -> Output:
-    """The case's node run on its fixtures: its output, in a stable order."""
-    with _cursor(con, case) as cur:
-        result = _run_node(cur, resolved, case, tmp)
+def produce(scratch: Scratch, resolved: Resolved, case: Case) -> Rows:
+    """The case's node run on its fixtures: its output, sorted by all its columns."""
+    with _session(scratch) as session:
+        result = _run_node(session, resolved, case)
         if result.outcome is Outcome.FAILED:
             raise NodeFailed(result.error or "failed")
-        found = cur.execute(f"SELECT * FROM {OUTPUT} ORDER BY ALL")
-        return Output([d[0] for d in found.description], [str(d[1]) for d in found.description],
-                      found.fetchall())
+        return session.rows(TEST_OUTPUT, order=True)
 
 
 @contextmanager
-def _cursor(con: Any, case: Case) -> Iterator[Any]:
-    cur = con.cursor()
+def _session(scratch: Scratch) -> Iterator[ScratchSession]:
+    session = scratch.session()
     try:
-        yield cur
+        yield session
     finally:  # (run_job has rolled back whatever it left unfinished)
-        _empty(cur, case)
-        cur.close()
+        try:
+            session.clear()
+        finally:
+            session.close()
 
 
-def _run_node(cur: Any, resolved: Resolved, case: Case, tmp: Path) -> Any:
+def _run_node(session: ScratchSession, resolved: Resolved, case: Case) -> Any:
     """Load the fixtures and run the node's job as a build would: a StepResult."""
-    from odibi.engines.duckdb_engine import DuckDBSession
-    from odibi.engines.duckdb_sandbox import quote_ident
     from odibi.jobs import run_job
 
     for dataset, data in case.given.items():
-        load_fixture(cur, f"main.{quote_ident(dataset)}", data, tmp)
-    result = run_job(make_job(resolved, case), DuckDBSession(cur), 0)
+        load_fixture(session, NodeId(dataset), data)
+    result = run_job(make_job(resolved, case), session, 0)
     if result.internal is not None:  # a bug in odibi, not in the node: say so in full
         raise RuntimeError(f"odibi failed running test {case.id}:\n{result.internal}")
     if result.outcome is Outcome.FAILED:
-        _missing_column(cur, case, result.error or "")
+        _missing_column(session, case, result.error or "")
     return result
+
+
+def _listed(found: Rows) -> tuple[list[str], list[tuple[Any, ...]]]:
+    return list(found.columns), list(found.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,107 +249,53 @@ def _sql(resolved: Resolved, spec: SqlSpec, case: Case) -> str:
 
 
 # -- fixtures --------------------------------------------------------------------------------
-def load_fixture(cur: Any, table: str, data: Data, tmp: Path) -> None:
-    """A fixture as a table: rows through VALUES, csv text or a file through DuckDB's
-    readers; `schema` gives the named columns their types. A fixture DuckDB cannot
-    load is a ConfigError at the fixture."""
-    import duckdb
-
-    if data.schema:
-        _check_types(cur, data)
-    if data.rows is not None:
-        select = _values(data.rows, data.schema)
-    else:
-        path = data.file
-        if data.csv is not None:
-            path = tmp / f"fixture_{time.perf_counter_ns()}.csv"
-            path.write_text(data.csv)
-        assert path is not None
-        reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv"
-        select = f"SELECT * FROM {reader}({_string(str(path))})"
-        if data.schema:
-            select = _cast(select, data.schema, _columns(cur, select, data))
-    try:
-        cur.execute(f"CREATE OR REPLACE TABLE {table} AS {select}")
-    except duckdb.Error as e:
-        raise ConfigError(f"{data.what}: the fixture could not be loaded: {_first_line(e)}",
-                          span=data.span) from None
-
-
-def _check_types(cur: Any, data: Data) -> None:
-    import duckdb
-
-    for column, t in data.schema.items():
-        try:
-            cur.execute(f"SELECT CAST(NULL AS {t})")
-        except duckdb.Error as e:
-            raise ConfigError(f"{data.what}: schema: '{column}': {t!r} is not a DuckDB type "
-                              f"({_first_line(e)})", span=data.schema_spans.get(column),
-                              hint="types such as BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, "
-                                   "TIMESTAMP, DECIMAL(10,2)") from None
-
-
-def _columns(cur: Any, select: str, data: Data) -> list[str]:
-    """The columns a csv or parquet fixture has; every column its schema types must be one."""
-    import duckdb
+def load_fixture(session: ScratchSession, node: NodeId, data: Data) -> None:
+    """A fixture as the current output of `node`: rows, csv text or a file; `schema`
+    gives the named columns their types. A fixture the engine cannot load is a
+    ConfigError at the fixture."""
+    from odibi.engines.tools import Fixture, FixtureError
 
     try:
-        columns = [d[0] for d in cur.execute(f"{select} LIMIT 0").description]
-    except duckdb.Error as e:
-        raise ConfigError(f"{data.what}: the fixture could not be read: {_first_line(e)}",
-                          span=data.span) from None
-    for c in data.schema:
-        if c not in columns:
-            raise ConfigError(f"{data.what}: the schema types '{c}', which the file does not have",
-                              span=data.schema_spans.get(c),
-                              hint=did_you_mean(c, columns) or f"columns: {', '.join(columns)}")
-    return columns
+        session.load(node, Fixture(data.rows, data.csv, data.file, data.schema))
+    except FixtureError as e:
+        raise _fixture_error(data, e) from None
 
 
-def _values(rows: tuple[Mapping[str, Any], ...], schema: Mapping[str, str]) -> str:
-    if not rows:
-        cols = ", ".join(f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in schema.items())
-        return f"SELECT {cols} WHERE false"
-    columns = list(rows[0])
-    body = ", ".join("(" + ", ".join(_literal(r[c]) for c in columns) + ")" for r in rows)
-    select = f"SELECT * FROM (VALUES {body}) AS v({', '.join(_ident(c) for c in columns)})"
-    return _cast(select, schema, columns) if schema else select
+def _fixture_error(data: Data, e: FixtureError) -> ConfigError:
+    from odibi.engines.tools import FixtureProblem
+
+    match e.problem:
+        case FixtureProblem.TYPE:
+            column = e.column or "?"
+            return ConfigError(
+                f"{data.what}: schema: '{column}': {data.schema.get(column)!r} is not a "
+                f"DuckDB type ({e.detail})", span=data.schema_spans.get(column),
+                hint="types such as BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, TIMESTAMP, "
+                     "DECIMAL(10,2)")
+        case FixtureProblem.UNREADABLE:
+            return ConfigError(f"{data.what}: the fixture could not be read: {e.detail}",
+                               span=data.span)
+        case FixtureProblem.NO_COLUMN:
+            column = e.column or "?"
+            return ConfigError(
+                f"{data.what}: the schema types '{column}', which the file does not have",
+                span=data.schema_spans.get(column),
+                hint=did_you_mean(column, e.columns) or f"columns: {', '.join(e.columns)}")
+        case FixtureProblem.UNLOADABLE:
+            return ConfigError(f"{data.what}: the fixture could not be loaded: {e.detail}",
+                               span=data.span)
+        case _:
+            assert_never(e.problem)
 
 
-def _cast(select: str, schema: Mapping[str, str], columns: list[str]) -> str:
-    """The columns in their order, those in `schema` cast to their types."""
-    cols = ", ".join(f"CAST({_ident(c)} AS {schema[c]}) AS {_ident(c)}" if c in schema
-                     else _ident(c) for c in columns)
-    return f"SELECT {cols} FROM ({select})"
-
-
-def _fetch(cur: Any, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    result = cur.execute(f"SELECT * FROM {table}")
-    return [d[0] for d in result.description], result.fetchall()
-
-
-def _empty(cur: Any, case: Case) -> None:
-    """Drop what the case made: its fixtures, the output and expected tables, the node's
-    view. (Nothing else can appear: a node is one SELECT, or a Python function that gets
-    DataFrames; dropping known names is 1 ms per case cheaper than reading the catalog.)"""
-    views = [case.node]
-    tables = [*case.given, "__odibi_test_expected"]
-    cur.execute("; ".join([*(f"DROP VIEW IF EXISTS main.{_ident(v)}" for v in views),
-                           *(f"DROP TABLE IF EXISTS main.{_ident(t)}" for t in tables),
-                           f"DROP TABLE IF EXISTS {OUTPUT}"]))
-
-
-def _missing_column(cur: Any, case: Case, error: str) -> None:
+def _missing_column(session: ScratchSession, case: Case, error: str) -> None:
     """A node that failed because a fixture lacks a column it reads: that is a mistake in
     the test (exit 2), named and located at the fixture."""
-    found = _MISSING_SQL_COLUMN.search(error) or _KEY_ERROR.search(error)
+    found = session.missing_column(error)
     if found is None:
         return
-    named = found.groupdict()
-    column = str(named.get("a") or named.get("b") or named.get("c"))
-    table = named.get("t")
-    columns = {ds: [d[0] for d in cur.execute(f"SELECT * FROM main.{_ident(ds)} LIMIT 0")
-                    .description] for ds in case.given}
+    column, table = found.column, found.table
+    columns = {ds: list(session.columns(NodeId(ds))) for ds in case.given}
     if any(column.lower() == c.lower() for cs in columns.values() for c in cs):
         return  # the column is there: the failure is the node's own
     where = [ds for ds in case.given if table is not None and ds.lower() == table.lower()]
@@ -368,40 +308,3 @@ def _missing_column(cur: Any, case: Case, error: str) -> None:
     raise ConfigError(f"test '{case.name}': {has} column '{column}', which '{case.node}' "
                       f"reads ({error.splitlines()[0]})", span=span,
                       hint=did_you_mean(column, known) or f"add '{column}' to the fixture")
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def _literal(value: Any) -> str:
-    """A YAML value as a DuckDB literal: floats as DOUBLE (as csv data would be read),
-    dates and timestamps typed, lists and mappings as LIST and STRUCT."""
-    import datetime
-    import math
-
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value!r}::DOUBLE" if math.isfinite(value) else f"'{value}'::DOUBLE"
-    if isinstance(value, datetime.datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, datetime.date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_string(str(k))}: {_literal(v)}" for k, v in value.items()) + "}"
-    return _string(str(value))

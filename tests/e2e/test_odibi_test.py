@@ -292,6 +292,30 @@ def test_fixture_missing_a_column_the_python_reads_exits_2(proj) -> None:
     assert "hint: did you mean 'amout'?" in r.err
 
 
+def test_a_fixture_file_that_cannot_be_read_exits_2(proj) -> None:
+    case = """
+        - name: not_parquet
+          node: clean_orders
+          given:
+            raw_orders:
+              file: fixtures/orders.parquet
+              {schema}
+          expect:
+            rows: []
+    """
+    extra = {"tests/fixtures/orders.parquet": "order_id,customer_id,amount\n1,7,2.5\n"}
+    typed = odibi_test(proj(case.format(schema="schema: {order_id: BIGINT}"), extra=extra))
+    assert typed.code == 2, typed.text
+    assert "Traceback" not in typed.text
+    assert ("tests/test_units.yaml:5:7: error: test 'not_parquet': given raw_orders: the "
+            "fixture could not be read: ") in typed.err
+    untyped = odibi_test(proj(case.format(schema=""), extra=extra))
+    assert untyped.code == 2, untyped.text
+    assert ("tests/test_units.yaml:5:7: error: test 'not_parquet': given raw_orders: the "
+            "fixture could not be loaded: ") in untyped.err
+    assert "PASS" not in untyped.out and "FAIL" not in untyped.out
+
+
 # -- comparison ----------------------------------------------------------------------------------
 def test_row_order_counts_only_when_ordered(proj) -> None:
     base = """
@@ -689,3 +713,32 @@ def test_pytest_collects_and_runs_the_yaml_cases(proj) -> None:
     assert "tests/sub/test_bad.yaml:3:11: error: test 'b': no node named 'clean_ordrs'" \
         in bad.stdout
     assert "hint: did you mean 'clean_orders'?" in bad.stdout
+
+
+def test_pytest_runs_cases_on_fixture_files(proj) -> None:
+    """The plugin's one scratch engine reaches the fixture files of every collected case
+    (given and expected, in any test file), as `odibi test` does."""
+    case = """
+        - name: {name}
+          node: clean_orders
+          given:
+            raw_orders:
+              file: {given}
+          expect:
+            file: {expect}
+    """
+    root = proj(case.format(name="from_csv", given="fixtures/orders.csv",
+                            expect="fixtures/expected.csv"), extra={
+        "tests/fixtures/orders.csv": "order_id,customer_id,amount\n1,7,2.5\n2,8,-1.0\n",
+        "tests/fixtures/expected.csv": "order_id,customer_id,amount\n1,7,2.5\n",
+        "tests/fixtures/more.csv": "order_id,customer_id,amount\n3,9,4.0\n",
+        "tests/sub/test_more.yaml": _test_file(
+            case.format(name="from_more", given="../fixtures/more.csv",
+                        expect="../fixtures/more.csv"))})
+    assert odibi_test(root).code == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PYTEST_ADDOPTS")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"],
+                         cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tests/test_units.yaml::from_csv PASSED" in run.stdout
+    assert "tests/sub/test_more.yaml::from_more PASSED" in run.stdout

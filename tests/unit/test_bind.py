@@ -11,7 +11,8 @@ import pytest
 
 from odibi.bind import parse_schema
 from odibi.config.model import ReadSpec
-from odibi.engines.duckdb_bind import Binder, BindFailure, Problem, read_schemas
+from odibi.engines.duckdb_bind import DuckDBBinder, read_schemas
+from odibi.engines.tools import BindFailure, BindProblem
 from odibi.engines.duckdb_engine import DuckDBSession
 from odibi.ids import NodeId, OutputRef
 from odibi.errors import Span
@@ -28,7 +29,7 @@ if int(duckdb.__version__.split(".")[0]) >= 2:  # a column of NULLs has a type o
 
 @pytest.fixture
 def binder():
-    b = Binder()
+    b = DuckDBBinder()
     yield b
     b.close()
 
@@ -48,7 +49,7 @@ def table_schema(select: str) -> tuple[tuple[str, str], ...]:
 
 
 # -- schemas -----------------------------------------------------------------------------------
-def test_every_kind_of_type_goes_through_a_stand_in_unchanged(binder: Binder) -> None:
+def test_every_kind_of_type_goes_through_a_stand_in_unchanged(binder: DuckDBBinder) -> None:
     assert binder.bind("SELECT * FROM t", {"t": TRICKY}) == TRICKY
 
 
@@ -74,19 +75,19 @@ def test_a_trace_schema_that_is_no_schema_is_refused(text: tuple[str, ...]) -> N
     "SELECT NULL AS n, [] AS l, {'k': 1.5} AS s, 1::DECIMAL(9,2) AS d",
     "SELECT * FROM (VALUES (1, 'x')) AS v(id, name)",
 ])
-def test_a_bound_schema_is_the_schema_of_the_table_a_build_makes(binder: Binder,
+def test_a_bound_schema_is_the_schema_of_the_table_a_build_makes(binder: DuckDBBinder,
                                                                  select: str) -> None:
     assert binder.bind(select, {}) == table_schema(select)
 
 
-def test_a_trailing_semicolon_and_comment_do_not_stop_the_binding(binder: Binder) -> None:
+def test_a_trailing_semicolon_and_comment_do_not_stop_the_binding(binder: DuckDBBinder) -> None:
     assert binder.bind("SELECT id FROM t; -- the end", {"t": (("id", "BIGINT"),)}) == \
         (("id", "BIGINT"),)
     assert binder.bind("SELECT id FROM t -- the end", {"t": (("id", "BIGINT"),)}) == \
         (("id", "BIGINT"),)
 
 
-def test_an_input_named_with_its_schema_binds_on_tables(binder: Binder) -> None:
+def test_an_input_named_with_its_schema_binds_on_tables(binder: DuckDBBinder) -> None:
     inputs = {"t": (("id", "BIGINT"),), "u": (("v", "VARCHAR"),)}
     assert binder.bind("SELECT t.id, u.v FROM main.t, u", inputs) == \
         (("id", "BIGINT"), ("v", "VARCHAR"))
@@ -96,10 +97,10 @@ def test_an_input_named_with_its_schema_binds_on_tables(binder: Binder) -> None:
     assert isinstance(binder.bind("SELECT * FROM u", {}), BindFailure)
 
 
-def test_a_statement_sees_only_its_inputs(binder: Binder) -> None:
+def test_a_statement_sees_only_its_inputs(binder: DuckDBBinder) -> None:
     binder.bind("SELECT * FROM t", {"t": (("id", "BIGINT"),)})
     failure = binder.bind("SELECT * FROM query_table('t')", {"u": (("id", "BIGINT"),)})
-    assert isinstance(failure, BindFailure) and failure.problem is Problem.MISSING
+    assert isinstance(failure, BindFailure) and failure.problem is BindProblem.MISSING
 
 
 # -- failures, located ---------------------------------------------------------------------------
@@ -107,48 +108,48 @@ ORDERS = {"orders": (("order_id", "BIGINT"), ("amount", "DOUBLE"))}
 
 
 @pytest.mark.parametrize("sql,problem,name,at", [
-    ("SELECT amout FROM orders", Problem.COLUMN, "amout", "amout"),
-    ("SELECT o.amout FROM orders AS o", Problem.COLUMN, "amout", "amout"),
-    ("SELECT 'é€', amout FROM orders", Problem.COLUMN, "amout", "amout"),
-    ("SELECT order_id\nFROM orders\nWHERE amout > 0", Problem.COLUMN, "amout", "amout"),
+    ("SELECT amout FROM orders", BindProblem.COLUMN, "amout", "amout"),
+    ("SELECT o.amout FROM orders AS o", BindProblem.COLUMN, "amout", "amout"),
+    ("SELECT 'é€', amout FROM orders", BindProblem.COLUMN, "amout", "amout"),
+    ("SELECT order_id\nFROM orders\nWHERE amout > 0", BindProblem.COLUMN, "amout", "amout"),
     ("SELECT * FROM orders JOIN query('SELECT amout FROM orders') USING (order_id)",
-     Problem.COLUMN, "amout", "amout"),
-    ("SELECT foo(amount) FROM orders", Problem.MISSING, "foo", "foo"),
-    ("SELECT * FROM query_table('other')", Problem.MISSING, "other", "other"),
-    ("SELECT * FROM read_csv('/etc/hostname')", Problem.FILE, "/etc/hostname",
+     BindProblem.COLUMN, "amout", "amout"),
+    ("SELECT foo(amount) FROM orders", BindProblem.MISSING, "foo", "foo"),
+    ("SELECT * FROM query_table('other')", BindProblem.MISSING, "other", "other"),
+    ("SELECT * FROM read_csv('/etc/hostname')", BindProblem.FILE, "/etc/hostname",
      "/etc/hostname"),
     ("SELECT * FROM orders, query('SELECT * FROM read_text(''/etc/hostname'')')",
-     Problem.FILE, "/etc/hostname", "/etc/hostname"),
-    ("SELECT * FROM query('COPY (SELECT 1) TO ''/tmp/x.csv''')", Problem.NESTED, None,
+     BindProblem.FILE, "/etc/hostname", "/etc/hostname"),
+    ("SELECT * FROM query('COPY (SELECT 1) TO ''/tmp/x.csv''')", BindProblem.NESTED, None,
      "query"),
-    ("SELECT order_id, count(*) FROM orders", Problem.OTHER, None, "order_id"),
+    ("SELECT order_id, count(*) FROM orders", BindProblem.OTHER, None, "order_id"),
 ])
-def test_a_failure_is_located_in_the_nodes_text(binder: Binder, sql: str, problem: Problem,
+def test_a_failure_is_located_in_the_nodes_text(binder: DuckDBBinder, sql: str, problem: BindProblem,
                                                 name: str | None, at: str) -> None:
     failure = binder.bind(sql, ORDERS)
     assert isinstance(failure, BindFailure), failure
     assert failure.problem is problem and failure.name == name
-    start = sql.rindex(at) if problem is Problem.COLUMN else sql.index(at)
+    start = sql.rindex(at) if problem is BindProblem.COLUMN else sql.index(at)
     assert failure.offset == start
-    if problem is not Problem.OTHER:  # (the width of any other error: DuckDB 2.x says it)
+    if problem is not BindProblem.OTHER:  # (the width of any other error: DuckDB 2.x says it)
         assert sql[failure.offset:failure.offset + failure.width] == (name or at)
 
 
-def test_a_column_failure_names_the_columns_in_scope(binder: Binder) -> None:
+def test_a_column_failure_names_the_columns_in_scope(binder: DuckDBBinder) -> None:
     failure = binder.bind("SELECT amout FROM orders", ORDERS)
     assert isinstance(failure, BindFailure)
     assert "amount" in failure.candidates
 
 
-def test_stand_ins_odibi_cannot_use_are_not_the_statements_fault(binder: Binder) -> None:
+def test_stand_ins_odibi_cannot_use_are_not_the_statements_fault(binder: DuckDBBinder) -> None:
     failure = binder.bind("SELECT amount FROM t", {"t": (("amount", "NUMBER"),)})
-    assert isinstance(failure, BindFailure) and failure.problem is Problem.INPUTS
+    assert isinstance(failure, BindFailure) and failure.problem is BindProblem.INPUTS
 
 
-def test_the_binder_reaches_no_file(binder: Binder, tmp_path: Path) -> None:
+def test_the_binder_reaches_no_file(binder: DuckDBBinder, tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("a\n1\n")
     failure = binder.bind(f"SELECT * FROM query('FROM ''{tmp_path / 'x.csv'}''')", {})
-    assert isinstance(failure, BindFailure) and failure.problem is Problem.FILE
+    assert isinstance(failure, BindFailure) and failure.problem is BindProblem.FILE
 
 
 # -- reads -------------------------------------------------------------------------------------

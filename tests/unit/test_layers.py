@@ -1,5 +1,6 @@
-"""The module layering of ARCHITECTURE.md: imports go downward only, and heavy libraries
-(duckdb, pandas) are imported at module level only inside odibi/engines/."""
+"""The module layering of ARCHITECTURE.md: imports go downward only, heavy libraries
+(duckdb, pandas) are imported at module level only inside odibi/engines/, and the engine
+boundary: DuckDB is reached only through odibi/engines/ (and the SQL analysis of sql.py)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,66 @@ def test_heavy_imports_only_in_engines(module: str, path: Path) -> None:
         assert target.split(".")[0] not in HEAVY, (
             f"{path.name}:{line}: module-level import of {target} outside odibi/engines "
             "(import it inside the function that needs it)")
+
+
+# the engine boundary (issue 16): besides odibi/engines/, only the SQL analysis reads DuckDB
+DUCKDB_ALLOWED = ("odibi.sql",)
+
+
+def _every_import(path: Path) -> list[tuple[str, int]]:
+    """Every module a file imports, at any level (in functions too): `import a.b`,
+    `from a import b` (as `a` and `a.b`: b may be a module), and `importlib.import_module`
+    / `__import__` of a constant name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+            found += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
+        elif isinstance(node, ast.Call) and node.args and \
+                isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__"):
+                found.append((node.args[0].value, node.lineno))
+    return found
+
+
+def _reaches_duckdb(target: str) -> bool:
+    parts = target.split(".")
+    return parts[0] == "duckdb" or (parts[:2] == ["odibi", "engines"] and len(parts) > 2
+                                   and parts[2].startswith("duckdb"))
+
+
+@pytest.mark.parametrize("module,path", _modules(), ids=[m for m, _ in _modules()])
+def test_duckdb_only_behind_the_engine_boundary(module: str, path: Path) -> None:
+    if module.startswith("odibi.engines") or module in DUCKDB_ALLOWED:
+        return
+    for target, line in _every_import(path):
+        assert not _reaches_duckdb(target), (
+            f"{path.name}:{line}: {module} imports {target}: outside odibi/engines/, data is "
+            "reached through odibi.engines (open_engine, open_scratch, open_binder, ...) "
+            "and the interfaces of engines/base.py and engines/tools.py")
+
+
+def test_the_boundary_check_sees_every_form_of_import(tmp_path: Path) -> None:
+    forms = {"import duckdb": True, "import duckdb.typing": True,
+             "from duckdb import connect": True,
+             "def f():\n    import duckdb\n": True,
+             "from odibi.engines.duckdb_engine import DuckDBEngine": True,
+             "from odibi.engines import duckdb_bind": True,
+             "import odibi.engines.duckdb_sandbox": True,
+             "import importlib\nimportlib.import_module('duckdb')": True,
+             "__import__('duckdb')": True,
+             "from odibi.engines import open_engine": False,
+             "from odibi.engines.base import Engine": False,
+             "from odibi.engines.tools import Rows": False,
+             "import duckdbx": False}
+    for code, reaches in forms.items():
+        path = tmp_path / "m.py"
+        path.write_text(code + "\n")
+        assert any(_reaches_duckdb(t) for t, _ in _every_import(path)) is reaches, code
 
 
 def test_rich_only_in_render() -> None:
