@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from odibi.builder import python_call
 from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
 from odibi.config.substitute import Substituter
 from odibi.errors import ConfigError, Span, did_you_mean
@@ -188,7 +187,7 @@ def _run_node(cur: Any, resolved: Resolved, case: Case, tmp: Path) -> Any:
     """Load the fixtures and run the node's job as a build would: a StepResult."""
     from odibi.engines.duckdb_engine import DuckDBSession
     from odibi.engines.duckdb_sandbox import quote_ident
-    from odibi.jobs import run_job
+    from odibi.worker import run_job
 
     for dataset, data in case.given.items():
         load_fixture(cur, f"main.{quote_ident(dataset)}", data, tmp)
@@ -215,24 +214,19 @@ class _Done:
 def make_job(resolved: Resolved, case: Case) -> Any:
     """The job a build would run for the case's node, reading its inputs from the fixture
     tables and writing its output to a scratch table (no exports, no retries)."""
-    from odibi.jobs import Job
+    from odibi.jobs import Build, Sql, python_call
+    from odibi.rulesets import NodeRules
 
     node = resolved.project.nodes[case.node]
-    inputs = resolved.deps(node.name)
-    job = Job(step=_step(node.name, node.kind), output=TEST_OUTPUT,
-              rules=resolved.rules.get(node.name), relations={i: NodeId(i) for i in inputs},
-              timeout=node.timeout)
     spec = node.producer
     if isinstance(spec, SqlSpec):
-        return _replace(job, sql=_sql(resolved, spec, case))
-    assert isinstance(spec, PythonSpec)
-    return _replace(job, python=python_call(resolved, node.name))
-
-
-def _replace(job: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(job, **changes)
+        producer: Any = Sql(_sql(resolved, spec, case))
+    else:
+        assert isinstance(spec, PythonSpec)
+        producer = python_call(resolved, node.name)
+    return Build(_step(node.name, node.kind), TEST_OUTPUT, producer,
+                 resolved.rules.get(node.name) or NodeRules(),
+                 {i: NodeId(i) for i in resolved.deps(node.name)}, timeout=node.timeout)
 
 
 def _step(name: NodeId, kind: Any) -> Any:
