@@ -401,7 +401,7 @@ class _Loop:
                            exports: Mapping[NodeId, tuple[Export, ...]], *,
                            repoint: bool) -> None:
         finished = time.time()
-        traces = []
+        traces: list[tuple[str, Trace]] = []
         for n in batch:
             result = StepResult(n, Outcome.RESTORED, started, finished, 0,
                                 exports=exports.get(n, ()))

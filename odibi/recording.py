@@ -96,7 +96,8 @@ def produced(job: Job, result: StepResult, before: Mapping[NodeId, Trace],
     last = before.get(node)
     # exports held for their guards: the files are still those odibi last wrote
     exports = result.exports if not held else (last.exports if last else ())
-    inputs = {u: d for u in job.step.upstream if (d := outputs.get(u)) is not None}
+    inputs: dict[str, str] = {u: d for u in job.step.upstream
+                              if (d := outputs.get(u)) is not None}
     match job:
         case Build():
             assert result.info is not None  # (a build that succeeded described its output)

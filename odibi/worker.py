@@ -314,7 +314,7 @@ def _restore_verdict(at: _Attempt) -> _Done:
 def _revalidate(job: Revalidate, at: _Attempt) -> _Done:
     """Only the rules changed: run them on the stored output (and inputs), no compute."""
     node = job.step.node
-    own = {node: job.relations[node]}
+    own: dict[str, Relation] = {node: job.relations[node]}
     contracts_on = own if job.step.kind is NodeKind.READ else job.relations
     _check_rules(at.session, job.rules.contracts, contracts_on, "contract failed")
     _check_rules(at.session, job.rules.validate, own, "validation failed")
