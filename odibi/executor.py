@@ -2,14 +2,14 @@
 
 As in ninja, one thread (the caller's) owns all state: it fills free slots (`-j N`,
 `Slots`) from the ready queue (`Queue`: longest remaining path first, from remembered
-durations; `odibi.schedule`), hands each job to an idle worker (`odibi.pool`), waits for one message,
-records results, releases the job's dependants, and repeats. Workers only run
-`run_job(job, session)` (`odibi.worker`) on their own engine session, and share nothing
-with this thread but their messages.
+durations; `odibi.schedule`), hands each job out to the first free worker (`odibi.pool`),
+waits for one message, records results, releases the job's dependants, and repeats.
+Workers only run `run_job(job, session)` (`odibi.worker`) on their own engine session,
+and share nothing with this thread but their messages.
 
 A node's outcome is committed in order: its output (the engine's transaction, exports
-included), then its state record (`odibi.recording`); a node counts as built only once that
-record is written. Exports that halting checks guard (`PlannedStep.export_waits`) are
+included), then its state record (`odibi.recording`); a node counts as built only once
+that record is written. Exports that halting checks guard (`PlannedStep.export_waits`) are
 written apart, by an export task that runs once the node is recorded (with its exports
 marked `held`) and every guard has passed: a guard that fails, or never runs, holds them
 back (`RunResult.held`), and the next build writes them once the guards pass
@@ -167,9 +167,9 @@ class _Loop:
     def _drive(self) -> None:
         """Start what may start, wait for one message, take it in; until nothing runs and
         nothing more may start."""
-        while (self.queue.ready and not self.stop) or self.pool.running:
+        while (self.queue.ready and not self.stop) or self.pool.handed:
             self._fill()
-            if not self.pool.running:
+            if not self.pool.handed:
                 break
             if self.cancel.is_set() and not self.stop:  # Ctrl-C: stop, interrupt what runs
                 self._stop()  # (their results still come back; finished ones are recorded)
@@ -279,7 +279,7 @@ class _Loop:
         """Start nothing new; interrupt what runs; call off jobs waiting for a slot."""
         self.stop = True
         # a Python node whose function returned is only committing its result: let it
-        self.pool.interrupt(spare=frozenset(self.committing))
+        self.pool.stop(spare=frozenset(self.committing))
         self._call_off()
 
     def _call_off(self) -> None:

@@ -3,10 +3,11 @@
 The job `make_jobs` makes for each planned status and kind of node, with its exact
 fields, on a real project planned by the real planner after real builds; an export task
 as `odibi.holds` splits it off; what a timeout does with and without an engine that
-interrupts in place; and which worker the pool hands a job to."""
+interrupts in place; and that the pool knows which session runs which job."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from odibi.fingerprint import OwnParts
 from odibi.holds import split
 from odibi.ids import Digest, NodeId, NodeKind, Outcome, OutputRef, Status
 from odibi.jobs import (Build, CheckRule, Job, PythonCall, Read, Reexport, Restore,
-                        RestoreVerdict, Revalidate, Sql, make_jobs, prepares)
+                        RestoreVerdict, Revalidate, Sql, StepResult, make_jobs, prepares)
 from odibi.planner import Plan, PlannedStep
 from odibi.pool import Pool
 from odibi.prepare import Prepared
@@ -264,28 +265,36 @@ def test_without_in_place_interrupt_a_timed_out_job_finishes_its_step_and_never_
     assert NodeId("slow") not in catalog.current
 
 
-# -- the pool: the scheduler chooses the worker ------------------------------------------------
-def quick_build(name: str) -> Build:
+# -- the pool: what runs where is the scheduler's own knowledge ------------------------------
+def sql_build(name: str, sql: str) -> Build:
     job = slow_build(5.0)
     step = PlannedStep(NodeId(name), NodeKind.SQL, Status.REBUILD, (), job.step.fingerprint,
                        {}, job.step.own)
-    return Build(step, OutputRef(NodeId(name), "v1"), Sql(f"SELECT 1 AS {name}"),
-                 NodeRules(), {})
+    return Build(step, OutputRef(NodeId(name), "v1"), Sql(sql), NodeRules(), {})
 
 
-def test_the_pool_hands_each_job_to_the_lowest_idle_worker_and_knows_which_runs_what(
+def test_the_pool_knows_which_worker_runs_what_and_interrupts_only_that_session(
         engine: Any) -> None:
-    pool = Pool(engine, 3)
+    pool = Pool(engine, 2)
     try:
-        pool.start(quick_build("a"))
-        pool.start(quick_build("b"))
-        assert pool.running == {"a": 0, "b": 1} and pool.idle == [2]
-        results = [pool.next(timeout=5.0) for _ in range(2)]
-        assert {(r.node, r.worker, r.outcome) for r in results} == {  # type: ignore[union-attr]
-            ("a", 0, Outcome.BUILT), ("b", 1, Outcome.BUILT)}
-        assert pool.running == {} and sorted(pool.idle) == [0, 1, 2]
-        pool.start(quick_build("c"))
-        assert pool.running == {"c": 0}
-        assert pool.next(timeout=5.0).worker == 0  # type: ignore[union-attr]
+        pool.start(sql_build("slow", SLOW))
+        pool.start(sql_build("quick", "SELECT 1 AS x"))
+        assert not pool.idle and pool.handed == {"slow", "quick"}
+        results = {}
+        deadline = time.time() + 10
+        while ("quick" not in results or "slow" not in pool.running) and time.time() < deadline:
+            message = pool.next(timeout=0.1)
+            if isinstance(message, StepResult):
+                results[message.node] = message
+        assert results["quick"].outcome is Outcome.BUILT
+        assert pool.handed == {"slow"} and pool.idle
+        slow_worker = pool.running["slow"]
+        assert slow_worker != results["quick"].worker
+        pool.stop()
+        message = pool.next(timeout=10.0)
+        assert isinstance(message, StepResult)
+        assert (message.node, message.outcome, message.worker) == (
+            "slow", Outcome.INTERRUPTED, slow_worker)
+        assert pool.handed == set() and pool.running == {}
     finally:
         pool.close()
