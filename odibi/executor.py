@@ -243,10 +243,12 @@ class _Loop:
             return
         if n not in self.began:
             self.began.add(n)
-            step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status, step.headline,
-                                           tuple(r.summary() for r in step.reasons),
-                                           len(self.slots) - 1, time.time()))
+            self._announce(n, len(self.slots) - 1, time.time())
+
+    def _announce(self, n: NodeId, slot: int, at: float) -> None:
+        step = self.jobs[n].step
+        self.reporter.emit(NodeStarted(n, step.status, step.headline,
+                                       tuple(r.summary() for r in step.reasons), slot, at))
 
     def _receive(self, message: Message) -> None:
         match message:
@@ -364,7 +366,8 @@ class _Loop:
             return  # (without transactions, one by one: each restore is then safe alone)
         started = time.time()
         names = [job.key for job in batch]
-        self._restores_started(names, started)
+        for n in names:
+            self._announce(n, 0, started)
         session = engine.session()
         try:
             exports = restore_together(batch, session, self.root)
@@ -387,15 +390,10 @@ class _Loop:
             return False  # (a view dropped by hand is put back now)
         batch = [n for n in self.graph.names if n in self.jobs]
         started = time.time()
-        self._restores_started(batch, started)
+        for n in batch:
+            self._announce(n, 0, started)
         self._restores_finished(batch, started, {}, repoint=True)
         return True
-
-    def _restores_started(self, batch: list[NodeId], started: float) -> None:
-        for n in batch:
-            step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status, step.headline,
-                                           tuple(r.summary() for r in step.reasons), 0, started))
 
     def _restores_finished(self, batch: list[NodeId], started: float,
                            exports: Mapping[NodeId, tuple[Export, ...]], *,
