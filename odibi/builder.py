@@ -6,7 +6,8 @@ Each step is a free function over frozen values, composed by the CLI:
     resolved = load(root, overrides, state)          # odibi.project_cache
     prepared = prepare(resolved, state)              # odibi.prepare: fingerprints, records
     plan     = make_plan(prepared, selection, forced)
-    result   = run(prepared, plan, state, engine, ...)   # only when something must run
+    result   = run(prepared, plan, state, engine, ...)   # odibi.jobs -> odibi.executor,
+                                                     # only when something must run
     finish(prepared, state, ...)                     # odibi.lock from the state
 
 A no-op build touches neither the engine nor pandas: the warehouse is only opened when a
@@ -23,28 +24,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
-from odibi.engines.base import Engine, Relation
+from odibi.engines.base import Engine
 from odibi.events import Reporter, Warning_
-from odibi.fingerprint import export_path
 from odibi.guards import ExportGuards
 from odibi.hashing import digest_text
-from odibi.ids import NodeId, OnFail, OutputRef
+from odibi.ids import NodeId
 from odibi.lockfile import LOCK_FILE, render, write_if_changed
-from odibi.planner import Plan, PlanInputs, PlannedStep, PlanOptions, Reason, Status, plan
+from odibi.planner import Plan, PlanInputs, PlanOptions, Status, plan
 from odibi.prepare import (Prepared, fingerprint_all, modified_since_lock, prepare,
                            source_display_names)
 from odibi.project_cache import load
-from odibi.resolve import Resolved
-from odibi.state import State, Trace
+from odibi.state import State
 from odibi.warehouse import keep_stamp
 
-__all__ = ["Prepared", "finish", "fingerprint_all", "load", "make_jobs", "make_plan",
-           "modified_since_lock", "open_state", "prepare", "python_call", "run",
-           "source_display_names", "update_metadata"]
+__all__ = ["Prepared", "finish", "fingerprint_all", "load", "make_plan",
+           "modified_since_lock", "open_state", "prepare", "run", "source_display_names",
+           "update_metadata"]
 
 if TYPE_CHECKING:  # the executor (threads, engines) is imported only when a node runs
-    from odibi.executor import Job, PythonCall, RunOptions, RunResult
+    from odibi.executor import RunOptions, RunResult
 
 
 def open_state(root: Path, *, writable: bool) -> State:
@@ -70,85 +68,10 @@ def make_plan(prepared: Prepared, selection: frozenset[NodeId],
     return plan(inputs, PlanOptions(nodes, forced, only, excluded))
 
 
-def make_jobs(prepared: Prepared, p: Plan) -> dict[NodeId, Job]:
-    from odibi.executor import Job
-
-    resolved = prepared.resolved
-    project = resolved.project
-    jobs: dict[NodeId, Job] = {}
-    for step in p.to_run():
-        check = project.checks.get(step.node)
-        if check is not None:
-            job = Job(step=step, output=None, check=resolved.checks[step.node],
-                      halt=check.on_fail is OnFail.HALT, cutoff=_cutoff_candidate(prepared, step),
-                      relations=_current(resolved.checks[step.node].datasets))
-            if step.status is Status.RESTORE:  # the verdict on these very inputs is known
-                job = replace(job, stored=prepared.stored[(step.node, step.fingerprint)])
-            jobs[step.node] = job
-            continue
-        node = project.nodes[step.node]
-        writes = tuple((w, export_path(resolved, w)) for w in node.writes)
-        rules = resolved.rules.get(step.node)
-        inputs = _current(resolved.deps(step.node))
-        job = Job(step=step, output=OutputRef.of(step.node, step.fingerprint),
-                  writes=writes, retry=node.retry, timeout=node.timeout,
-                  cutoff=_cutoff_candidate(prepared, step), rules=rules, relations=inputs)
-        if step.status in (Status.REVALIDATE, Status.REEXPORT):  # (rules on what is stored)
-            read = node.producer if isinstance(node.producer, ReadSpec) else None
-            jobs[step.node] = replace(job, read=read, output=prepared.traces[step.node].stored,
-                                      relations={**inputs, step.node: step.node})
-            continue
-        if step.status is Status.RESTORE:
-            stored = prepared.stored[(step.node, step.fingerprint)]
-            jobs[step.node] = replace(job, stored=stored, output=stored.stored)
-            continue
-        spec = node.producer
-        if isinstance(spec, ReadSpec):
-            job = replace(job, read=spec, connection=project.connections[spec.connection],
-                          node=node)
-        elif isinstance(spec, SqlSpec):
-            job = replace(job, sql=spec.rendered)
-        elif isinstance(spec, PythonSpec):
-            job = replace(job, python=python_call(resolved, step.node))
-        jobs[step.node] = job
-    return jobs
-
-
-def python_call(resolved: Resolved, name: NodeId) -> PythonCall:
-    """How a worker calls a Python node's function: each parameter that is a node gets
-    that node's output (a function taking **inputs also gets its `depends_on`). Shared
-    by builds and `odibi test`, so that a test calls the function as a build does."""
-    from odibi.executor import PythonCall
-
-    fn = resolved.python[name]
-    inputs = {p: NodeId(p) for p in fn.params if p in resolved.project.nodes}
-    inputs.update({d: d for d in resolved.deps(name) if fn.var_keyword})
-    return PythonCall(fn.module, fn.function, fn.file, resolved.project.python_path, inputs)
-
-
-def _current(names: Any) -> dict[str, Relation]:
-    """Each node's current output, by name (what SQL reads when it names the node)."""
-    return {n: NodeId(n) for n in names}
-
-
-_UPSTREAM_ONLY = (Reason.UPSTREAM_REBUILT, Reason.UPSTREAM_RERUN)
-
-
-def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
-    """The trace a node may keep if its upstream outputs come out unchanged: only for a
-    node rebuilt for no reason of its own, whose outputs and exports are in order."""
-    old = prepared.traces.get(step.node)
-    if (step.status is not Status.REBUILD or old is None or not step.reasons or old.held
-            or any(r.reason not in _UPSTREAM_ONLY for r in step.reasons)
-            or old.write_key != step.own.write_key or step.node in prepared.outputs
-            or set(old.inputs) != set(prepared.resolved.graph.upstream(step.node))):
-        return None
-    return old
-
-
 def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Reporter,
         options: RunOptions, cancel: threading.Event | None = None) -> RunResult:
     from odibi.executor import execute
+    from odibi.jobs import make_jobs
 
     jobs = make_jobs(prepared, p)
     return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,

@@ -1,26 +1,33 @@
 """The scheduler: Plan x Engine x jobs -> RunResult.
 
-As in ninja, one thread (the caller's) owns all state: it fills free slots (`-j N`) from
-the ready queue (longest remaining path first, from remembered durations), waits for one
-message from the workers (`odibi.jobs`), records results, releases the node's dependants,
-and repeats. Workers only run `run_job(job, session)` on their own engine session.
+As in ninja, one thread (the caller's) owns all state: it fills free slots (`-j N`,
+`Slots`) from the ready queue (`Queue`: longest remaining path first, from remembered
+durations; `odibi.schedule`), hands each job out to the first free worker (`odibi.pool`),
+waits for one message, records results, releases the job's dependants, and repeats.
+Workers only run `run_job(job, session)` (`odibi.worker`) on their own engine session,
+and share nothing with this thread but their messages.
 
 A node's outcome is committed in order: its output (the engine's transaction, exports
-included), then its state record; a node counts as built only once that record is
-written. Exports that halting checks guard (`PlannedStep.export_waits`) are written
-apart, by an export task that runs once the node is recorded (with its exports marked
-`held`) and every guard has passed: a guard that fails, or never runs, holds them back
-(`RunResult.held`), and the next build writes them once the guards pass (`odibi.holds`).
-Dependants in the warehouse do not wait for the export; a read node that reads the
-exported file does. A failure is a value, not an exception: its dependants are `blocked` and
-independent branches go on (`--keep-going`), or nothing new starts and running queries
-are interrupted (`--fail-fast`, a halting check, or `cancel` being set, as Ctrl-C does).
+included), then its state record (`odibi.recording`); a node counts as built only once
+that record is written. Exports that halting checks guard (`PlannedStep.export_waits`) are
+written apart, by an export task that runs once the node is recorded (with its exports
+marked `held`) and every guard has passed: a guard that fails, or never runs, holds them
+back (`RunResult.held`), and the next build writes them once the guards pass
+(`odibi.holds`). Dependants in the warehouse do not wait for the export; a read node
+that reads the exported file does. A failure is a value, not an exception: its
+dependants are `blocked` and independent branches go on (`--keep-going`), or nothing new
+starts and running queries are interrupted (`--fail-fast`, a halting check, or `cancel`
+being set, as Ctrl-C does).
+
+What differs between engines is asked of `engine.capabilities`: restores that wait on
+no computation are made together, in one transaction, only with `transactions`; a build
+that only restores leaves the warehouse closed and defers them only with `views`; an
+engine without `interrupt` lets running jobs finish when the build stops (they are
+recorded as they finish), and fails a job that overran its timeout at its next step.
 """
 
 from __future__ import annotations
 
-import heapq
-import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -33,13 +40,16 @@ from odibi.events import NodeBlocked, NodeFinished, NodeStarted, Reporter
 from odibi.graph import Graph
 from odibi.holds import ExportTasks, HeldExport, HoldCause, held_exports, split
 from odibi.ids import Digest, NodeId, Outcome
-from odibi.jobs import (Computed, Job, Message, Pool, Prepared, PythonCall, StepResult,
-                        Ticket, Unstarted, export_outputs, prepares, run_job)
-from odibi.planner import Plan, Reason, Status
+from odibi.jobs import (Build, CheckRule, Job, Reexport, Restore, RestoreVerdict, Revalidate,
+                        StepResult, prepares)
+from odibi.planner import Plan, Reason
+from odibi.pool import Computed, Message, Pool, Prepared, Unstarted
+from odibi.recording import CutOff, StoredVersion, produced, trace_of
+from odibi.schedule import Queue, Slots, critical_path
 from odibi.state import Export, State, Trace
+from odibi.worker import restore_together
 
-__all__ = ["Job", "PythonCall", "RunOptions", "RunResult", "StepResult", "critical_path",
-           "execute", "run_job"]
+__all__ = ["Job", "RunOptions", "RunResult", "StepResult", "critical_path", "execute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,169 +84,158 @@ class RunResult:
                 and not any(r.outcome is Outcome.INTERRUPTED for r in self.results.values()))
 
 
+def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
+            traces: Mapping[NodeId, Trace], reporter: Reporter, options: RunOptions,
+            durations: Mapping[NodeId, float] | None = None, root: Path | None = None,
+            cancel: threading.Event | None = None) -> RunResult:
+    """Run `jobs` (the plan's steps that run) with `options.jobs` workers; exports are
+    recorded relative to `root`. Setting `cancel` (Ctrl-C) stops scheduling and
+    interrupts the running nodes."""
+    del plan  # (the jobs carry their steps)
+    jobs, tasks = split(jobs)
+    priority = critical_path(graph, jobs, durations or {})
+    priority.update({t: priority.get(n, 0.0) for n, t in tasks.task.items()})
+    loop = _Loop(jobs, graph, tasks, state, reporter, options, root,
+                 cancel or threading.Event(), Queue(graph, jobs, tasks, priority),
+                 before=traces, outputs={n: t.output for n, t in traces.items()})
+    return loop.run(engine)
+
+
 # -- the scheduling loop (in the caller's thread) --------------------------------------------
-@dataclass
+@dataclass(eq=False)
 class _Loop:
-    plan: Plan
     jobs: Mapping[NodeId, Job]
     graph: Graph
+    tasks: ExportTasks  # guarded exports (odibi.holds)
     state: State
     reporter: Reporter
     options: RunOptions
-    outputs: dict[NodeId, Digest | None]  # current output digest per node (for traces)
-    priority: Mapping[NodeId, float]
-    state_traces: Mapping[NodeId, Trace]
+    root: Path | None
     cancel: threading.Event
-    halted: NodeId | None = None  # the check that stopped the build
+    queue: Queue
+    before: Mapping[NodeId, Trace]  # each node's record when the build began
+    outputs: dict[NodeId, Digest | None]  # current output digest per node (for records)
     results: dict[NodeId, StepResult] = field(default_factory=dict)
     blocked: dict[NodeId, NodeId] = field(default_factory=dict)
+    halted: NodeId | None = None  # the check that stopped the build
     stop: bool = False
-    size: int = 0  # slots: nodes computing at once
-    running: set[NodeId] = field(default_factory=set)  # on a worker
-    computing: set[NodeId] = field(default_factory=set)  # holding a slot
+    slots: Slots = field(default_factory=lambda: Slots(0))
+    pool: Pool = field(init=False)
+    prepared: set[NodeId] = field(default_factory=set)  # inputs loaded, waiting for a slot
     committing: set[NodeId] = field(default_factory=set)  # function returned, on a worker
-    prepared: dict[NodeId, Ticket] = field(default_factory=dict)  # waiting for a slot
     began: set[NodeId] = field(default_factory=set)  # NodeStarted emitted
-    queued: set[NodeId] = field(default_factory=set)  # pushed onto `ready` (once each)
-    tasks: ExportTasks = field(default_factory=ExportTasks)  # guarded exports (odibi.holds)
-    after: dict[NodeId, list[NodeId]] = field(default_factory=dict)  # waits outside the graph
 
     def run(self, engine: Engine) -> RunResult:
         started = time.time()
-        waiting = self._waiting()
-        ready: list[tuple[float, NodeId]] = []
         if self._restore_without_warehouse(engine):
-            return RunResult(self.results, self.blocked, started, time.time(), (),
-                             self.cancel.is_set(), self.halted)
+            return self._result(started, (), {})
         engine.open()  # before any node runs (it applies views an earlier build deferred)
-        self._restore_batch(engine, waiting, ready)
-        for n, deps in sorted(waiting.items(), key=lambda item: self._rank(item[0])):
-            if not deps and n not in self.results and n not in self.queued \
-                    and not self._cut_off(n, waiting, ready):
-                self._push(n, ready)
-        python = sum(1 for n, j in self.jobs.items() if prepares(j) and n not in self.results)
-        if python:
-            engine.prepare_python()
-        self.size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
-        if len(self.results) == len(self.jobs):
-            self.size = 0  # everything was restored together: no worker needed
-        # `size` slots: as many nodes compute at once. Python nodes load their inputs
-        # before and commit their output after holding a slot (`Hooks`): spare workers
-        # for that.
-        pool = Pool(engine, self.size + min(self.size, python))
+        self._restore_batch(engine)
+        for n in self.queue.unwaited(self.tasks):  # in build order
+            if n not in self.results and n not in self.queue.queued and not self._cut_off(n):
+                self.queue.push(n)
+        self.pool = self._workers(engine)
         try:
-            while (ready and not self.stop) or self.running:
-                self._fill(ready, pool)
-                if not self.running:
-                    break
-                message = self._next(pool)
-                if message is not None:
-                    self._receive(message, waiting, ready, pool)
+            self._drive()
         finally:
             self._call_off()
-            pool.close()
-        held = self._held(waiting)
+            self.pool.close()
+        held = self._held()
         waited = {key for key, _ in held.values()}
         not_started = tuple(n for n in self.jobs if n not in self.results and n not in self.tasks
                             and n not in self.blocked and n not in waited)
+        return self._result(started, not_started, {n: h for n, (_, h) in held.items()})
+
+    def _workers(self, engine: Engine) -> Pool:
+        """Slots and workers for what is left to run: `-j` slots (as many nodes compute at
+        once) and, since Python nodes load their inputs before and commit their output
+        after holding a slot (`Hooks`), spare workers for those."""
+        python = sum(1 for n, j in self.jobs.items() if prepares(j) and n not in self.results)
+        if python:
+            engine.prepare_python()
+        size = max(1, min(self.options.jobs, len(self.jobs) - len(self.results) or 1))
+        if len(self.results) == len(self.jobs):
+            size = 0  # everything was restored together: no worker needed
+        self.slots = Slots(size)
+        return Pool(engine, size + min(size, python), self.root)
+
+    def _result(self, started: float, not_started: tuple[NodeId, ...],
+                held: Mapping[NodeId, HeldExport]) -> RunResult:
         return RunResult(self.results, self.blocked, started, time.time(), not_started,
-                         self.cancel.is_set(), self.halted,
-                         {n: h for n, (_, h) in held.items()})
+                         self.cancel.is_set(), self.halted, held)
 
-    def _push(self, n: NodeId, ready: list[tuple[float, NodeId]]) -> None:
-        if n not in self.queued:
-            self.queued.add(n)
-            heapq.heappush(ready, (-self.priority.get(n, 0.0), n))
+    def _drive(self) -> None:
+        """Start what may start, wait for one message, take it in; until nothing runs and
+        nothing more may start."""
+        while (self.queue.ready and not self.stop) or self.pool.handed:
+            self._fill()
+            if not self.pool.handed:
+                break
+            if self.cancel.is_set() and not self.stop:  # Ctrl-C: stop, interrupt what runs
+                self._stop()  # (their results still come back; finished ones are recorded)
+            message = self.pool.next(timeout=0.1)
+            if message is not None:
+                self._receive(message)
 
-    def _waiting(self) -> dict[NodeId, set[NodeId]]:
-        """What each job waits for: the upstream jobs whose output it reads, and for
-        guarded exports (`export_waits`), the node and its guards; a read node that
-        reads a guarded export waits for its export task. Waits that are not edges of
-        the graph are kept in `after` (dependency -> dependants)."""
-        waiting = {n: {u for u in self.graph.upstream(n) if u in self.jobs
-                       and _must_wait(self.jobs[n], self.jobs[u])}
-                   for n in self.jobs if n not in self.tasks}
-        extra: dict[NodeId, set[NodeId]] = {}
-        for n, job in self.jobs.items():
-            if n in self.tasks:
-                extra[n] = {self.tasks.node[n], *job.step.export_waits}
-            elif job.step.status is Status.REEXPORT and job.step.export_waits:
-                extra[n] = set(job.step.export_waits)
-            if job.read is not None:
-                extra.setdefault(n, set()).update(
-                    self.tasks.task[u] for u in self.graph.upstream(n) if u in self.tasks.task)
-        for n, deps in extra.items():
-            waiting.setdefault(n, set()).update(deps)
-            for d in deps:
-                self.after.setdefault(d, []).append(n)
-        return waiting
-
-    def _rank(self, n: NodeId) -> tuple[int, int]:
-        """Build order, an export task right after its node."""
-        node = self.tasks.node.get(n, n)
-        return (self.graph.index[node], n in self.tasks)
-
-    def _held(self, waiting: dict[NodeId, set[NodeId]]
-              ) -> dict[NodeId, tuple[NodeId, HeldExport]]:
+    def _held(self) -> dict[NodeId, tuple[NodeId, HeldExport]]:
         """Guarded exports that were not written. What reads those files is blocked by the
         check that held them (or by what blocked that check), if one did."""
-        held = held_exports(self.jobs, self.tasks, self.results, self.blocked)
+        held = held_exports(self.jobs, self.tasks, self.results, self.blocked, self.root)
+        waiting = self.queue.waiting
         for node, (key, h) in held.items():
             cause = h.check if h.cause is HoldCause.CHECK_FAILED else h.because
             if cause is None:
                 continue
-            readers = list(self.after.get(key, ()))
+            readers = list(self.queue.after.get(key, ()))
             if key == node:  # a held re-export: the read nodes of the graph read its files
                 readers += [c for c in self.graph.downstream(node)
                             if c in waiting and node in waiting[c]]
-            self._block_readers(readers, cause, waiting)
+            self._block_readers(readers, cause)
         return held
 
-    def _block_readers(self, readers: list[NodeId], cause: NodeId,
-                       waiting: dict[NodeId, set[NodeId]]) -> None:
+    def _block_readers(self, readers: list[NodeId], cause: NodeId) -> None:
         """Read nodes waiting for files that will not be written are blocked by `cause`,
         and so is what depends on them."""
         for r in readers:
-            if r in waiting and r not in self.results and r not in self.blocked:
+            if r in self.queue.waiting and r not in self.results and r not in self.blocked:
                 self.blocked[r] = cause
                 self.reporter.emit(NodeBlocked(r, cause))
-                self._block(r, cause, waiting)
+                self._block(r, cause)
 
-    def _fill(self, ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+    def _fill(self) -> None:
         """Start ready jobs, highest priority first, while slots and workers are free. A
         job that `prepares` goes to a worker without a slot, and comes back (`Prepared`)
-        to wait in `ready` for one."""
-        while ready and not self.stop:
-            n = ready[0][1]
+        to wait in the queue for one."""
+        queue = self.queue
+        while queue.ready and not self.stop:
+            n = queue.first()
             if n in self.prepared:
-                if len(self.computing) >= self.size:
+                if self.slots.full:
                     return
-                heapq.heappop(ready)
+                queue.pop()
                 self._grant(n)
                 continue
-            if len(self.running) >= len(pool.threads):
+            if not self.pool.idle:
                 # no worker for it; one waiting with its own worker may take a free slot
-                waiting = [item for item in ready if item[1] in self.prepared]
-                if not waiting or len(self.computing) >= self.size:
+                waiting = None if self.slots.full else queue.pop_first_of(self.prepared)
+                if waiting is None:
                     return
-                ready.remove(min(waiting))
-                heapq.heapify(ready)
-                self._grant(min(waiting)[1])
+                self._grant(waiting)
                 continue
             job = self.jobs[n]
             if not prepares(job):
-                if len(self.computing) >= self.size:
+                if self.slots.full:
                     return
-                self.computing.add(n)
+                self.slots.take(n)
                 self._started(n)
-            heapq.heappop(ready)
-            self.running.add(n)
-            pool.todo.put(job)
+            queue.pop()
+            self.pool.start(job)
 
     def _grant(self, n: NodeId) -> None:
-        self.computing.add(n)
+        self.slots.take(n)
         self._started(n)
-        self.prepared.pop(n).decide(True)
+        self.prepared.remove(n)
+        self.pool.answer(n, True)
 
     def _started(self, n: NodeId) -> None:
         if n in self.tasks:  # an export task: part of its node, which has said why it runs
@@ -244,82 +243,70 @@ class _Loop:
             return
         if n not in self.began:
             self.began.add(n)
-            step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status, step.headline,
-                                           tuple(r.summary() for r in step.reasons),
-                                           len(self.computing) - 1, time.time()))
+            self._announce(n, len(self.slots) - 1, time.time())
 
-    def _receive(self, message: Message, waiting: dict[NodeId, set[NodeId]],
-                 ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+    def _announce(self, n: NodeId, slot: int, at: float) -> None:
+        step = self.jobs[n].step
+        self.reporter.emit(NodeStarted(n, step.status, step.headline,
+                                       tuple(r.summary() for r in step.reasons), slot, at))
+
+    def _receive(self, message: Message) -> None:
         match message:
-            case Prepared(node, ticket):
+            case Prepared(node):
                 if self.stop:
-                    ticket.decide(False)
+                    self.pool.answer(node, False)
                 else:
-                    self.prepared[node] = ticket
+                    self.prepared.add(node)
                     # back in the queue (it was taken off it to load its inputs)
-                    heapq.heappush(ready, (-self.priority.get(node, 0.0), node))
+                    self.queue.push_again(node)
             case Computed(node):
-                self.computing.discard(node)
+                self.slots.release(node)
                 self.committing.add(node)
             case Unstarted(node):
-                self.running.discard(node)
-                self.computing.discard(node)
+                self.slots.release(node)
                 self.committing.discard(node)
             case StepResult():
                 node = message.node
-                self.running.discard(node)
-                self.computing.discard(node)
+                self.slots.release(node)
                 self.committing.discard(node)
                 if node not in self.began:
                     if message.outcome is Outcome.INTERRUPTED:
                         return  # stopped while loading its inputs: it never started
                     self._started(node)  # it failed before it got a slot
-                self._finish(message, waiting, ready, pool)
+                self._finish(message)
             case _:
                 assert_never(message)
 
-    def _stop(self, pool: Pool) -> None:
+    def _stop(self) -> None:
         """Start nothing new; interrupt what runs; call off jobs waiting for a slot."""
         self.stop = True
         # a Python node whose function returned is only committing its result: let it
-        pool.interrupt(spare=frozenset(self.committing))
+        self.pool.stop(spare=frozenset(self.committing))
         self._call_off()
 
     def _call_off(self) -> None:
-        for ticket in self.prepared.values():
-            ticket.decide(False)
+        for n in self.prepared:
+            self.pool.answer(n, False)
         self.prepared.clear()
 
-    def _next(self, pool: Pool) -> Message | None:
-        """The next message; on the way, notice a cancel (Ctrl-C): stop starting nodes and
-        interrupt the running ones (their results still come back, and finished ones
-        are recorded)."""
-        if self.cancel.is_set() and not self.stop:
-            self._stop(pool)
-        try:
-            return pool.done.get(timeout=0.1)
-        except queue.Empty:
-            return None
-
-    def _finish(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
-                ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+    def _finish(self, result: StepResult) -> None:
         name = result.node
         if name in self.tasks:
-            self._exported(result, waiting, ready, pool)
+            self._exported(result)
             return
         job = self.jobs[name]
         self.results[name] = result
         # the record first, then the word: a node reported done is durably done
         if result.outcome is Outcome.FAILED and result.internal is None:
-            if job.step.status not in (Status.REVALIDATE, Status.REEXPORT):
+            if not isinstance(job, (Revalidate, Reexport)):
                 # a rule (or an export) that fails on the stored output is no reason to
                 # recompute it: the next build tries again (its trace is as it was)
-                self.state.records.record_failure(name, job.step.fingerprint, result.error or "failed")
+                self.state.records.record_failure(name, job.step.fingerprint,
+                                                  result.error or "failed")
             if result.halt:
                 self.halted = name
         elif result.outcome not in (Outcome.FAILED, Outcome.INTERRUPTED):
-            self.state.records.record(name, self._trace(job, result))
+            self._record(job, result)
         self.reporter.emit(NodeFinished(name, result.outcome, result.seconds, result.worker,
                                         result.info.rows if result.info else None,
                                         result.error or result.note, result.attempts))
@@ -328,14 +315,13 @@ class _Loop:
         if result.outcome is Outcome.INTERRUPTED:
             return  # not a failure of the node: it runs again next time
         if result.outcome is Outcome.FAILED:
-            self._block(name, name, waiting)
+            self._block(name, name)
             if self.options.fail_fast or result.halt:
-                self._stop(pool)
+                self._stop()
             return
-        self._release(name, waiting, ready)
+        self._release(name)
 
-    def _exported(self, result: StepResult, waiting: dict[NodeId, set[NodeId]],
-                  ready: list[tuple[float, NodeId]], pool: Pool) -> None:
+    def _exported(self, result: StepResult) -> None:
         """An export task's result: the node's record gets its exports (no longer held).
         A failed export fails the node: its output stays committed, its exports held,
         its failure recorded (the next build builds it again, as before guards existed),
@@ -345,11 +331,12 @@ class _Loop:
         if result.outcome is Outcome.INTERRUPTED:
             return  # held: the next build writes them
         if result.outcome is Outcome.EXPORTED:
-            trace = self.state.records.recorded[name]  # recorded when the node finished
-            self.state.records.record(name, replace(trace, exports=result.exports, held=()))
+            recorded = self.state.records.recorded[name]  # recorded when the node finished
+            self.state.records.record(name, trace_of(self.jobs[task].step, StoredVersion(
+                recorded, result.exports, ())))
             self.tasks.done.add(task)
             self.results[name] = replace(self.results[name], exports=result.exports)
-            self._release(task, waiting, ready)
+            self._release(task)
             return
         error = f"export failed: {result.error}"
         self.tasks.dropped.add(task)
@@ -358,200 +345,114 @@ class _Loop:
                                      internal=result.internal)
         self.reporter.emit(NodeFinished(name, Outcome.FAILED, result.seconds, result.worker,
                                         None, error, result.attempts))
-        self._block_readers(list(self.after.get(task, ())), name, waiting)
+        self._block_readers(list(self.queue.after.get(task, ())), name)
         if self.options.fail_fast:
-            self._stop(pool)
+            self._stop()
 
-    def _restore_batch(self, engine: Engine, waiting: dict[NodeId, set[NodeId]],
-                       ready: list[tuple[float, NodeId]]) -> None:
+    def _restore_batch(self, engine: Engine) -> None:
         """Restores that wait on no computation are done together, up front: one warehouse
-        transaction repoints every view, then one state transaction records them (a revert
-        of a change with hundreds of dependants is a few hundred view swaps, not hundreds
-        of scheduled jobs). If anything in it fails, they run as ordinary jobs instead."""
-        batch: list[NodeId] = []
+        transaction makes every version current, then one state transaction records them
+        (a revert of a change with hundreds of dependants is a few hundred swaps, not
+        hundreds of scheduled jobs). If anything in it fails, they run as ordinary jobs
+        instead."""
+        batch: list[Restore | RestoreVerdict] = []
         chosen: set[NodeId] = set()
         for n in self.graph.names:
             job = self.jobs.get(n)
-            if job is not None and job.stored is not None and waiting[n] <= chosen:
-                batch.append(n)
+            if isinstance(job, (Restore, RestoreVerdict)) and self.queue.waiting[n] <= chosen:
+                batch.append(job)
                 chosen.add(n)
         if len(batch) < 2 or not engine.capabilities.transactions:
             return  # (without transactions, one by one: each restore is then safe alone)
-        session = engine.session()
         started = time.time()
-        self._restores_started(batch, started)
+        names = [job.key for job in batch]
+        for n in names:
+            self._announce(n, 0, started)
+        session = engine.session()
         try:
-            session.begin()
-            exports = {}
-            for n in batch:
-                out = self.jobs[n].stored.stored  # type: ignore[union-attr]
-                if out is not None:  # a check's stored verdict has no output
-                    exports[n] = export_outputs(self.jobs[n], out, session)
-                    session.make_current(n, out)
-            session.commit()
+            exports = restore_together(batch, session, self.root)
         except (EngineError, OSError):
-            session.rollback()
             return
         finally:
             session.close()
-        self._restores_finished(batch, started, exports, waiting, ready, repoint=False)
+        self._restores_finished(names, started, exports, repoint=False)
 
     def _restore_without_warehouse(self, engine: Engine) -> bool:
         """A build that only restores versions the warehouse holds, and exports nothing,
-        need not open the warehouse: the restores are recorded in the state, with their
-        views marked to be repointed when the warehouse is next opened
-        (`State.pending_views`). `odibi show` reads the version the state points at."""
+        need not open the warehouse: the restores are recorded in the state, to be made
+        current when the warehouse is next opened (`state.records.pending_restores`).
+        `odibi show` reads the version the state points at."""
         if engine.is_open or not engine.capabilities.views or not self.jobs or any(
-                j.stored is None or j.writes
+                not isinstance(j, (Restore, RestoreVerdict))
+                or (isinstance(j, Restore) and j.writes)
                 or any(r.reason is Reason.OUTPUT_MISSING for r in j.step.reasons)
                 for j in self.jobs.values()):
             return False  # (a view dropped by hand is put back now)
         batch = [n for n in self.graph.names if n in self.jobs]
         started = time.time()
-        self._restores_started(batch, started)
-        self._restores_finished(batch, started, {}, {}, [], repoint=True)
+        for n in batch:
+            self._announce(n, 0, started)
+        self._restores_finished(batch, started, {}, repoint=True)
         return True
 
-    def _restores_started(self, batch: list[NodeId], started: float) -> None:
-        for n in batch:
-            step = self.jobs[n].step
-            self.reporter.emit(NodeStarted(n, step.status, step.headline,
-                                           tuple(r.summary() for r in step.reasons), 0, started))
-
     def _restores_finished(self, batch: list[NodeId], started: float,
-                           exports: Mapping[NodeId, tuple[Export, ...]],
-                           waiting: dict[NodeId, set[NodeId]],
-                           ready: list[tuple[float, NodeId]], *, repoint: bool) -> None:
+                           exports: Mapping[NodeId, tuple[Export, ...]], *,
+                           repoint: bool) -> None:
         finished = time.time()
-        traces = []
+        traces: list[tuple[str, Trace]] = []
         for n in batch:
             result = StepResult(n, Outcome.RESTORED, started, finished, 0,
                                 exports=exports.get(n, ()))
             self.results[n] = result
-            traces.append((n, self._trace(self.jobs[n], result)))
+            traces.append((n, self._record(self.jobs[n], result, save=False)))
         self.state.records.record_many(traces, deferred=repoint)
         for n in batch:
             self.reporter.emit(NodeFinished(n, Outcome.RESTORED, finished - started, 0))
-            waiting.pop(n, None)
+            self.queue.waiting.pop(n, None)
         for n in batch:
-            self._release(n, waiting, ready)
+            self._release(n)
 
-    def _release(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
-                 ready: list[tuple[float, NodeId]]) -> None:
-        children = self.graph.downstream(name) if name in self.graph.index else ()
-        for child in (*children, *self.after.get(name, ())):
-            deps = waiting.get(child)
-            if deps is not None and name in deps:
-                deps.discard(name)
-                if not deps and child not in self.blocked and \
-                        not self._cut_off(child, waiting, ready):
-                    self._push(child, ready)
+    def _release(self, name: NodeId) -> None:
+        for child in self.queue.release(name):
+            if child not in self.blocked and not self._cut_off(child):
+                self.queue.push(child)
 
-    def _cut_off(self, name: NodeId, waiting: dict[NodeId, set[NodeId]],
-                 ready: list[tuple[float, NodeId]]) -> bool:
+    def _cut_off(self, name: NodeId) -> bool:
         """Early cutoff: a node planned only because its upstream changed is not run when
         every upstream output came out as it was when the node was last built. Its record
         moves to the new fingerprint; its output (and its digest) stand."""
-        job = self.jobs[name]
-        old = job.cutoff
-        if old is None or any(self.outputs.get(u) != old.inputs.get(u)
-                              for u in self.graph.upstream(name)):
+        match self.jobs[name]:
+            case Build(cutoff=Trace() as old) | CheckRule(cutoff=Trace() as old):
+                pass
+            case _:
+                return False
+        if any(self.outputs.get(u) != old.inputs.get(u) for u in self.graph.upstream(name)):
             return False
-        step = job.step
-        trace = replace(old, fingerprint=step.fingerprint,
-                        parts=step.own.as_trace_parts(step.upstream),
-                        validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
-                        sql_text=step.own.sql_text, text_digest=step.own.text_digest)
-        self.state.records.record(name, trace)
+        self.state.records.record(name, trace_of(self.jobs[name].step, CutOff(old)))
         now = time.time()
         self.results[name] = StepResult(name, Outcome.CUT_OFF, now, now, -1)
         self.reporter.emit(NodeFinished(name, Outcome.CUT_OFF, 0.0, -1))
         task = self.tasks.drop(name)
         if task is not None:  # its output and exports stand as they were
-            waiting.pop(task, None)
-            self._release(task, waiting, ready)
-        self._release(name, waiting, ready)
+            self.queue.waiting.pop(task, None)
+            self._release(task)
+        self._release(name)
         return True
 
-    def _block(self, failed: NodeId, cause: NodeId, waiting: dict[NodeId, set[NodeId]]) -> None:
+    def _block(self, failed: NodeId, cause: NodeId) -> None:
         stack = list(self.graph.downstream(failed))
         while stack:
             n = stack.pop()
-            if n in waiting and n not in self.blocked and n not in self.results:
+            if n in self.queue.waiting and n not in self.blocked and n not in self.results:
                 self.blocked[n] = cause
                 self.reporter.emit(NodeBlocked(n, cause))
                 stack.extend(self.graph.downstream(n))
 
-    def _trace(self, job: Job, result: StepResult) -> Trace:
-        step = job.step
-        if result.outcome in (Outcome.PASSED, Outcome.WARNED):
-            return Trace(fingerprint=step.fingerprint, kind=step.kind.value,
-                         parts=step.own.as_trace_parts(step.upstream), stored=None, output=None,
-                         rows=None, schema=(),
-                         inputs={u: d for u in step.upstream
-                                 if (d := self.outputs.get(u)) is not None},
-                         write_key=step.own.write_key, validate_key=step.own.validate_key,
-                         contracts_key=step.own.contracts_key, note=result.note)
-        before = self.state_traces.get(step.node)
-        # exports held for their guards: the files are still those odibi last wrote
-        exports = result.exports if not job.held else (before.exports if before else ())
-        base = job.stored if result.outcome is Outcome.RESTORED else (
-            before if result.outcome in (Outcome.EXPORTED, Outcome.REVALIDATED) else None)
-        if base is not None:
-            self.outputs[step.node] = base.output
-            return replace(base, exports=exports, write_key=step.own.write_key,
-                           validate_key=step.own.validate_key,
-                           contracts_key=step.own.contracts_key, sql_text=step.own.sql_text,
-                           text_digest=step.own.text_digest, held=job.held)
-        info = result.info
-        assert info is not None
-        self.outputs[step.node] = info.digest
-        return Trace(
-            fingerprint=step.fingerprint, kind=step.kind.value,
-            parts=step.own.as_trace_parts(step.upstream), stored=job.output, output=info.digest,
-            rows=info.rows, schema=info.schema,
-            inputs={u: d for u in step.upstream if (d := self.outputs.get(u)) is not None},
-            exports=exports, write_key=step.own.write_key,
-            validate_key=step.own.validate_key, contracts_key=step.own.contracts_key,
-            sql_text=step.own.sql_text, text_digest=step.own.text_digest, held=job.held)
-
-
-def _must_wait(job: Job, upstream: Job) -> bool:
-    """A node waits for upstream nodes whose output changes; a read node also for one
-    that re-exports, since it may read that very file."""
-    status = upstream.step.status
-    return status in (Status.REBUILD, Status.RESTORE) or (
-        status is Status.REEXPORT and job.read is not None)
-
-
-def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
-            traces: Mapping[NodeId, Trace], reporter: Reporter, options: RunOptions,
-            durations: Mapping[NodeId, float] | None = None, root: Path | None = None,
-            cancel: threading.Event | None = None) -> RunResult:
-    """Run `jobs` (the plan's steps that run) with `options.jobs` workers. Setting
-    `cancel` (Ctrl-C) stops scheduling and interrupts the running nodes."""
-    outputs: dict[NodeId, Digest | None] = {n: t.output for n, t in traces.items()}
-    if root is not None:
-        jobs = {n: replace(j, root=root) for n, j in jobs.items()}
-    jobs, tasks = split(jobs)
-    priority = critical_path(graph, jobs, durations or {})
-    priority.update({t: priority.get(n, 0.0) for n, t in tasks.task.items()})
-    loop = _Loop(plan, jobs, graph, state, reporter, options, outputs, priority, traces,
-                 cancel or threading.Event(), tasks=tasks)
-    return loop.run(engine)
-
-
-def critical_path(graph: Graph, jobs: Mapping[NodeId, Job],
-                  durations: Mapping[NodeId, float]) -> dict[NodeId, float]:
-    """Longest remaining path (in remembered seconds; the median of known ones, or 1, for
-    a node never timed) from each job to the end of the build: the scheduler starts the
-    longest first."""
-    known = sorted(durations.values())
-    default = known[len(known) // 2] if known else 1.0
-    longest: dict[NodeId, float] = {}
-    for name in reversed(graph.names):
-        if name not in jobs:
-            continue
-        tail = max((longest[c] for c in graph.downstream(name) if c in longest), default=0.0)
-        longest[name] = durations.get(name, default) + tail
-    return longest
+    def _record(self, job: Job, result: StepResult, *, save: bool = True) -> Trace:
+        """The node's record once `job` succeeded (saved in the state unless not `save`);
+        its output digest is what its dependants' records name from now on."""
+        trace = trace_of(job.step, produced(job, result, self.before, self.outputs))
+        self.outputs[job.step.node] = trace.output
+        if save:
+            self.state.records.record(job.step.node, trace)
+        return trace

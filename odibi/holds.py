@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 
 from odibi.ids import NodeId, Outcome, Status
-from odibi.jobs import Job, StepResult
+from odibi.jobs import Build, Job, Reexport, Restore, StepResult
 from odibi.paths import shown
 
 
@@ -64,43 +65,54 @@ class ExportTasks:
 
 
 def split(jobs: Mapping[NodeId, Job]) -> tuple[dict[NodeId, Job], ExportTasks]:
-    """Give each guarded export of a node that computes or restores to an export task."""
+    """Give each guarded export of a node that computes or restores to an export task: a
+    `Reexport` of the output the node's job makes current."""
     out = dict(jobs)
     tasks = ExportTasks()
     for n, job in jobs.items():
-        step = job.step
-        if job.writes and step.export_waits and step.status in (Status.REBUILD, Status.RESTORE):
-            task = task_of(n)
-            out[n] = replace(job, writes=(), held=step.export_waits)
-            out[task] = Job(step=replace(step, status=Status.REEXPORT), output=job.output,
-                            writes=job.writes, retry=job.retry, timeout=job.timeout,
-                            root=job.root, task=task)
-            tasks.task[n], tasks.node[task] = task, n
+        match job:
+            case Build() | Restore() if job.writes and job.step.export_waits:
+                task = task_of(n)
+                out[n] = replace(job, writes=(), held=job.step.export_waits)
+                out[task] = Reexport(replace(job.step, status=Status.REEXPORT), task,
+                                     job.output, job.writes, job.retry, job.timeout)
+                tasks.task[n], tasks.node[task] = task, n
     return out, tasks
 
 
 def held_exports(jobs: Mapping[NodeId, Job], tasks: ExportTasks,
-                 results: Mapping[NodeId, StepResult], blocked: Mapping[NodeId, NodeId]
-                 ) -> dict[NodeId, tuple[NodeId, HeldExport]]:
+                 results: Mapping[NodeId, StepResult], blocked: Mapping[NodeId, NodeId],
+                 root: Path | None) -> dict[NodeId, tuple[NodeId, HeldExport]]:
     """node -> (the job that did not write them, its held exports): export tasks whose
-    node committed its output, and re-exports waiting for guards, that did not run."""
+    node committed its output, and re-exports waiting for guards, that did not run.
+    Paths are shown relative to `root`."""
     out = {}
     for key, job in jobs.items():
-        if key in tasks:
-            node = tasks.node[key]
-            committed = results.get(node)
-            if key in tasks.done or key in tasks.dropped or committed is None \
-                    or committed.outcome not in (Outcome.BUILT, Outcome.RESTORED):
-                continue
-        elif (job.step.status is not Status.REEXPORT or not job.step.export_waits
-              or key in results or key in blocked):
+        if not isinstance(job, Reexport):
             continue
-        else:
-            node = key
-        paths = tuple(shown(dest, job.root) if job.root else str(dest) for _, dest in job.writes)
+        node = _unwritten(key, job, tasks, results, blocked)
+        if node is None:
+            continue
+        paths = tuple(shown(dest, root) if root else str(dest) for _, dest in job.writes)
         cause, check, because = _cause(job.step.export_waits, jobs, results, blocked)
         out[node] = (key, HeldExport(paths, cause, check, because))
     return out
+
+
+def _unwritten(key: NodeId, job: Reexport, tasks: ExportTasks,
+               results: Mapping[NodeId, StepResult], blocked: Mapping[NodeId, NodeId]
+               ) -> NodeId | None:
+    """The node whose exports `job` did not write, if it did not."""
+    if key in tasks:
+        node = tasks.node[key]
+        committed = results.get(node)
+        if key in tasks.done or key in tasks.dropped or committed is None \
+                or committed.outcome not in (Outcome.BUILT, Outcome.RESTORED):
+            return None
+        return node
+    if not job.step.export_waits or key in results or key in blocked:
+        return None
+    return key
 
 
 def _cause(guards: tuple[NodeId, ...], jobs: Mapping[NodeId, Job],

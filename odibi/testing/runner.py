@@ -1,6 +1,6 @@
 """Running test cases: one node's real logic on fixtures, in a scratch engine.
 
-A case is run by the build's own `run_job` (odibi/jobs.py), on a job made as a build
+A case is run by the build's own `run_job` (odibi/worker.py), on a job made as a build
 makes it (the node's rendered SQL or its Python call, its contracts and validations), so
 a test runs exactly what `odibi build` runs: input contracts -> compute -> validations.
 Only where the data comes from differs: each input is a fixture loaded as the input
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
-from odibi.builder import python_call
 from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
 from odibi.config.substitute import Substituter
 from odibi.errors import ConfigError, Span, did_you_mean
@@ -178,7 +177,7 @@ def _session(scratch: Scratch) -> Iterator[ScratchSession]:
 
 def _run_node(session: ScratchSession, resolved: Resolved, case: Case) -> Any:
     """Load the fixtures and run the node's job as a build would: a StepResult."""
-    from odibi.jobs import run_job
+    from odibi.worker import run_job
 
     for dataset, data in case.given.items():
         load_fixture(session, NodeId(dataset), data)
@@ -209,24 +208,19 @@ class _Done:
 def make_job(resolved: Resolved, case: Case) -> Any:
     """The job a build would run for the case's node, reading its inputs from the fixture
     tables and writing its output to a scratch table (no exports, no retries)."""
-    from odibi.jobs import Job
+    from odibi.jobs import Build, Sql, python_call
+    from odibi.rulesets import NodeRules
 
     node = resolved.project.nodes[case.node]
-    inputs = resolved.deps(node.name)
-    job = Job(step=_step(node.name, node.kind), output=TEST_OUTPUT,
-              rules=resolved.rules.get(node.name), relations={i: NodeId(i) for i in inputs},
-              timeout=node.timeout)
     spec = node.producer
     if isinstance(spec, SqlSpec):
-        return _replace(job, sql=_sql(resolved, spec, case))
-    assert isinstance(spec, PythonSpec)
-    return _replace(job, python=python_call(resolved, node.name))
-
-
-def _replace(job: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(job, **changes)
+        producer: Any = Sql(_sql(resolved, spec, case))
+    else:
+        assert isinstance(spec, PythonSpec)
+        producer = python_call(resolved, node.name)
+    return Build(_step(node.name, node.kind), TEST_OUTPUT, producer,
+                 resolved.rules.get(node.name) or NodeRules(),
+                 {i: NodeId(i) for i in resolved.deps(node.name)}, timeout=node.timeout)
 
 
 def _step(name: NodeId, kind: Any) -> Any:

@@ -24,8 +24,10 @@ LAYERS = {
     "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5, "odibi.reasons": 4.8, "odibi.buildlock": 1,
     "odibi.planner": 5, "odibi.saved_plan": 5.5,
     "odibi.engines": 6, "odibi.rules": 6.5, "odibi.bind": 6.6,
-    "odibi.jobs": 6.8, "odibi.holds": 6.9, "odibi.executor": 7, "odibi.collect": 7,
-    "odibi.warehouse": 7.1, "odibi.project_cache": 7.1, "odibi.prepare": 7.2, "odibi.builder": 7.5, "odibi.testing": 7.7,
+    "odibi.collect": 7,
+    "odibi.warehouse": 7.1, "odibi.project_cache": 7.1, "odibi.prepare": 7.2,
+    "odibi.jobs": 7.3, "odibi.worker": 7.32, "odibi.pool": 7.34, "odibi.holds": 7.36,
+    "odibi.schedule": 7.37, "odibi.recording": 7.37, "odibi.executor": 7.4, "odibi.builder": 7.5, "odibi.testing": 7.7,
     "odibi.cli": 8, "odibi.__main__": 9,
 }
 HEAVY = ("duckdb", "pandas", "numpy", "pyarrow")

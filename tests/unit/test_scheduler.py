@@ -24,7 +24,10 @@ from odibi.config.model import WriteSpec
 from odibi.engines.memory import MEMORY, Behaviour, MemoryEngine
 from odibi.errors import Span
 from odibi.events import NodeBlocked, NodeFinished, RecordingReporter
-from odibi.executor import Job, PythonCall, RunOptions, RunResult, execute
+from odibi.executor import RunOptions, RunResult, execute
+from odibi.jobs import (Build, CheckRule, Job, PythonCall, Reexport, Restore, RestoreVerdict,
+                        Revalidate, Sql)
+from odibi.rulesets import NodeRules
 from odibi.expr.check import RulePlan, Scope, compile_rules
 from odibi.expr.parse import parse_rule
 from odibi.fingerprint import SCHEME, OwnParts
@@ -205,33 +208,37 @@ class Started:
 
 def make_jobs(world: World, p: Plan, traces: Mapping[NodeId, Trace],
               stored: StoredVersions) -> dict[NodeId, Job]:
-    """The jobs of a plan, as odibi.builder makes them. Every Job of these tests is made
-    here, and only here (the Job type is about to become a union)."""
-    jobs = {}
+    """The jobs of a plan, as odibi.jobs.make_jobs makes them. Every Job of these tests is
+    made here, and only here."""
+    jobs: dict[NodeId, Job] = {}
     for step in p.to_run():
         spec = world.specs[step.node]
         relations = {d: NodeId(d) for d in spec.deps}
         cutoff = _cutoff_candidate(step, traces.get(step.node), world.graph)
+        writes = tuple((WriteSpec("out", f, f, Format.CSV, {}, {}, SPAN), world.out(f))
+                       for f in spec.writes)
+        job: Job
         if spec.rule is not None:
-            job = Job(step=step, output=None, check=rule_plan(spec), halt=spec.halt,
-                      cutoff=cutoff, relations=relations)
-        elif spec.python is not None:
-            call = PythonCall("transforms", spec.python, world.root / "transforms.py",
-                              (world.root,), relations)
-            job = Job(step=step, output=OutputRef.of(step.node, step.fingerprint), python=call,
-                      timeout=spec.timeout, cutoff=cutoff, relations=relations)
-        else:
-            writes = tuple((WriteSpec("out", f, f, Format.CSV, {}, {}, SPAN), world.out(f))
-                           for f in spec.writes)
-            job = Job(step=step, output=OutputRef.of(step.node, step.fingerprint),
-                      sql=text_of(step.node, spec), writes=writes, timeout=spec.timeout,
-                      cutoff=cutoff, relations=relations)
-        if step.status is Status.RESTORE:
+            job = (RestoreVerdict(step, stored[(step.node, step.fingerprint)])
+                   if step.status is Status.RESTORE
+                   else CheckRule(step, rule_plan(spec), relations, spec.halt, cutoff))
+        elif step.status is Status.RESTORE:
             version = stored[(step.node, step.fingerprint)]
-            job = replace(job, stored=version, output=version.stored, sql=None, python=None)
-        elif step.status in (Status.REVALIDATE, Status.REEXPORT):
-            job = replace(job, output=traces[step.node].stored, sql=None, python=None,
-                          relations={**relations, step.node: step.node})
+            assert version.stored is not None
+            job = Restore(step, version, version.stored, writes, timeout=spec.timeout)
+        elif step.status is Status.REVALIDATE:
+            job = Revalidate(step, NodeRules(), {**relations, step.node: step.node},
+                             timeout=spec.timeout)
+        elif step.status is Status.REEXPORT:
+            current = traces[step.node].stored
+            assert current is not None
+            job = Reexport(step, step.node, current, writes, timeout=spec.timeout)
+        else:
+            producer = (PythonCall("transforms", spec.python, world.root / "transforms.py",
+                                   (world.root,), relations)
+                        if spec.python is not None else Sql(text_of(step.node, spec)))
+            job = Build(step, OutputRef.of(step.node, step.fingerprint), producer, NodeRules(),
+                        relations, writes, timeout=spec.timeout, cutoff=cutoff)
         jobs[step.node] = job
     return jobs
 
