@@ -129,7 +129,7 @@ class _Loop:
         started = time.time()
         if self._restore_without_warehouse(engine):
             return self._result(started, (), {})
-        engine.open()  # before any node runs (it applies views an earlier build deferred)
+        engine.open()  # before any node runs (it applies restores an earlier build deferred)
         self._restore_batch(engine)
         for n in self.queue.unwaited(self.tasks):  # in build order
             if n not in self.results and n not in self.queue.queued and not self._cut_off(n):
@@ -375,7 +375,7 @@ class _Loop:
             return
         finally:
             session.close()
-        self._restores_finished(names, started, exports, repoint=False)
+        self._restores_finished(names, started, exports, deferred=False)
 
     def _restore_without_warehouse(self, engine: Engine) -> bool:
         """A build that only restores versions the warehouse holds, and exports nothing,
@@ -392,12 +392,12 @@ class _Loop:
         started = time.time()
         for n in batch:
             self._announce(n, 0, started)
-        self._restores_finished(batch, started, {}, repoint=True)
+        self._restores_finished(batch, started, {}, deferred=True)
         return True
 
     def _restores_finished(self, batch: list[NodeId], started: float,
                            exports: Mapping[NodeId, tuple[Export, ...]], *,
-                           repoint: bool) -> None:
+                           deferred: bool) -> None:
         finished = time.time()
         traces: list[tuple[str, Trace]] = []
         for n in batch:
@@ -405,7 +405,7 @@ class _Loop:
                                 exports=exports.get(n, ()))
             self.results[n] = result
             traces.append((n, self._record(self.jobs[n], result, save=False)))
-        self.state.records.record_many(traces, deferred=repoint)
+        self.state.records.record_many(traces, deferred=deferred)
         for n in batch:
             self.reporter.emit(NodeFinished(n, Outcome.RESTORED, finished - started, 0))
             self.queue.waiting.pop(n, None)
