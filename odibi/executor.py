@@ -366,7 +366,8 @@ class _Loop:
             return  # (without transactions, one by one: each restore is then safe alone)
         started = time.time()
         names = [job.key for job in batch]
-        for n in names:
+        for n in names:  # (if the batch fails, they run as jobs: announced once, here)
+            self.began.add(n)
             self._announce(n, 0, started)
         session = engine.session()
         try:
@@ -387,7 +388,7 @@ class _Loop:
                 or (isinstance(j, Restore) and j.writes)
                 or any(r.reason is Reason.OUTPUT_MISSING for r in j.step.reasons)
                 for j in self.jobs.values()):
-            return False  # (a view dropped by hand is put back now)
+            return False  # (an output dropped by hand is put back now)
         batch = [n for n in self.graph.names if n in self.jobs]
         started = time.time()
         for n in batch:

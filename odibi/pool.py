@@ -86,6 +86,7 @@ class _Shared:
     modules: dict[Path, str]  # transform sources read in this build (load_function's lock)
     root: Path | None
     interrupt: bool
+    stopped: threading.Event  # set by the scheduler: a job taken from now on is called off
 
 
 class Pool:
@@ -98,7 +99,9 @@ class Pool:
         self.handed: set[NodeId] = set()  # jobs handed out and not finished
         self.running: dict[NodeId, int] = {}  # of those, the worker that took each
         self.stopped = False
-        shared = _Shared(queue.Queue(), queue.Queue(), {}, root, self.interrupts)
+        shared = _Shared(queue.Queue(), queue.Queue(), {}, root, self.interrupts,
+                         threading.Event())
+        self._stopped = shared.stopped
         self.todo, self.outbox = shared.todo, shared.outbox
         self.threads = [threading.Thread(target=_work, args=(i, s, self.inboxes[i], shared),
                                          daemon=True, name=f"odibi-worker-{i}")
@@ -140,10 +143,12 @@ class Pool:
         return message
 
     def stop(self, spare: frozenset[NodeId] = frozenset()) -> None:
-        """Interrupt the running jobs, but for those in `spare`, and any job handed out
-        before that a worker takes from now on. An engine that cannot interrupt in place
-        (`Capabilities.interrupt`) lets them finish."""
+        """Interrupt the running jobs, but for those in `spare`; a job handed out before
+        that no worker has taken yet is called off (`Unstarted`), and one taken as the
+        build stops is interrupted. An engine that cannot interrupt in place
+        (`Capabilities.interrupt`) lets the running ones finish."""
         self.stopped = True
+        self._stopped.set()
         if not self.interrupts:
             return
         for node, worker in self.running.items():
@@ -171,6 +176,9 @@ def _work(index: int, session: Session, inbox: queue.Queue[Slot], shared: _Share
         job = shared.todo.get()
         if job is None:
             return
+        if shared.stopped.is_set():  # handed out just before the build stopped: not run
+            shared.outbox.put(Unstarted(job.key))
+            continue
         shared.outbox.put(Taken(job.key, index))
         result: Message
         try:

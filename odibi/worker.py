@@ -243,6 +243,7 @@ def _build(job: Build, at: _Attempt) -> _Done:
     # post-conditions: a failing output is never committed nor exported
     _check_rules(session, job.rules.validate, {name: out}, "validation failed")
     info = session.describe(out, rows)
+    at.timer.check()  # (an engine that cannot interrupt: past its timeout, no export)
     exports = export_outputs(job.writes, out, session, at.hooks.root)
     # current last: without transactions, a failure above leaves the node as it was
     # (earlier versions stay stored, for restores)
@@ -279,6 +280,7 @@ def _call(c: PythonCall, session: Session, at: _Attempt) -> object:
 
 def _restore(job: Restore, at: _Attempt) -> _Done:
     at.session.begin()
+    at.timer.check()
     exports = export_outputs(job.writes, job.output, at.session, at.hooks.root)
     at.timer.check()
     at.session.make_current(job.step.node, job.output)

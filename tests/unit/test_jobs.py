@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,16 @@ import pytest
 from odibi.builder import load, make_plan, open_state, prepare
 from odibi.config.model import Retry
 from odibi.engines import open_engine
-from odibi.engines.base import EngineInterrupted, EngineOptions, Session
+from odibi.config.model import WriteSpec
+from odibi.engines.base import Access, EngineInterrupted, EngineOptions, Session
+from odibi.errors import Span
 from odibi.fingerprint import OwnParts
 from odibi.holds import split
-from odibi.ids import Digest, NodeId, NodeKind, Outcome, OutputRef, Status
+from odibi.ids import Digest, Format, NodeId, NodeKind, Outcome, OutputRef, Status
 from odibi.jobs import (Build, CheckRule, Job, PythonCall, Read, Reexport, Restore,
                         RestoreVerdict, Revalidate, Sql, StepResult, make_jobs, prepares)
 from odibi.planner import Plan, PlannedStep
-from odibi.pool import Pool
+from odibi.pool import Pool, Unstarted
 from odibi.prepare import Prepared
 from odibi.rulesets import NodeRules
 from odibi.worker import Hooks, run_job
@@ -265,6 +268,28 @@ def test_without_in_place_interrupt_a_timed_out_job_finishes_its_step_and_never_
     assert NodeId("slow") not in catalog.current
 
 
+def test_without_in_place_interrupt_a_timed_out_job_writes_no_export(tmp_path: Path) -> None:
+    """Past its timeout, the job goes no further than the step it was in: its exports are
+    not rewritten (the previous file stays), though the sandbox would let them be."""
+    dest = tmp_path / "out" / "slow.csv"
+    dest.parent.mkdir()
+    dest.write_text("n\nprevious\n")
+    (tmp_path / ".odibi").mkdir()
+    engine = open_engine(tmp_path, EngineOptions(access=Access(writes=(dest,))))
+    try:
+        write = WriteSpec("out", "slow.csv", "slow.csv", Format.CSV, {}, {}, Span("x", 1, 1))
+        job = replace(slow_build(0.1), writes=((write, dest),))
+        result = run_job(job, engine.session(), 0, Hooks(interrupt=False))
+        assert (result.outcome, result.error) == (Outcome.FAILED, "timed out after 0.1s")
+        assert dest.read_text() == "n\nprevious\n"
+        # the same job with time to spare writes it (the sandbox is not what stopped it)
+        done = run_job(replace(job, timeout=60.0), engine.session(), 0, Hooks(interrupt=False))
+        assert done.outcome is Outcome.BUILT and dest.read_text().startswith("n\n")
+        assert dest.read_text() != "n\nprevious\n"
+    finally:
+        engine.close()
+
+
 # -- the pool: what runs where is the scheduler's own knowledge ------------------------------
 def sql_build(name: str, sql: str) -> Build:
     job = slow_build(5.0)
@@ -296,5 +321,29 @@ def test_the_pool_knows_which_worker_runs_what_and_interrupts_only_that_session(
         assert (message.node, message.outcome, message.worker) == (
             "slow", Outcome.INTERRUPTED, slow_worker)
         assert pool.handed == set() and pool.running == {}
+    finally:
+        pool.close()
+
+
+def test_a_job_no_worker_took_before_the_build_stopped_is_called_off(engine: Any) -> None:
+    """One worker busy with a slow job, a second job waiting for it: the build stops. The
+    waiting one is called off, never run (the running one ends, interrupted or not: an
+    interrupt that comes before its query starts is lost, which is why the flag exists)."""
+    pool = Pool(engine, 1)
+    try:
+        pool.start(sql_build("slow", SLOW))
+        pool.start(sql_build("next", "SELECT 1 AS x"))
+        deadline = time.time() + 10
+        while "slow" not in pool.running and time.time() < deadline:
+            pool.next(timeout=0.1)
+        pool.stop()
+        messages: dict[str, object] = {}
+        while len(messages) < 2 and time.time() < deadline:
+            message = pool.next(timeout=0.1)
+            if isinstance(message, (StepResult, Unstarted)):
+                messages[message.node] = message
+        assert isinstance(messages["slow"], StepResult)
+        assert messages["next"] == Unstarted(NodeId("next"))
+        assert OutputRef(NodeId("next"), "v1") not in engine.catalog().stored
     finally:
         pool.close()
