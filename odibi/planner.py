@@ -44,8 +44,8 @@ __all__ = ["OutputCheck", "Plan", "PlanInputs", "PlanOptions", "PlannedStep", "R
 class OutputCheck:
     """What the orchestrator found of a built node's outputs (I/O done before planning)."""
 
-    table_missing: bool = False
-    view_missing: bool = False  # the table is there, only the node's name no longer points at it
+    output_missing: bool = False  # its stored version is gone from the warehouse
+    not_current: bool = False  # the version is there; the node's name names another one
     exports_missing: tuple[str, ...] = ()
     exports_modified: tuple[str, ...] = ()
 
@@ -185,7 +185,7 @@ def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[No
         trace = inputs.traces.get(name)
         if name not in selection:
             current = (trace is not None and trace.fingerprint == fp and not missing
-                       and not inputs.outputs.get(name, OutputCheck()).table_missing)
+                       and not inputs.outputs.get(name, OutputCheck()).output_missing)
             effective[name] = fp if current else (trace.fingerprint if trace else None)
             if not current:
                 stale.add(name)
@@ -261,9 +261,9 @@ def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, D
             return step(Status.RESTORE, [as_before(changes)] + changes)
         return step(Status.REBUILD, lead + changes)
     check = inputs.outputs.get(name, OutputCheck())
-    if check.table_missing:
+    if check.output_missing:
         return step(Status.REBUILD, lead + [ReasonDetail(Reason.OUTPUT_MISSING, "table")])
-    if check.view_missing and not lead and (name, fp) in inputs.stored:
+    if check.not_current and not lead and (name, fp) in inputs.stored:
         return step(Status.RESTORE, [ReasonDetail(Reason.OUTPUT_MISSING, "view"),
                                      ReasonDetail(Reason.STORED, "its table is still stored")])
     if lead:

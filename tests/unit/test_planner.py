@@ -373,7 +373,7 @@ def test_an_input_dropped_from_a_node_is_a_config_change() -> None:
 # -- outputs ------------------------------------------------------------------------------------
 def test_missing_output_table_rebuilds_only_that_node() -> None:
     p = make_plan(CHAIN, BASE, BASE_TRACES,
-                  outputs={"stg_orders": OutputCheck(table_missing=True)})
+                  outputs={"stg_orders": OutputCheck(output_missing=True)})
     # its dependants run only if its recomputed output differs (cut off at run time if not)
     assert rows(p) == [("raw_orders", UP, ()),
                        ("stg_orders", REBUILD, (R(Reason.OUTPUT_MISSING, "table"),)),
@@ -624,7 +624,7 @@ def test_only_unselected_never_built_upstream_blocks_the_selected_node() -> None
 
 def test_only_unselected_upstream_with_its_table_missing_is_stale() -> None:
     p = make_plan(CHAIN, BASE, BASE_TRACES, select={"order_totals"}, only=True,
-                  outputs={"stg_orders": OutputCheck(table_missing=True)})
+                  outputs={"stg_orders": OutputCheck(output_missing=True)})
     assert p.stale_unselected == ("stg_orders",)
 
 

@@ -146,8 +146,8 @@ class World:
         what the warehouse holds."""
         traces = self.state.records.traces()
         catalog = self.engine.catalog()
-        outputs = {n: OutputCheck(table_missing=t.stored not in catalog.stored,
-                                  view_missing=catalog.current.get(n) != t.stored)
+        outputs = {n: OutputCheck(output_missing=t.stored not in catalog.stored,
+                                  not_current=catalog.current.get(n) != t.stored)
                    for n, t in traces.items() if t.stored is not None
                    and (t.stored not in catalog.stored or catalog.current.get(n) != t.stored)}
         stored = StoredVersions(self.state, catalog.stored)
