@@ -3,11 +3,11 @@
 Every build keeps the outputs it replaces (content-addressed by fingerprint) so that a
 revert is a restore. `collect` drops what nothing points at any more: versions other than
 each node's current one (keeping the `keep` most recent per node), everything of nodes no
-longer in the project, and store tables no version record knows (left by a crash).
+longer in the project, and stored versions no record knows (left by a crash).
 
-Order, for crash safety: the version records are forgotten first, then the tables are
-dropped in one warehouse transaction. A crash in between leaves tables that no record
-points at (dropped by the next gc), never a record pointing at a missing table.
+Order, for crash safety: the version records are forgotten first, then the versions are
+dropped in one warehouse operation (`Engine.drop`). A crash in between leaves versions no
+record points at (dropped by the next gc), never a record pointing at a missing version.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`odibi test --generate NODE`: a starter test from the last build.
 
 Up to `rows` rows of each of the node's inputs are read from the warehouse, read-only,
-from the table the build state points at (as `odibi show` does: a view can lag one build
-behind): the first rows (sorted by all columns, so the sample is the same every time) of
+from the version the build state points at (as `odibi show` does: after a restore-only
+build the warehouse catches up one build later): the first rows (sorted by all columns, so the sample is the same every time) of
 the input the node's SQL names first, then, following the SQL's join keys (testing/joins.py),
 the rows of each other input that join the rows already sampled, so that a sample of a join
 joins. An input no key reaches (a Python node's, a cross join's, one read through a
