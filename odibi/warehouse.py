@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from odibi.engines import open_engine
+from odibi.engines import open_engine, warehouse_stamp
 from odibi.engines.base import (Catalog, Engine, EngineOptions, Relation, WarehouseDamaged,
                                 WarehouseUnavailable)
 from odibi.errors import UsageError
@@ -63,17 +63,17 @@ def inspect(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State) ->
     """Compare the warehouse with the build records."""
     project = resolved.project
     built = [n for n in project.nodes if n in traces]
-    engine = _looking(resolved)
-    stamp = engine.stamp()
+    stamp = warehouse_stamp(project.root)  # (nothing of the engine imported for this)
     if stamp is None:
         said: tuple[str, ...] = ()
         if built and state.meta("warehouse") is not None:
-            said = (f"the warehouse {shown(engine.where, project.root)} is missing: the "
+            said = (f"the warehouse {shown(_looking(resolved).where, project.root)} is "
+                    f"missing: the "
                     f"{len(built)} nodes stored in it are rebuilt",)
         return Inspection(frozenset(built), frozenset(), frozenset(), said)
     if stamp == state.meta("warehouse"):
         return Inspection()
-    catalog, said = _catalog(engine, state.writable)
+    catalog, said = _catalog(_looking(resolved), state.writable)
     if catalog is None:
         return Inspection(warnings=said)
     missing = frozenset(n for n in built if traces[n].stored not in catalog.stored)
@@ -163,7 +163,7 @@ def open_for_restores(resolved: Resolved, state: State) -> bool:
 
 def keep_stamp(resolved: Resolved, state: State) -> None:
     """Remember the warehouse as odibi leaves it (`inspect` then skips its catalog)."""
-    state.set_meta("warehouse", _looking(resolved).stamp())
+    state.set_meta("warehouse", warehouse_stamp(resolved.project.root))
 
 
 def _looking(resolved: Resolved) -> Engine:

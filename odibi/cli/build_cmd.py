@@ -95,6 +95,8 @@ def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
     """Bind every SQL node the plan runs to its inputs' columns (README, "Column
     binding"); raises SqlError at the first that does not bind. A plan that runs no SQL
     (a no-op, a restore) binds nothing and imports nothing."""
+    if not any(s.status is Status.REBUILD for s in p.steps):
+        return  # (nothing computes: nothing to bind)
     from odibi.bind import bind_plan
 
     binding = bind_plan(prepared.resolved, p, own=prepared.own, traces=prepared.traces,
@@ -110,8 +112,6 @@ def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:
 
 def _build(opts: BuildOptions, out: Out, state: State, prepared: Prepared, p: Plan,
            t0: float) -> int:
-    from odibi.executor import RunOptions
-
     jobs = opts.jobs
     run_id = state.history.start_run(opts.invocation)
     width = max((len(s.node) for s in p.to_run()), default=10)
@@ -122,6 +122,8 @@ def _build(opts: BuildOptions, out: Out, state: State, prepared: Prepared, p: Pl
     result = None
     opened = False
     if p.needs_engine():
+        from odibi.executor import RunOptions  # the scheduler: only when something runs
+
         result, opened = _execute(prepared, p, state, reporter,
                                   RunOptions(jobs, opts.fail_fast), board)
     elif state.records.pending_restores():

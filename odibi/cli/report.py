@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from odibi.cli.render import LiveBoard, Out, escape
 from odibi.events import Event, NodeBlocked, NodeFinished, NodeStarted, Notice, Warning_
-from odibi.holds import HeldExport, HoldCause
 from odibi.ids import Outcome
 from odibi.planner import Plan, Status
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the scheduler's modules: imported only when something ran)
     from odibi.executor import RunResult
+    from odibi.holds import HeldExport
 
 
 class BuildReporter:
@@ -148,6 +148,8 @@ def _table(out: Out, result: RunResult) -> None:
 
 def held_why(h: HeldExport) -> str:
     """Why exports were held back, as the summary says it."""
+    from odibi.holds import HoldCause
+
     match h.cause:
         case HoldCause.CHECK_FAILED:
             return f"check {h.check} failed"

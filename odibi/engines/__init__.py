@@ -26,9 +26,18 @@ def open_engine(root: Path, options: EngineOptions,
                 on_open: Callable[[Engine], None] | None = None) -> Engine:
     """The engine of the project at `root` (its warehouse under `.odibi/`). Raises
     WarehouseUnavailable (WarehouseBusy, WarehouseDamaged) unless `options.lazy`."""
-    from odibi.engines.duckdb_engine import WAREHOUSE, DuckDBEngine
+    from odibi.engines.duckdb_engine import DuckDBEngine
+    from odibi.engines.duckdb_files import warehouse_path
 
-    return DuckDBEngine(root / ".odibi" / WAREHOUSE, options, on_open)
+    return DuckDBEngine(warehouse_path(root), options, on_open)
+
+
+def warehouse_stamp(root: Path) -> str | None:
+    """`Engine.stamp()` of the project's warehouse, without importing the engine (what a
+    no-op build asks): None when there is no warehouse."""
+    from odibi.engines.duckdb_files import stamp, warehouse_path
+
+    return stamp(warehouse_path(root))
 
 
 def engine_version() -> str:

@@ -24,6 +24,7 @@ from odibi.config.model import ReadSpec, WriteSpec
 from odibi.engines.base import (Capabilities, Catalog, EngineError, EngineInterrupted,
                                 EngineOptions, Location, Relation, TableInfo, WarehouseBusy,
                                 WarehouseDamaged, WarehouseUnavailable)
+from odibi.engines.duckdb_files import stamp
 from odibi.engines.duckdb_sandbox import (READERS, connect, copy_options, drop_stale_temps,
                                           engine_error, export_temp, quote_ident,
                                           reader_options, sql_literal)
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 CAPABILITIES = Capabilities(transactions=True, views=True, interrupt=True, dialect="duckdb",
                             frame="pandas.DataFrame")
 STORE = "odibi_store"
-WAREHOUSE = "warehouse.duckdb"  # under the project's .odibi/
 # The block size of a warehouse is chosen when odibi creates it (an existing one keeps
 # its own). DuckDB stores every table in blocks of its own: a tiny table costs a whole
 # block, written at each checkpoint, so a project of many small nodes wants small blocks;
@@ -256,14 +256,7 @@ class DuckDBEngine:
 
     def stamp(self) -> str | None:
         """Size/mtime/inode of the warehouse file and its WAL."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        wal = Path(str(self.path) + ".wal")
-        w = os.stat(wal) if wal.exists() else None
-        return json.dumps([st.st_size, st.st_mtime_ns, st.st_ino,
-                           [w.st_size, w.st_mtime_ns] if w else None])
+        return stamp(self.path)
 
     def open(self) -> None:
         """Connect (once); then run `on_open` (the build applies deferred restores)."""

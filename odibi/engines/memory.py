@@ -28,7 +28,6 @@ method's name, then its node, version or path). `max_running` is the most produc
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence

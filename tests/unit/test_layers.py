@@ -179,3 +179,26 @@ def test_the_rebuilder_imports_no_engine(module: str, path: Path) -> None:
     for target, line in _imports(path, top_level_only=False):
         assert not target.startswith("odibi.engines"), (
             f"{path.name}:{line}: {module} imports {target}")
+
+
+def test_a_no_op_build_imports_no_engine_module_but_the_warehouse_stamp(tmp_path: Path) -> None:
+    """A no-op build asks the engine only for its warehouse's stamp: the engine's modules
+    (and the scheduler's) stay unimported."""
+    from tests.conftest import write_files
+
+    root = write_files(tmp_path / "p", {
+        "odibi.yaml": "project: p\nconnections:\n  raw: {type: local, base_path: data}\n"
+                      "nodes:\n  - name: a\n    read: {connection: raw, path: a.csv}\n"
+                      "  - name: b\n    sql: SELECT * FROM a\n",
+        "data/a.csv": "x\n1\n"})
+    build = ("import sys; from odibi.cli.main import main; "
+             f"assert main(['-C', {str(root)!r}, 'build', '-q']) == 0; "
+             "print(' '.join(sorted(sys.modules)))")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)  # cold
+    loaded = set(subprocess.run([sys.executable, "-c", build], check=True,
+                                capture_output=True, text=True).stdout.split())
+    assert "odibi.engines.duckdb_files" in loaded  # (the stamp)
+    assert not loaded & {"duckdb", "pandas", "odibi.engines.duckdb_engine",
+                         "odibi.engines.duckdb_sandbox", "odibi.executor", "odibi.pool",
+                         "odibi.worker", "odibi.jobs", "odibi.holds", "odibi.bind"}, \
+        sorted(m for m in loaded if m.startswith("odibi"))
