@@ -46,7 +46,7 @@ from odibi.state import State
 from odibi.trace import Trace
 
 if TYPE_CHECKING:
-    from odibi.engines.tools import Binder, BindFailure
+    from odibi.engines.tools import Binder, BindFailure, BindProblem
 
 SCHEME = "bind-1"  # part of every cache key: bump when what a key stands for changes
 
@@ -279,19 +279,19 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
             pool = list(dict.fromkeys([*failure.candidates,
                                        *(c for s in inputs.values() for c, _ in s)]))
             hint = _column_hint(name, pool, inputs)
-        case BindProblem.MISSING if message.startswith("Table with name"):
+        case BindProblem.TABLE:
             text = f"node '{n}': SQL: {message}"
             hint = ("a node reads other nodes by name in its FROM clause, so that odibi sees "
                     "the dependency (query_table() and other schemas are not followed)")
-        case BindProblem.MISSING if "extension" in message:
+        case BindProblem.EXTENSION:
             text = f"node '{n}': SQL: {message}"
             hint = ("odibi runs SQL in DuckDB's sandbox, where no extension is installed or "
                     "loaded (json, parquet and icu are built in)")
         case BindProblem.MISSING:
             text = f"node '{n}': SQL: {message}"
             hint = f"did you mean '{failure.suggestion}'?" if failure.suggestion else None
-        case BindProblem.FILE:
-            text = _outside(n, failure.name, message)
+        case BindProblem.FILE | BindProblem.OUTSIDE:
+            text = _outside(n, failure.problem, failure.name, message)
             hint = ("add a read node for that file, so that odibi fingerprints it (SQL runs in "
                     "DuckDB's sandbox, which reaches no file, database or extension)")
         case BindProblem.NESTED:
@@ -302,9 +302,11 @@ def located(n: NodeId, spec: SqlSpec, failure: BindFailure, inputs: Mapping[Node
     return SqlError(text, span=span, node=n, hint=hint)
 
 
-def _outside(n: NodeId, name: str | None, message: str) -> str:
+def _outside(n: NodeId, problem: BindProblem, name: str | None, message: str) -> str:
     """What a statement the sandbox stopped reached for (a file, a database)."""
-    if name and "access file" in message:
+    from odibi.engines.tools import BindProblem
+
+    if problem is BindProblem.FILE:
         return f"node '{n}': SQL reads the file {name}, which is not one of its inputs"
     if name:
         return f"node '{n}': SQL reaches {name}, outside its inputs"

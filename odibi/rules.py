@@ -12,7 +12,7 @@ neutral form of `odibi.expr.measurements`: the engine's session renders it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from odibi.engines.base import Relation, Session
@@ -21,21 +21,11 @@ from odibi.expr.check import RulePlan
 from odibi.expr.measures import Measure
 from odibi.expr.verdict import RuleResult, broken, evaluate, measure_keys
 
-TEXT_TYPES = frozenset({"VARCHAR"})  # the column types that are text, as engines write them
-#                                       (DuckDB's; an engine that names text otherwise adds it)
-
-
-def is_text(column_type: str) -> bool:
-    """Whether a column's type (as the engine writes it, `Session.columns`) is text: the one
-    place that decides it (a key of text compared with one of numbers is refused)."""
-    return column_type in TEXT_TYPES
-
-
 def run_rules(session: Session, plan: RulePlan, relations: Mapping[str, Relation]
               ) -> list[RuleResult]:
     """Evaluate `plan`, reading each dataset from `relations[dataset]`."""
     schemas = {ds: session.columns(relations[ds]) for ds in plan.datasets}
-    missing = _missing_columns(plan, schemas)
+    missing = _missing_columns(plan, schemas, session.is_text)
     values: dict[str, object] = {}
     for follow_up in (False, True):
         for query in plan.passes(broken(plan, values, schemas) if follow_up else None):
@@ -53,7 +43,8 @@ def run_rules(session: Session, plan: RulePlan, relations: Mapping[str, Relation
     return out
 
 
-def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]],
+                     is_text: Callable[[str], bool]) -> dict[str, str]:
     """measure key -> what is wrong, for measures reading columns a dataset lacks (either
     side of a references), or comparing a string key with a non-string one."""
     out = {}
@@ -63,7 +54,7 @@ def _missing_columns(plan: RulePlan, schemas: Mapping[str, Mapping[str, str]]) -
             sides.append((m.parent, m.parent_columns))
         problem = next((p for ds, cols in sides for p in _absent(ds, cols, schemas)), None)
         if problem is None and m.parent is not None:
-            problem = _mismatch(m, schemas)
+            problem = _mismatch(m, schemas, is_text)
         if problem is not None:
             out[m.key] = problem
     return out
@@ -80,7 +71,8 @@ def _absent(dataset: str, columns: tuple[str, ...],
     return out
 
 
-def _mismatch(m: Measure, schemas: Mapping[str, Mapping[str, str]]) -> str | None:
+def _mismatch(m: Measure, schemas: Mapping[str, Mapping[str, str]],
+              is_text: Callable[[str], bool]) -> str | None:
     """A key column that is text on one side only: DuckDB would cast the text to the
     other type (and fail on the first value that does not convert, or match '007' to 7)."""
     assert m.parent is not None

@@ -131,6 +131,10 @@ class Session(Protocol):
     def columns(self, relation: Relation) -> dict[str, str]:
         """column -> type (as the engine writes it), in column order."""
         ...
+    def is_text(self, column_type: str) -> bool:
+        """Whether a column of this type (as `columns` writes it) holds text: a key of text
+        compared with one of numbers is refused before anything runs."""
+        ...
     def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
         """Take the measures of `query` (`odibi.expr.measures`), reading each dataset it
         names from `relations[dataset]`: {measure key: plain Python value}."""

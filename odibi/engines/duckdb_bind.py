@@ -202,7 +202,8 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
     if kind == "Permission":
         found = _FILE.search(message)
         path = found.group(1) if found else None
-        return BindFailure(BindProblem.FILE, message, *_place(body, path, None), path)
+        problem = BindProblem.FILE if path and "access file" in message else BindProblem.OUTSIDE
+        return BindFailure(problem, message, *_place(body, path, None), path)
     if kind == "Parser":  # the outer statement parsed: this is one handed to query()
         nested = _NESTED_CALL.search(body)
         return BindFailure(BindProblem.NESTED, message, nested.start() if nested else None,
@@ -219,7 +220,10 @@ def _interpret(e: Exception, body: str, skip: int) -> BindFailure:
         if name is None:
             found = _CATALOG_NAME.search(message)
             name = found.group(1) if found else None
-        return BindFailure(BindProblem.MISSING, message, *_place(body, name, offset), name,
+        problem = (BindProblem.TABLE if message.startswith("Table with name")
+                   else BindProblem.EXTENSION if "extension" in message
+                   else BindProblem.MISSING)
+        return BindFailure(problem, message, *_place(body, name, offset), name,
                            candidates, suggestion)
     return BindFailure(BindProblem.OTHER, message, offset, _width(doc), name, candidates,
                        suggestion)

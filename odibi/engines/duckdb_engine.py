@@ -181,6 +181,9 @@ class DuckDBSession:
             return {str(r[0]): str(r[1]) for r in self._run(f"DESCRIBE {name}").fetchall()}
         return {c[0]: str(c[1]) for c in columns}
 
+    def is_text(self, column_type: str) -> bool:
+        return column_type == "VARCHAR"
+
     def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
         """The measures of `query` in one statement (`duckdb_rules.statement`): {key: value}.
         DuckDB gives lists, structs (dicts) and rows (tuples) back as Python values, kept

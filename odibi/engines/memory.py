@@ -205,6 +205,9 @@ class MemorySession:
         self._engine.record("columns", _name(relation))
         return dict(self.table(relation).schema)
 
+    def is_text(self, column_type: str) -> bool:
+        return column_type == "VARCHAR"  # (the fake names types as DuckDB does)
+
     def measure(self, query: Query, relations: Mapping[str, Relation]) -> dict[str, Any]:
         self._engine.record("measure", *(_name(r) for r in relations.values()))
         t = Data(self.table(relations[query.dataset]))

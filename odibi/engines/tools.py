@@ -31,8 +31,11 @@ __all__ = ["BindFailure", "BindProblem", "Binder", "Fixture", "FixtureError", "F
 # -- binding ---------------------------------------------------------------------------
 class BindProblem(Enum):
     COLUMN = "column"  # a column no input (or CTE, or subquery) has
-    MISSING = "missing"  # a table, function or type the engine does not know
-    FILE = "file"  # the sandbox refused a file, a database or an extension
+    MISSING = "missing"  # a function or type the engine does not know
+    TABLE = "table"  # a table the engine does not know (not a node read by name)
+    EXTENSION = "extension"  # what it needs is in an extension the sandbox does not load
+    FILE = "file"  # the sandbox refused a file (`name`: the file)
+    OUTSIDE = "outside"  # the sandbox refused something else: a database, a setting
     NESTED = "nested"  # a statement handed to query() that is not one SELECT
     INPUTS = "inputs"  # the stand-ins of the inputs do not bind (a schema odibi cannot use)
     OTHER = "other"  # any other error the engine gives (types, aggregates, ...)

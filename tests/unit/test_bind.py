@@ -100,7 +100,7 @@ def test_an_input_named_with_its_schema_binds_on_tables(binder: DuckDBBinder) ->
 def test_a_statement_sees_only_its_inputs(binder: DuckDBBinder) -> None:
     binder.bind("SELECT * FROM t", {"t": (("id", "BIGINT"),)})
     failure = binder.bind("SELECT * FROM query_table('t')", {"u": (("id", "BIGINT"),)})
-    assert isinstance(failure, BindFailure) and failure.problem is BindProblem.MISSING
+    assert isinstance(failure, BindFailure) and failure.problem is BindProblem.TABLE  # (not one of its inputs)
 
 
 # -- failures, located ---------------------------------------------------------------------------
@@ -115,7 +115,8 @@ ORDERS = {"orders": (("order_id", "BIGINT"), ("amount", "DOUBLE"))}
     ("SELECT * FROM orders JOIN query('SELECT amout FROM orders') USING (order_id)",
      BindProblem.COLUMN, "amout", "amout"),
     ("SELECT foo(amount) FROM orders", BindProblem.MISSING, "foo", "foo"),
-    ("SELECT * FROM query_table('other')", BindProblem.MISSING, "other", "other"),
+    ("SELECT * FROM query_table('other')", BindProblem.TABLE, "other", "other"),
+    ("SELECT * FROM st_read('x.shp')", BindProblem.EXTENSION, "st_read", "st_read"),
     ("SELECT * FROM read_csv('/etc/hostname')", BindProblem.FILE, "/etc/hostname",
      "/etc/hostname"),
     ("SELECT * FROM orders, query('SELECT * FROM read_text(''/etc/hostname'')')",
