@@ -26,7 +26,6 @@ failure is told are decided here.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from odibi.config.model import Node, ReadSpec, SqlSpec
 from odibi.engines import engine_version
 from odibi.engines.base import Schema
 from odibi.errors import SqlError, did_you_mean
-from odibi.fingerprint import FileDigests, OwnParts, chain, exported_paths, own_parts
+from odibi.fingerprint import FileDigests, OwnParts, canon, chain, exported_paths, own_parts
 from odibi.hashing import digest_parts
 from odibi.ids import Digest, NodeId, NodeKind, Status
 from odibi.planner import Plan
@@ -163,7 +162,7 @@ class _Pass:
         spec = node.producer
         assert isinstance(spec, SqlSpec)
         inputs = {d: self.schemas[d] for d in self.resolved.deps(n)}
-        key = digest_parts(SCHEME, engine_version(), "sql", spec.rendered, _canon(inputs))
+        key = digest_parts(SCHEME, engine_version(), "sql", spec.rendered, canon(inputs))
         cacheable = not node.env_used  # (its schema could hold an environment value)
         hit = self.cache.get_schema(key) if self.cache is not None and cacheable else None
         if hit is None:
@@ -204,8 +203,8 @@ class _Pass:
             files = tuple(project.connections[key.partition(":")[0]].root
                           / key.partition(":")[2] for key in parts.sources)
             key = digest_parts(SCHEME, engine_version(), "read", spec.format.value,
-                               _canon(dict(spec.rendered_options)),
-                               _canon(sorted((k, d) for k, (d, _) in parts.sources.items())))
+                               canon(dict(spec.rendered_options)),
+                               canon(sorted((k, d) for k, (d, _) in parts.sources.items())))
             hit = self.cache.get_schema(key) if self.cache is not None else None
             if hit is not None:
                 self.schemas[n] = hit
@@ -373,10 +372,6 @@ def _is_type(text: str) -> bool:
             if depth < 0:
                 return False
     return depth == 0 and not quote
-
-
-def _canon(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 # -- the commands' passes --------------------------------------------------------------

@@ -74,7 +74,7 @@ def run(prepared: Prepared, p: Plan, state: State, engine: Engine, reporter: Rep
     from odibi.jobs import make_jobs
 
     jobs = make_jobs(prepared, p)
-    return execute(p, jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
+    return execute(jobs, prepared.resolved.graph, engine, state, prepared.traces, reporter,
                    options, state.history.durations(), prepared.resolved.project.root, cancel)
 
 

@@ -82,8 +82,3 @@ class RecordingReporter:
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
-
-
-class NullReporter:
-    def emit(self, event: Event) -> None:
-        pass

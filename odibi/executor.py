@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import assert_never
@@ -42,14 +42,14 @@ from odibi.holds import ExportTasks, HeldExport, HoldCause, held_exports, split
 from odibi.ids import Digest, NodeId, Outcome
 from odibi.jobs import (Build, CheckRule, Job, Reexport, Restore, RestoreVerdict, Revalidate,
                         StepResult, prepares)
-from odibi.planner import Plan, Reason
+from odibi.planner import Reason
 from odibi.pool import Computed, Message, Pool, Prepared, Unstarted
 from odibi.recording import CutOff, StoredVersion, produced, trace_of
 from odibi.schedule import Queue, Slots, critical_path
 from odibi.state import Export, State, Trace
 from odibi.worker import restore_together
 
-__all__ = ["Job", "RunOptions", "RunResult", "StepResult", "critical_path", "execute"]
+__all__ = ["RunOptions", "RunResult", "execute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +84,13 @@ class RunResult:
                 and not any(r.outcome is Outcome.INTERRUPTED for r in self.results.values()))
 
 
-def execute(plan: Plan, jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
+def execute(jobs: Mapping[NodeId, Job], graph: Graph, engine: Engine, state: State,
             traces: Mapping[NodeId, Trace], reporter: Reporter, options: RunOptions,
             durations: Mapping[NodeId, float] | None = None, root: Path | None = None,
             cancel: threading.Event | None = None) -> RunResult:
     """Run `jobs` (the plan's steps that run) with `options.jobs` workers; exports are
     recorded relative to `root`. Setting `cancel` (Ctrl-C) stops scheduling and
     interrupts the running nodes."""
-    del plan  # (the jobs carry their steps)
     jobs, tasks = split(jobs)
     priority = critical_path(graph, jobs, durations or {})
     priority.update({t: priority.get(n, 0.0) for n, t in tasks.task.items()})
@@ -138,8 +137,7 @@ class _Loop:
         try:
             self._drive()
         finally:
-            self._call_off()
-            self.pool.close()
+            self.pool.close()  # (calls off whatever still waits for a slot)
         held = self._held()
         waited = {key for key, _ in held.values()}
         not_started = tuple(n for n in self.jobs if n not in self.results and n not in self.tasks
@@ -196,11 +194,7 @@ class _Loop:
     def _block_readers(self, readers: list[NodeId], cause: NodeId) -> None:
         """Read nodes waiting for files that will not be written are blocked by `cause`,
         and so is what depends on them."""
-        for r in readers:
-            if r in self.queue.waiting and r not in self.results and r not in self.blocked:
-                self.blocked[r] = cause
-                self.reporter.emit(NodeBlocked(r, cause))
-                self._block(r, cause)
+        self._block_from(reversed(readers), cause)
 
     def _fill(self) -> None:
         """Start ready jobs, highest priority first, while slots and workers are free. A
@@ -441,7 +435,12 @@ class _Loop:
         return True
 
     def _block(self, failed: NodeId, cause: NodeId) -> None:
-        stack = list(self.graph.downstream(failed))
+        self._block_from(self.graph.downstream(failed), cause)
+
+    def _block_from(self, start: Iterable[NodeId], cause: NodeId) -> None:
+        """`start` and what depends on them (depth first, the last of `start` first) are
+        blocked by `cause`, but for what already ran or was blocked."""
+        stack = list(start)
         while stack:
             n = stack.pop()
             if n in self.queue.waiting and n not in self.blocked and n not in self.results:

@@ -157,7 +157,7 @@ class OwnParts:
 _PLAIN = re.compile(r'[ !#-\[\]-~]*\Z')  # printable ASCII but '"' and '\\'
 
 
-def _canon(value: Any) -> str:
+def canon(value: Any) -> str:
     """Canonical JSON text. Fast paths for the common small values (this runs several
     times per node on every build)."""
     if isinstance(value, str) and _PLAIN.match(value):
@@ -172,7 +172,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
         for k in sorted(value):
             _flatten(f"{prefix}.{k}", value[k], out)
     else:
-        out[prefix] = _canon(value)
+        out[prefix] = canon(value)
 
 
 def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
@@ -181,7 +181,7 @@ def write_key(resolved: Resolved, writes: tuple[WriteSpec, ...]) -> Digest:
     if not writes:
         return _NO_WRITES
     root = resolved.project.root
-    return digest_text(_canon([[shown(export_path(resolved, w), root), w.format.value,
+    return digest_text(canon([[shown(export_path(resolved, w), root), w.format.value,
                                 w.rendered_options] for w in writes]))
 
 
@@ -205,7 +205,7 @@ def exported_paths(resolved: Resolved) -> frozenset[Path]:
 
 
 def _rules_key(rules: tuple[Any, ...]) -> Digest:
-    return _NO_RULES if not rules else digest_parts(RULES, _canon([r.text for r in rules]))
+    return _NO_RULES if not rules else digest_parts(RULES, canon([r.text for r in rules]))
 
 
 def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
@@ -214,14 +214,14 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
     but by its writer's fingerprint (an upstream), since odibi itself writes it."""
     project = resolved.project
     target = project.target(name)
-    variables = {v: _canon(project.vars[v]) for v in sorted(target.vars_used)}
+    variables = {v: canon(project.vars[v]) for v in sorted(target.vars_used)}
     config: dict[str, str] = {}
     sources: dict[str, tuple[Digest, int]] = {}
     sql_text = text_digest = python_file = sql_file = None
     if isinstance(target, Check):
         kind = NodeKind.CHECK
         logic = digest_text(target.rule.text)
-        config["on_fail"] = _canon(target.on_fail.value)
+        config["on_fail"] = canon(target.on_fail.value)
         keys = (_NO_RULES, _NO_RULES, _NO_WRITES)
         env = {}
     else:
@@ -233,12 +233,12 @@ def own_parts(resolved: Resolved, name: NodeId, files: FileDigests,
             text_digest = resolved.sql[name].text
             sql_file = target.producer.file
         if target.version is not None:
-            config["version"] = _canon(target.version)
+            config["version"] = canon(target.version)
         keys = (_rules_key(target.contracts), _rules_key(target.validate),
                 write_key(resolved, target.writes))
-    digest = digest_parts(str(SCHEME), kind.value, logic, _canon(config), _canon(variables),
-                          _canon(sorted((k, d) for k, (d, _) in sources.items())),
-                          _canon(env))
+    digest = digest_parts(str(SCHEME), kind.value, logic, canon(config), canon(variables),
+                          canon(sorted((k, d) for k, (d, _) in sources.items())),
+                          canon(env))
     return OwnParts(kind, logic, config, variables, sources, digest, *keys,
                     sql_text=sql_text, text_digest=text_digest, python_file=python_file, env=env,
                     sql_file=sql_file)
@@ -261,9 +261,9 @@ def _logic(resolved: Resolved, node: Node, files: FileDigests, config: dict[str,
             found = files.digest(str(path))
             if found is not None:
                 sources[f"{conn.name}:{path.relative_to(conn.root).as_posix()}"] = found
-        return digest_parts("read", spec.format.value, _canon(dict(spec.options))), None
+        return digest_parts("read", spec.format.value, canon(dict(spec.options))), None
     fn = resolved.python[node.name]
-    config["python"] = _canon(f"{fn.module}:{fn.function}")
+    config["python"] = canon(f"{fn.module}:{fn.function}")
     found = files.digest(str(fn.file))
     module_digest = found[0] if found else Digest("missing")
     return digest_parts("python", module_digest, fn.function), shown(fn.file, project.root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from odibi.config.model import ReadSpec
+from odibi.graph import ancestors
 from odibi.ids import NodeId, OnFail
 from odibi.resolve import Resolved
 
@@ -47,16 +48,12 @@ def export_guards(resolved: Resolved) -> dict[NodeId, tuple[NodeId, ...]]:
     for name in sorted(project.checks):
         if project.checks[name].on_fail is not OnFail.HALT:
             continue
-        seen, stack = {name}, [name]
-        while stack:
-            for u in graph.upstream(stack.pop()):
-                if u not in seen:
-                    seen.add(u)
-                    stack.append(u)
-        for u in graph.names:  # (in build order)
+        seen = ancestors(graph, [graph.index[name]])
+        for i in sorted(seen):  # (in build order)
+            u = graph.names[i]
             node = project.nodes.get(u)
-            if u in seen and node is not None and node.writes and not any(
-                    r in seen and isinstance(project.nodes[r].producer, ReadSpec)
+            if node is not None and node.writes and not any(
+                    graph.index[r] in seen and isinstance(project.nodes[r].producer, ReadSpec)
                     for r in graph.downstream(u) if r in project.nodes):
                 out.setdefault(u, []).append(name)
     return {n: tuple(g) for n, g in out.items()}

@@ -281,12 +281,19 @@ _UPSTREAM_ONLY = (Reason.UPSTREAM_REBUILT, Reason.UPSTREAM_RERUN)
 
 
 def _cutoff_candidate(prepared: Prepared, step: PlannedStep) -> Trace | None:
-    """The trace a node may keep if its upstream outputs come out unchanged: only for a
-    node rebuilt for no reason of its own, whose outputs and exports are in order."""
-    old = prepared.traces.get(step.node)
+    return cutoff_candidate(step, prepared.traces.get(step.node),
+                            prepared.resolved.graph.upstream(step.node),
+                            outputs_in_order=step.node not in prepared.outputs)
+
+
+def cutoff_candidate(step: PlannedStep, old: Trace | None, upstream: Iterable[NodeId], *,
+                     outputs_in_order: bool) -> Trace | None:
+    """The trace (`old`, its last) a node may keep if its upstream outputs come out
+    unchanged: only for a node rebuilt for no reason of its own, built from the same
+    upstream nodes, whose outputs and exports are in order."""
     if (step.status is not Status.REBUILD or old is None or not step.reasons or old.held
             or any(r.reason not in _UPSTREAM_ONLY for r in step.reasons)
-            or old.write_key != step.own.write_key or step.node in prepared.outputs
-            or set(old.inputs) != set(prepared.resolved.graph.upstream(step.node))):
+            or old.write_key != step.own.write_key or not outputs_in_order
+            or set(old.inputs) != set(upstream)):
         return None
     return old

@@ -125,7 +125,7 @@ def plan(inputs: PlanInputs, options: PlanOptions) -> Plan:
     while True:
         if not options.only:
             considered = _with_ancestors(inputs.graph, considered, options.excluded)
-        p = _plan(inputs, considered, options.forced, options.selection, only=options.only)
+        p = _plan(inputs, considered, options.forced, options.selection)
         needed = _guards_needed(inputs, p, options.only) - options.excluded
         if needed <= considered:
             return p
@@ -167,13 +167,12 @@ def _with_ancestors(graph: Graph, names: frozenset[NodeId],
 
 
 def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[NodeId],
-          targets: frozenset[NodeId], *, only: bool) -> Plan:
+          targets: frozenset[NodeId]) -> Plan:
     graph = inputs.graph
     effective: dict[NodeId, Digest | None] = {}
     steps: list[PlannedStep] = []
     stale: set[NodeId] = set()  # left out, and not up to date
     statuses: dict[NodeId, Status] = {}
-    options = PlanOptions(selection, forced & selection, only)
     for name in graph.names:
         own = inputs.own.get(name)
         if own is None:  # a check: nothing depends on it, it is planned with the rules
@@ -198,7 +197,7 @@ def _plan(inputs: PlanInputs, selection: frozenset[NodeId], forced: frozenset[No
                                fp, upstream, own)
             effective[name] = None
         else:
-            step = _decide(name, own, fp, upstream, trace, inputs, options, statuses)
+            step = _decide(name, own, fp, upstream, trace, inputs, forced, statuses)
             effective[name] = fp
         statuses[name] = step.status
         steps.append(step)
@@ -240,14 +239,14 @@ def _with_export_waits(steps: list[PlannedStep], guards: Mapping[NodeId, tuple[N
 
 
 def _decide(name: NodeId, own: OwnParts, fp: Digest, upstream: Mapping[NodeId, Digest],
-            trace: Trace | None, inputs: PlanInputs, options: PlanOptions,
+            trace: Trace | None, inputs: PlanInputs, forced: frozenset[NodeId],
             statuses: Mapping[NodeId, Status]) -> PlannedStep:
     def step(status: Status, reasons: list[ReasonDetail],
              notes: tuple[ReasonDetail, ...] = ()) -> PlannedStep:
         return PlannedStep(name, own.kind, status, tuple(reasons), fp, upstream, own, notes)
 
     lead: list[ReasonDetail] = []
-    if name in options.forced:
+    if name in forced:
         lead.append(ReasonDetail(Reason.FORCED))
     if name in inputs.always_run:
         lead.append(ReasonDetail(Reason.ALWAYS_RUN))

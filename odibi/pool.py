@@ -98,7 +98,6 @@ class Pool:
         self.inboxes: list[queue.Queue[Slot]] = [queue.Queue() for _ in range(size)]
         self.handed: set[NodeId] = set()  # jobs handed out and not finished
         self.running: dict[NodeId, int] = {}  # of those, the worker that took each
-        self.stopped = False
         shared = _Shared(queue.Queue(), queue.Queue(), {}, root, self.interrupts,
                          threading.Event())
         self._stopped = shared.stopped
@@ -134,7 +133,7 @@ class Pool:
         match message:
             case Taken(node, worker):
                 self.running[node] = worker
-                if self.stopped and self.interrupts:  # handed out before the stop
+                if self._stopped.is_set() and self.interrupts:  # handed out before the stop
                     self.sessions[worker].interrupt()
                 return None
             case StepResult() | Unstarted():
@@ -147,7 +146,6 @@ class Pool:
         that no worker has taken yet is called off (`Unstarted`), and one taken as the
         build stops is interrupted. An engine that cannot interrupt in place
         (`Capabilities.interrupt`) lets the running ones finish."""
-        self.stopped = True
         self._stopped.set()
         if not self.interrupts:
             return

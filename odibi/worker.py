@@ -44,7 +44,7 @@ from odibi.expr.check import RulePlan
 from odibi.fingerprint import RealFileSystem, list_sources
 from odibi.ids import NodeId, NodeKind, Outcome, OutputRef
 from odibi.jobs import (Build, CheckRule, Job, PythonCall, Read, Reexport, Restore,
-                        RestoreVerdict, Revalidate, Sql, StepResult, Writes)
+                        RestoreVerdict, Revalidate, Sql, StepResult, Writes, prepares)
 from odibi.paths import shown
 from odibi.rules import run_rules
 from odibi.trace import Export
@@ -101,10 +101,9 @@ def run_job(job: Job, session: Session, worker: int, hooks: Hooks | None = None)
     a build's hooks raise it)."""
     tries = _Tries(job.key, session, worker, hooks or Hooks())
     match job:
-        case Build(producer=PythonCall()):  # its clock starts when it gets its slot
-            return tries.run(partial(_build, job), job.retry, job.timeout, armed=False)
-        case Build():
-            return tries.run(partial(_build, job), job.retry, job.timeout)
+        case Build():  # (one that `prepares` starts its clock when it gets its slot)
+            return tries.run(partial(_build, job), job.retry, job.timeout,
+                             armed=not prepares(job))
         case Restore():
             return tries.run(partial(_restore, job), job.retry, job.timeout)
         case RestoreVerdict():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from odibi.builder import load, open_state
-from odibi.engines import open_engine
-from odibi.engines.base import EngineError, EngineOptions
+from odibi.engines import warehouse_stamp
+from odibi.engines.base import EngineError
 from odibi.warehouse import apply_deferred, engine_for, keep_stamp
 from odibi.buildlock import BuildLock
 from odibi.cli.options import ProjectOptions
@@ -35,7 +35,7 @@ def _size(n: int) -> str:
 def cmd_gc(args: GcOptions, out: Out) -> int:
     """Drop what nothing points at (`args`: the command's frozen options)."""
     root = args.project.root
-    if not open_engine(root, EngineOptions(lazy=True)).exists:
+    if warehouse_stamp(root) is None:
         out.line("nothing to collect: no warehouse yet")
         return ExitCode.OK
     lock = None

@@ -33,13 +33,13 @@ def selection(prepared: Prepared, chosen: Selection, out: Out
 
 
 def forced(prepared: Prepared, force: str | None, out: Out,
-           names: list[NodeId] | None = None) -> frozenset[NodeId]:
+           names: list[NodeId]) -> frozenset[NodeId]:
     """--force: the selected nodes (not the ancestors a build brings up to date with
     them: --force=+X forces those too), or those of --force=SELECTOR."""
     if force is None:
         return frozenset()
     if force == "*":
-        return frozenset(prepared.resolved.graph.names if names is None else names)
+        return frozenset(names)
     from odibi.cli.common import select_index
     from odibi.select import parse_selector, select
 

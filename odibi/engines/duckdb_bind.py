@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from odibi.config.model import ReadSpec
-from odibi.engines.base import Access, Schema
+from odibi.engines.base import Access, EngineError, Schema
 from odibi.engines.duckdb_sandbox import (
     NOTHING,
     READERS,
@@ -130,14 +130,16 @@ def read_schemas(items: Sequence[tuple[Sequence[Path], ReadSpec]]) -> list[Schem
     out: list[Schema | str] = []
     try:
         for files, spec in items:
-            paths = sql_literal([str(f) for f in files])
-            select = (f"SELECT * FROM {READERS[spec.format]}({paths}"
-                      f"{reader_options(spec.rendered_options)})")
-            try:
+            try:  # (an option DuckDB cannot take is the read's failure, as in a build)
+                paths = sql_literal([str(f) for f in files])
+                select = (f"SELECT * FROM {READERS[spec.format]}({paths}"
+                          f"{reader_options(spec.rendered_options)})")
                 rel = con.sql(f"SELECT * FROM ({select})")
                 out.append(tuple(zip(rel.columns, map(str, rel.types))))
             except duckdb.Error as e:
                 out.append(_message(e))
+            except EngineError as e:
+                out.append(str(e))
     finally:
         con.close()
     return out

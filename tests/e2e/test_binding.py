@@ -449,3 +449,25 @@ def test_no_bind_leaves_a_typo_to_the_run(proj: Path) -> None:
     assert nodes["clean_orders"]["outcome"] == "built"
     assert nodes["by_customer"]["outcome"] == "failed"
     assert 'column "amout" not found' in nodes["by_customer"]["error"]
+
+
+def test_a_read_option_duckdb_cannot_take_is_the_reads_failure_not_odibis(
+        tmp_path: Path) -> None:
+    """A YAML date as a read option (`dateformat: 2024-01-01`): binding cannot read the
+    file, says so, and the build fails that node (exit 1), as with --no-bind; never an
+    internal error."""
+    root = write_files(tmp_path / "p", {
+        "odibi.yaml": "project: d\nconnections:\n  raw: {type: local, base_path: data}\n"
+                      "nodes:\n  - name: a\n    read: {connection: raw, path: a.csv, "
+                      "options: {dateformat: 2024-01-01}}\n  - name: b\n"
+                      "    sql: SELECT * FROM a\n",
+        "data/a.csv": "x\n1\n"})
+    r = odibi(root, "validate")
+    assert r.code == 0, r.text
+    assert "read node 'a' cannot be read: cannot pass datetime.date(2024, 1, 1) to DuckDB" \
+        in r.text
+    for argv in ((), ("--no-bind",)):
+        r = odibi(root, "build", "--json", *argv)
+        assert r.code == 1 and "Traceback" not in r.text, r.text
+        nodes = json.loads(r.out)["nodes"]
+        assert (nodes["a"]["outcome"], nodes["b"]["outcome"]) == ("failed", "blocked")

@@ -26,15 +26,15 @@ from odibi.errors import Span
 from odibi.events import NodeBlocked, NodeFinished, RecordingReporter
 from odibi.executor import RunOptions, RunResult, execute
 from odibi.jobs import (Build, CheckRule, Job, PythonCall, Reexport, Restore, RestoreVerdict,
-                        Revalidate, Sql)
+                        Revalidate, Sql, cutoff_candidate)
 from odibi.rulesets import NodeRules
 from odibi.expr.check import RulePlan, Scope, compile_rules
 from odibi.expr.parse import parse_rule
 from odibi.fingerprint import SCHEME, OwnParts
-from odibi.graph import Graph, build_graph
+from odibi.graph import build_graph
 from odibi.hashing import digest_parts, digest_text
 from odibi.ids import Format, NodeId, NodeKind, Outcome, OutputRef
-from odibi.planner import (OutputCheck, Plan, PlanInputs, PlanOptions, PlannedStep, Reason, Status,
+from odibi.planner import (OutputCheck, Plan, PlanInputs, PlanOptions, Reason, Status,
                            plan)
 from odibi.holds import HeldExport, HoldCause
 from odibi.prepare import StoredVersions
@@ -141,9 +141,10 @@ class World:
     def out(self, name: str) -> Path:
         return self.root / "out" / name
 
-    def plan(self) -> tuple[Plan, dict[NodeId, Trace], StoredVersions]:
+    def plan(self) -> tuple[Plan, dict[NodeId, Trace], StoredVersions,
+                            dict[NodeId, OutputCheck]]:
         """What prepare.py would hand the planner: the state's records, its failures, and
-        what the warehouse holds."""
+        what the warehouse holds (and the plan made from them)."""
         traces = self.state.records.traces()
         catalog = self.engine.catalog()
         outputs = {n: OutputCheck(output_missing=t.stored not in catalog.stored,
@@ -156,7 +157,7 @@ class World:
             traces=traces,
             failures={n: fp for n, (fp, _) in self.state.records.failures().items()},
             outputs=outputs, stored=stored, guards=self.guards())
-        return plan(inputs, PlanOptions(frozenset(self.graph.names))), traces, stored
+        return plan(inputs, PlanOptions(frozenset(self.graph.names))), traces, stored, outputs
 
     def guards(self) -> dict[NodeId, tuple[NodeId, ...]]:
         """Each writer's halting checks: those among its descendants (odibi.guards)."""
@@ -177,10 +178,10 @@ class World:
 
     def build(self, jobs: int = 1, *, fail_fast: bool = False,
               cancel: threading.Event | None = None) -> Run:
-        p, traces, stored = self.plan()
+        p, traces, stored, outputs = self.plan()
         reporter = RecordingReporter()
         first = len(self.engine.calls)
-        result = execute(p, make_jobs(self, p, traces, stored), self.graph, self.engine,
+        result = execute(make_jobs(self, p, traces, stored, outputs), self.graph, self.engine,
                          self.state, traces, reporter, RunOptions(jobs, fail_fast),
                          root=self.root, cancel=cancel)
         return Run(p, result, reporter.events, self.engine.calls[first:])
@@ -207,14 +208,16 @@ class Started:
 
 
 def make_jobs(world: World, p: Plan, traces: Mapping[NodeId, Trace],
-              stored: StoredVersions) -> dict[NodeId, Job]:
+              stored: StoredVersions, outputs: Mapping[NodeId, OutputCheck]
+              ) -> dict[NodeId, Job]:
     """The jobs of a plan, as odibi.jobs.make_jobs makes them. Every Job of these tests is
     made here, and only here."""
     jobs: dict[NodeId, Job] = {}
     for step in p.to_run():
         spec = world.specs[step.node]
         relations = {d: NodeId(d) for d in spec.deps}
-        cutoff = _cutoff_candidate(step, traces.get(step.node), world.graph)
+        cutoff = cutoff_candidate(step, traces.get(step.node), world.graph.upstream(step.node),
+                                  outputs_in_order=step.node not in outputs)
         writes = tuple((WriteSpec("out", f, f, Format.CSV, {}, {}, SPAN), world.out(f))
                        for f in spec.writes)
         job: Job
@@ -241,19 +244,6 @@ def make_jobs(world: World, p: Plan, traces: Mapping[NodeId, Trace],
                         relations, writes, timeout=spec.timeout, cutoff=cutoff)
         jobs[step.node] = job
     return jobs
-
-
-_UPSTREAM_ONLY = (Reason.UPSTREAM_REBUILT, Reason.UPSTREAM_RERUN)
-
-
-def _cutoff_candidate(step: PlannedStep, old: Trace | None, graph: Graph) -> Trace | None:
-    """The trace a node keeps if its inputs come out unchanged (odibi.builder's rule)."""
-    if (step.status is not Status.REBUILD or old is None or not step.reasons or old.held
-            or any(r.reason not in _UPSTREAM_ONLY for r in step.reasons)
-            or old.write_key != step.own.write_key
-            or set(old.inputs) != set(graph.upstream(step.node))):
-        return None
-    return old
 
 
 def rule_plan(spec: Spec) -> RulePlan:
