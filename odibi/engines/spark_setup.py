@@ -106,24 +106,43 @@ def _writable(warehouse: Path) -> SetupProblem | None:
 
 
 def start_session(target: Target, app: str, conf: Mapping[str, str]) -> Any:
-    """The SparkSession for `target` (the driver starts here: ~5 s)."""
-    from pyspark.sql import SparkSession
+    """The SparkSession for `target` (the driver starts here: ~5 s). A local master's
+    driver listens on 127.0.0.1 only, and the driver logs errors only (odibi's defaults; a
+    target's `conf` overrides each)."""
+    import warnings
+
+    with warnings.catch_warnings():  # (pyspark warns about pandas versions on import)
+        warnings.simplefilter("ignore", FutureWarning)
+        from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app)
     if target.remote is not None:
         builder = builder.remote(target.remote)
+        settings: dict[str, str] = {}
     else:
-        builder = builder.master(target.master or "local[*]")
-        for key, value in DEFAULT_CONF.items():
-            if key not in conf:
-                builder = builder.config(key, value)
-    for key, value in conf.items():
+        master = target.master or "local[*]"
+        builder = builder.master(master)
+        settings = dict(DEFAULT_CONF)
+        log4j = Path(__file__).with_name("spark-log4j2.properties")
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+        if master.startswith("local"):
+            settings.update(LOCAL_CONF)
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    settings.update(conf)
+    for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        spark = builder.getOrCreate()
+    if target.remote is None:
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
 
 DEFAULT_CONF = {
     "spark.scheduler.mode": "FAIR",  # -j N: N jobs share the cluster
     "spark.sql.execution.arrow.pyspark.enabled": "true",  # pandas in and out, through Arrow
     "spark.sql.parquet.compression.codec": "snappy",
+    "spark.ui.showConsoleProgress": "false",  # odibi shows progress itself
 }
+LOCAL_CONF = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
