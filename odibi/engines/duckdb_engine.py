@@ -201,6 +201,8 @@ class DuckDBSession:
                   f"SELECT * FROM {store_table(out)}")
 
     def export(self, out: OutputRef, write: WriteSpec, dest: Location) -> None:
+        if dest.uri.endswith("/"):
+            return self._export_directory(out, write, dest.path)
         path = dest.path
         tmp = export_temp(path)
         try:
@@ -214,6 +216,29 @@ class DuckDBSession:
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+    def _export_directory(self, out: OutputRef, write: WriteSpec, path: Path) -> None:
+        """A path ending in `/`: a directory of part files (one per DuckDB thread), written
+        at a temporary path and swapped into place whole."""
+        import shutil
+
+        tmp = export_temp(path)
+        old = path.with_name(f".{path.name}.odibi-old-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            options = copy_options(write.format, write.rendered_options).replace(
+                ", USE_TMP_FILE false", "")  # (DuckDB refuses it with PER_THREAD_OUTPUT)
+            self._run(f"COPY (SELECT * FROM {store_table(out)}) TO {sql_literal(str(tmp))} "
+                      f"({options}, PER_THREAD_OUTPUT true)")
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise EngineError(f"cannot write {path}/: {e.strerror or e}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
     def interrupt(self) -> None:
         try:

@@ -217,7 +217,7 @@ class SparkSessionWorker:
         observed = df.observe(obs, F.count(F.lit(1)).alias("rows"),
                               F.sum(hashed.cast("decimal(38,0)")).alias("hash"))
         tmp = engine.layout.temp(f"{out.node}__{out.version}")
-        observed.write.mode("errorifexists").parquet(engine.files.uri(tmp))
+        observed.write.mode("error").parquet(engine.files.uri(tmp))
         metrics = obs.get
         rows = int(metrics.get("rows") or 0)
         schema = tuple(f"{f.name} {f.dataType.simpleString()}" for f in df.schema.fields)
