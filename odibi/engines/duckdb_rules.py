@@ -125,6 +125,10 @@ def predicate(x: rows.Row) -> str:  # noqa: C901 - one case per construct
             return " AND ".join(f"({predicate(i)})" for i in items)
         case rows.Or(items=items):
             return " OR ".join(f"({predicate(i)})" for i in items)
+        case rows.Binary(op=rows.Op.DIV | rows.Op.MOD as op, left=a, right=b):
+            # x / 0 and x % 0 are NULL, as DuckDB 1.x made them; DuckDB 2 makes x / 0 an
+            # infinity and an integer x % 0 an error
+            return f"({predicate(a)}) {op.value} NULLIF(({predicate(b)}), 0)"
         case rows.Binary(op=op, left=a, right=b):
             return f"({predicate(a)}) {'=' if op is rows.Op.EQ else op.value} ({predicate(b)})"
         case rows.Between(value=v, low=lo, high=hi):

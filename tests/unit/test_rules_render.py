@@ -73,11 +73,16 @@ PREDICATES: list[tuple[Row, str, int]] = [
     (Binary(Op.LE, Col("v"), Const(7)), '("v") <= (7)', 3),
     (Binary(Op.GE, Col("v"), Const(7.5)), '("v") >= (7.5)', 2),
     (Binary(Op.LT, Col("k"), Const("it's")), '("k") < (\'it\'\'s\')', 5),
-    (Binary(Op.EQ, Binary(Op.MOD, Col("v"), Const(2)), Const(0)), '(("v") % (2)) = (0)', 2),
+    (Binary(Op.EQ, Binary(Op.MOD, Col("v"), Const(2)), Const(0)), '(("v") % NULLIF((2), 0)) = (0)', 2),
     (Binary(Op.GT, Binary(Op.ADD, Col("v"), Col("id")), Const(10)), '(("v") + ("id")) > (10)', 2),
     (Binary(Op.EQ, Binary(Op.SUB, Col("v"), Binary(Op.MUL, Col("id"), Const(5))), Const(5)),
      '(("v") - (("id") * (5))) = (5)', 1),
-    (Binary(Op.EQ, Binary(Op.DIV, Col("v"), Const(2)), Const(3.5)), '(("v") / (2)) = (3.5)', 2),
+    (Binary(Op.EQ, Binary(Op.DIV, Col("v"), Const(2)), Const(3.5)), '(("v") / NULLIF((2), 0)) = (3.5)', 2),
+    # a zero divisor gives NULL (DuckDB 2 alone would say inf, and fail on an integer % 0)
+    (Binary(Op.GT, Binary(Op.DIV, Col("v"), Binary(Op.SUB, Col("id"), Const(2))), Const(0)),
+     '(("v") / NULLIF((("id") - (2)), 0)) > (0)', 2),
+    (Binary(Op.EQ, Binary(Op.MOD, Col("v"), Binary(Op.SUB, Col("id"), Const(2))), Const(0)),
+     '(("v") % NULLIF((("id") - (2)), 0)) = (0)', 3),
     (Not(gt("v", 0)), 'NOT (("v") > (0))', 1),  # NULL is not false
     (Binary(Op.LT, Neg(Col("v")), Const(0)), '(-("v")) < (0)', 4),
     (Binary(Op.GT, Abs(Col("v")), Const(5)), '(abs("v")) > (5)', 4),
