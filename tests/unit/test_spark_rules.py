@@ -228,7 +228,7 @@ AWKWARD_RULES = [
     "unique(id)", "unique(k)", "unique(amount)", "unique(d)", "unique(id, k)", "unique(k, ok)",
     "accepted_values(k, ['a', 'b'])", "accepted_values(v, [0])", "accepted_values(d, ['2024-01-01'])",
     "accepted_values(amount, [1.1, 2.25])", "accepted_values(s, [1, 2])",
-    "all(v >= 0)", "all(v > -3 or k is null)", "all(amount > 0)", "all(amount * 2 < 5)",
+    "all(v >= 0)", "all(v > -3 or k is null)", "all(amount > 0 and v >= 0)", "all(amount > 0)", "all(amount * 2 < 5)",
     "all(d >= '2024-01-01')", "all(d between '2024-01-01' and '2024-01-31')",
     "all(s = 1 or s = 2)", "all(s in [1, 2, 3])", "all(k < 'b')", "all(k != 'it''s')",
     "all(k not in ['a\\b', 'é'])", "all(x > 0)", "all(-x < 1)", "all(abs(x) <= 2.5)",
@@ -278,6 +278,9 @@ def test_awkward_values_give_duckdbs_values_verdicts_and_messages(engines: Engin
     # last; ties in repeated keys by key; a sum past 2**63 exact
     assert "all(v >= 0) failed on w: rows where it is false = 8, e.g. {v: -7}, {v: -6}, " \
         "{v: -5}, {v: -4}, {v: -3}" in failed
+    assert "all(amount > 0 and v >= 0) failed on w: rows where it is false = 8, e.g. " \
+        "{amount: -0.50, v: -4}, {amount: 0.01, v: -7}, {amount: 0.01, v: -6}, " \
+        "{amount: 1.10, v: -1}, {amount: 2.25, v: -2}" in failed  # (not the NULL amount)
     assert "unique(amount) failed on w: duplicate rows = 3, e.g. 0.01 (x2), 2.25 (x2), " \
         "3.00 (x2)" in failed
     assert "sum(big) < 0 failed on w: sum(big) = 18000000000000000051" in failed
