@@ -13,9 +13,13 @@ differently there:
 - DuckDB constructs sqlglot passes through unchanged: `* REPLACE (...)`, `* RENAME (...)`,
   `COLUMNS(...)`, `SIMILAR TO`, POSITIONAL and ASOF joins;
 - DuckDB constructs sqlglot translates to something that gives other results: the
-  numbering of days of the week (`dayofweek`, `isodow`, `extract(dow ...)`);
+  numbering of days of the week (`dayofweek`, `isodow`, `extract(dow ...)`),
+  `regexp_replace` without 'g' (first match vs every match) or with other options;
 - a computed column without a name in a relation (`SELECT count(*) FROM t`): each engine
   names it its own way (`count_star()` vs `count(1)`), so the output would differ.
+
+One difference is fixed rather than refused, exactly: a number cast to an integer is
+rounded on Spark as DuckDB rounds it (Spark truncates), by the value's type at run time.
 
 Transpilations are pure, so they are cached (`transpile_all`, `TranspileCache`) by the
 dialects, sqlglot's version and the text. `sqlglot` is imported only when something must
@@ -36,6 +40,7 @@ from odibi.ids import Digest
 from odibi.sql_spark import blank_comments
 
 DIALECTS = ("duckdb", "spark")
+_SHOWN = {"duckdb": "DuckDB", "spark": "Spark"}
 
 
 class TranspileError(Exception):
@@ -166,8 +171,8 @@ def _refuse_unfaithful(tree: Any, read: str, write: str, sql: str) -> None:
     for node in tree.walk():
         construct = _construct_problem(node, exp, sql) if read == "duckdb" else None
         if construct is not None:
-            problems.append((f"{construct[0]} has no faithful {write} translation"
-                             f"{construct[1]}", _offset(node) if construct[2] is None
+            problems.append((f"{construct[0]} has no faithful translation to "
+                             f"{_SHOWN[write]} SQL{construct[1]}", _offset(node) if construct[2] is None
                              else construct[2], 0))
         if isinstance(node, (exp.Select, exp.Values)) and _names_columns(node, exp):
             unnamed = _unnamed_column(node, exp, sql)
@@ -224,22 +229,33 @@ _INTEGERS = frozenset({"TINYINT", "SMALLINT", "INT", "BIGINT"})
 
 
 def _round_integer_casts(tree: Any) -> Any:
-    """DuckDB rounds a number cast to an integer type (`CAST(2.7 AS INT)` is 3), Spark
-    truncates it (2): round first on Spark, but for what is an integer already. In a
-    TRY_CAST the value is first made a decimal (or NULL), so that text that is not a
-    number stays NULL instead of failing ROUND."""
+    """DuckDB rounds a number cast to an integer type, Spark truncates it: round first on
+    Spark, as DuckDB does for the value's type (half to even for DOUBLE and FLOAT,
+    `CAST(2.5::DOUBLE AS INT)` is 2; half away from zero for DECIMAL and text, 3), but for
+    what is an integer already. In a TRY_CAST, text that is not a number stays NULL."""
     from sqlglot import exp
 
     def fix(node: Any) -> Any:
         if isinstance(node, (exp.Cast, exp.TryCast)) and node.to.this.name in _INTEGERS \
                 and not _integral(node.this, exp):
-            value = node.this.copy()
-            if isinstance(node, exp.TryCast):
-                value = exp.TryCast(this=value, to=exp.DataType.build("DECIMAL(38, 10)"),
-                                    safe=True)
-            node.set("this", exp.Round(this=value))
+            node.set("this", _rounded(node.this, isinstance(node, exp.TryCast)))
         return node
     return tree.transform(fix)
+
+
+def _rounded(value: Any, lenient: bool) -> Any:
+    """`CASE WHEN typeof(v) IN ('double', 'float') THEN BROUND(v) ELSE ROUND(v) END`."""
+    import sqlglot
+    from sqlglot import exp
+
+    decimal = value.copy()
+    if lenient:
+        decimal = exp.TryCast(this=decimal, to=exp.DataType.build("DECIMAL(38, 10)"), safe=True)
+    case = sqlglot.parse_one("CASE WHEN typeof(v) IN ('double', 'float') THEN bround(v) "
+                             "ELSE round(w) END", read="spark")
+    for column in list(case.find_all(exp.Column)):
+        column.replace((decimal if column.name == "w" else value).copy())
+    return case
 
 
 def _integral(node: Any, exp: Any) -> bool:
@@ -299,8 +315,8 @@ def _unnamed_column(query: Any, exp: Any, sql: str) -> tuple[str, int | None] | 
         return None
     for column in query.expressions:
         if not isinstance(column, (exp.Column, exp.Star, exp.Alias)):
-            return (f"the column {column.sql('duckdb')} has no name, and each engine names "
-                    "it its own way (DuckDB and Spark differ): give it one with AS",
+            return (f"the column {column.sql('duckdb')} has no name, and DuckDB and Spark "
+                    "would name it differently: give it one with AS",
                     _offset(column))
     return None
 
@@ -341,8 +357,8 @@ def _check_spark(out: str, sql: str) -> None:
         m = _CALL_RE.match(node.sql("spark"))
         if m and m.group(1).lower() not in known:
             fn = m.group(1).lower()
-            raise TranspileError(f"Spark has no function {fn}() (it is not among Spark's "
-                                 "builtin functions)", _find(sql, fn))
+            raise TranspileError(f"Spark has no function {fn}() (not among its builtin "
+                                 "functions)", _find(sql, fn))
 
 
 def _find(sql: str, word: str) -> int | None:

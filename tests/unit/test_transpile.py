@@ -26,14 +26,14 @@ from odibi.ids import Digest
 TABLES = {
     "orders": """
         SELECT * FROM (VALUES
-          (1, 10, 120.50::DECIMAL(10,2), 'shipped', DATE '2024-01-03', TIMESTAMP '2024-01-03 10:15:00', 'a,b'),
-          (2, 10, 80.00::DECIMAL(10,2), 'open', DATE '2024-01-17', TIMESTAMP '2024-01-17 23:59:59', 'c'),
-          (3, 11, NULL, 'open', DATE '2024-02-01', TIMESTAMP '2024-02-01 00:00:00', NULL),
-          (4, 12, 15.25::DECIMAL(10,2), 'cancelled', DATE '2024-02-29', TIMESTAMP '2024-02-29 12:00:00', 'x,y,z'),
-          (5, 11, 300.00::DECIMAL(10,2), 'shipped', DATE '2024-03-10', TIMESTAMP '2024-03-10 08:30:00', ''),
-          (6, 13, 42.00::DECIMAL(10,2), 'Shipped', DATE '2023-12-31', TIMESTAMP '2023-12-31 23:00:00', 'a'),
-          (7, NULL, 9.99::DECIMAL(10,2), 'open', NULL, NULL, 'b,a')
-        ) t(order_id, customer_id, amount, status, order_date, ts, tags)""",
+          (1, 10, 120.50::DECIMAL(10,2), 'shipped', DATE '2024-01-03', TIMESTAMP '2024-01-03 10:15:00', 'a,b', 2.5::DOUBLE),
+          (2, 10, 80.00::DECIMAL(10,2), 'open', DATE '2024-01-17', TIMESTAMP '2024-01-17 23:59:59', 'c', 3.5::DOUBLE),
+          (3, 11, NULL, 'open', DATE '2024-02-01', TIMESTAMP '2024-02-01 00:00:00', NULL, -2.5::DOUBLE),
+          (4, 12, 15.25::DECIMAL(10,2), 'cancelled', DATE '2024-02-29', TIMESTAMP '2024-02-29 12:00:00', 'x,y,z', 0.7::DOUBLE),
+          (5, 11, 300.00::DECIMAL(10,2), 'shipped', DATE '2024-03-10', TIMESTAMP '2024-03-10 08:30:00', '', NULL),
+          (6, 13, 42.00::DECIMAL(10,2), 'Shipped', DATE '2023-12-31', TIMESTAMP '2023-12-31 23:00:00', 'a', -1.5::DOUBLE),
+          (7, NULL, 9.99::DECIMAL(10,2), 'open', NULL, NULL, 'b,a', 10.5::DOUBLE)
+        ) t(order_id, customer_id, amount, status, order_date, ts, tags, score)""",
     "customers": """
         SELECT * FROM (VALUES
           (10, '  Ada Lovelace ', 'UK', DATE '2023-06-01'),
@@ -98,7 +98,9 @@ PORTABLE = {
     "casts": """SELECT order_id, CAST(amount AS VARCHAR) AS s, amount::INTEGER AS i,
         CAST(amount / 7 AS BIGINT) AS rounded, TRY_CAST(' 12.5' AS INT) AS from_text,
         TRY_CAST(CAST(amount AS VARCHAR) AS SMALLINT) AS from_text2,
-        CAST(order_id > 3 AS INT) AS flag,
+        CAST(order_id > 3 AS INT) AS flag, CAST(score AS INTEGER) AS score_int,
+        TRY_CAST(score AS BIGINT) AS score_big, CAST(CAST(score AS VARCHAR) AS INT) AS via_text,
+        CAST(amount * 1.5 AS INT) AS amount_int,
         CAST(order_id AS DOUBLE) / 4 AS quarter, CAST(amount AS DECIMAL(12, 3)) AS d,
         TRY_CAST(tags AS INTEGER) AS bad, CAST('2024-05-06' AS DATE) AS day
         FROM orders""",
@@ -138,30 +140,30 @@ REFUSED = [
     ("SELECT list_aggregate([1, 2], 'sum') AS s", "Spark has no function list_aggregate()",
      "list_aggregate"),
     ("SELECT * REPLACE (amount * 2 AS amount) FROM orders",
-     "* REPLACE (...) has no faithful spark translation", "*"),
-    ("SELECT COLUMNS('a.*') FROM orders", "COLUMNS(...) has no faithful spark translation",
+     "* REPLACE (...) has no faithful translation to Spark SQL", "*"),
+    ("SELECT COLUMNS('a.*') FROM orders", "COLUMNS(...) has no faithful translation to Spark SQL",
      "COLUMNS"),
     ("SELECT status SIMILAR TO 'o.*' AS o FROM orders",
-     "SIMILAR TO has no faithful spark translation", "SIMILAR"),
+     "SIMILAR TO has no faithful translation to Spark SQL", "SIMILAR"),
     ("SELECT * FROM orders POSITIONAL JOIN customers",
-     "POSITIONAL JOIN has no faithful spark translation", "POSITIONAL"),
+     "POSITIONAL JOIN has no faithful translation to Spark SQL", "POSITIONAL"),
     ("SELECT o.order_id FROM orders o ASOF JOIN customers c ON o.order_date >= c.signup",
-     "ASOF JOIN has no faithful spark translation", "ASOF"),
+     "ASOF JOIN has no faithful translation to Spark SQL", "ASOF"),
     ("SELECT dayofweek(order_date) AS dow FROM orders",
-     "dayofweek() has no faithful spark translation: the days of the week are numbered "
+     "dayofweek() has no faithful translation to Spark SQL: the days of the week are numbered "
      "differently", "dayofweek"),
     ("SELECT isodow(order_date) AS dow FROM orders", "isodow() has no faithful", "isodow"),
     ("SELECT order_id, extract(dow FROM order_date) AS dow FROM orders",
-     "extract(dow FROM ...) has no faithful spark translation", "extract"),
+     "extract(dow FROM ...) has no faithful translation to Spark SQL", "extract"),
     ("SELECT CAST(order_id AS HUGEINT) AS big FROM orders",
-     "the type HUGEINT has no faithful spark translation", "HUGEINT"),
+     "the type HUGEINT has no faithful translation to Spark SQL", "HUGEINT"),
     ("SELECT order_id::UBIGINT AS big FROM orders", "the type UBIGINT", "UBIGINT"),
     ("SELECT count(*) FROM orders", "the column COUNT(*) has no name", "count"),
     ("WITH c AS (SELECT upper(status) FROM orders) SELECT * FROM c",
      "the column UPPER(status) has no name", "upper"),
     ("SELECT * FROM (VALUES (1, 2)) v", "VALUES without column names", "VALUES"),
     ("SELECT regexp_replace(status, 'o', '0') AS s FROM orders",
-     "regexp_replace() without 'g' has no faithful spark translation: DuckDB replaces the "
+     "regexp_replace() without 'g' has no faithful translation to Spark SQL: DuckDB replaces the "
      "first match only", "regexp_replace"),
     ("SELECT regexp_replace(status, 'O', '0', 'i') AS s FROM orders",
      "regexp_replace() with options 'i'", "regexp_replace"),
