@@ -93,6 +93,7 @@ class UserError(OdibiError):
         self.span = span
         self.hint = hint
         self.node = node
+        self.also: tuple[UserError, ...] = ()  # more mistakes of the same kind, reported too
 
     def __str__(self) -> str:
         where = f"{self.span.file}:{self.span.line}:{self.span.col}: " if self.span else ""

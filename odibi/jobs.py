@@ -248,7 +248,7 @@ def _producer(resolved: Resolved, node: Node) -> Producer:
     if isinstance(spec, ReadSpec):
         return Read(spec, resolved.project.connections[spec.connection], node)
     if isinstance(spec, SqlSpec):
-        return Sql(spec.rendered, tuple(resolved.deps(node.name)))
+        return Sql(resolved.runnable_sql(node.name), tuple(resolved.deps(node.name)))
     return python_call(resolved, node.name)
 
 

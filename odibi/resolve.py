@@ -35,6 +35,7 @@ from odibi.pysource import (
     inspect_function,
     module_names,
 )
+from odibi.dialects import TranspileError, transpile_all
 from odibi.sql import SqlCache, SqlInfo, SqlProblem, analyze
 from odibi.pickling import compact_pickle
 
@@ -62,9 +63,19 @@ class Resolved:
     python: Mapping[NodeId, PyFunction]
     rules: Mapping[NodeId, NodeRules] = field(default_factory=dict)  # contracts, validate
     checks: Mapping[NodeId, RulePlan] = field(default_factory=dict)
+    # SQL nodes' statements translated to the target's engine, when it is not the
+    # project's dialect (empty otherwise)
+    runs_as: Mapping[NodeId, str] = field(default_factory=dict)
 
     def deps(self, name: NodeId) -> tuple[NodeId, ...]:
         return self.graph.upstream(name)
+
+    def runnable_sql(self, name: NodeId) -> str:
+        """The SQL a SQL node runs on the target's engine: its rendered statement, or that
+        statement translated to the engine's dialect."""
+        spec = self.project.nodes[name].producer
+        assert isinstance(spec, SqlSpec), name
+        return self.runs_as.get(name, spec.rendered)
 
 
 def placeholder_text(template: str) -> str:
@@ -117,7 +128,39 @@ def resolve(project: Project, cache: SqlCache | None = None) -> Resolved:
     except CycleError as e:
         raise _located_cycle(e.cycle, spans) from None
     rules = compile_all(project, deps)
-    return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python, rules, checks)
+    runs_as = _translations(project, cache)
+    return Resolved(project, graph, {n: f for n, (f, _) in sql.items()}, python, rules, checks,
+                    runs_as)
+
+
+def _translations(project: Project, cache: SqlCache | None) -> dict[NodeId, str]:
+    """Each SQL node's statement in the dialect of the target's engine, when that is not
+    the project's dialect. Raises SqlError naming every statement that does not translate
+    (the first, and the others in `also`), each located in its node's SQL."""
+    engine, dialect = project.build_target.engine, project.sql_dialect
+    if engine == dialect:
+        return {}
+    specs = {n: node.producer for n, node in project.nodes.items()
+             if isinstance(node.producer, SqlSpec)}
+    tcache = cache if hasattr(cache, "get_transpiled") else None
+    done = transpile_all([s.rendered for s in specs.values()], dialect, engine,
+                         tcache)  # type: ignore[arg-type]
+    errors: list[SqlError] = []
+    for name, spec in specs.items():
+        result = done[spec.rendered]
+        if isinstance(result, TranspileError):
+            shown = {"duckdb": "DuckDB", "spark": "Spark"}[engine.value]
+            errors.append(SqlError(
+                f"node '{name}': SQL does not translate to {shown} SQL (target "
+                f"'{project.build_target.name}'): {result.message}", node=name,
+                span=sql_span(spec, result.offset),
+                hint=f"target '{project.build_target.name}' runs {shown}: write this statement "
+                     "so that both engines run it alike (README: \"Transpiling refuses rather "
+                     "than guesses\")"))
+    if errors:
+        errors[0].also = tuple(errors[1:])
+        raise errors[0]
+    return {n: out for n, s in specs.items() if (out := str(done[s.rendered])) != s.rendered}
 
 
 def _located_cycle(cycle: tuple[str, ...], spans: Mapping[Edge, Where]) -> CycleError:
@@ -137,7 +180,8 @@ def _analyze_sql(project: Project, cache: SqlCache | None, lower: Mapping[str, N
     specs = {n: node.producer for n, node in project.nodes.items()
              if isinstance(node.producer, SqlSpec)}
     logic_text = {n: placeholder_text(s.template) for n, s in specs.items()}
-    results = analyze(list(logic_text.values()) + [s.rendered for s in specs.values()], cache)
+    results = analyze(list(logic_text.values()) + [s.rendered for s in specs.values()], cache,
+                      project.sql_dialect)
     out: dict[NodeId, tuple[SqlFacts, tuple[NodeId, ...]]] = {}
     for name, spec in specs.items():
         rendered = results[spec.rendered]

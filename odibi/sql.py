@@ -1,11 +1,13 @@
-"""SQL analysis through DuckDB's own parser (`json_serialize_sql`).
+"""SQL analysis: through DuckDB's own parser (`json_serialize_sql`) for DuckDB SQL, through
+sqlglot for Spark SQL (`odibi.sql_spark`), one contract for both.
 
 For each SQL text: is it exactly one SELECT, which tables does it read (base tables that
 are not CTEs, unqualified or in schema `main`), and a digest of its parse tree with every
 position removed, so whitespace, comments and keyword case do not change it.
 
-`duckdb` is imported lazily, only when a text is not in the cache: a no-op build parses
-nothing. Results are keyed by the digest of the text (`SqlCache`).
+`duckdb` (or `sqlglot`) is imported lazily, only when a text is not in the cache: a no-op
+build parses nothing. Results are keyed by the digest of the text and the dialect
+(`SqlCache`): a text analysed as Spark SQL never reuses its analysis as DuckDB SQL.
 """
 
 from __future__ import annotations
@@ -13,12 +15,27 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any
 
-from odibi.hashing import digest_text
+from odibi.hashing import digest_parts, digest_text
 from odibi.ids import Digest
+from odibi.sql_spark import normalized_spark, parse_spark
+from odibi.sqlinfo import (
+    NO_STATEMENT,
+    NOT_A_SELECT,
+    SqlCache,
+    SqlInfo,
+    SqlProblem,
+    SqlResult,
+    TableRef,
+    reads_files,
+    several_statements,
+)
+
+__all__ = ["SqlCache", "SqlInfo", "SqlProblem", "SqlResult", "TableRef", "analyze",
+           "normalized", "parse_tree", "second_statement"]
+DIALECTS = ("duckdb", "spark")
 
 _LOCATION_RE = re.compile(r'"query_location(?:_length)?":\d+,?')
 
@@ -57,41 +74,11 @@ def normalized(text: str) -> str:
     return " ".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class TableRef:
-    name: str
-    offset: int  # character offset of the reference in the text, -1 if unknown
-
-
 # table functions that read files (or other databases) behind odibi's back
 FILE_READERS = frozenset("""
 read_csv read_csv_auto read_parquet parquet_scan read_json read_json_auto read_ndjson
 read_ndjson_auto read_json_objects read_text read_blob glob sniff_csv read_xlsx
 iceberg_scan delta_scan sqlite_scan postgres_scan mysql_scan read_avro""".split())
-
-
-@dataclass(frozen=True, slots=True)
-class SqlInfo:
-    """A text that is one SELECT: its canonical tree digest and the tables it reads."""
-
-    tree: Digest
-    tables: tuple[TableRef, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SqlProblem:
-    """A text that is not one valid SELECT; `offset` is where, when DuckDB says."""
-
-    message: str
-    offset: int | None = None
-
-
-SqlResult = SqlInfo | SqlProblem
-
-
-class SqlCache(Protocol):
-    def get_sql(self, keys: list[Digest]) -> dict[Digest, SqlInfo]: ...
-    def put_sql(self, items: Mapping[Digest, SqlInfo]) -> None: ...
 
 
 _lock = threading.Lock()
@@ -121,13 +108,16 @@ def _serialize(texts: list[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, SqlResult]:
-    """Analyse each distinct text; returns text -> result. Only successes are cached: by
-    the text's digest, and by the digest of its `normalized` form, so that a reformatted
-    or re-commented statement is recognised without parsing it."""
+def analyze(texts: Iterable[str], cache: SqlCache | None = None,
+            dialect: str = "duckdb") -> dict[str, SqlResult]:
+    """Analyse each distinct text as SQL of `dialect` ("duckdb" or "spark"); returns text
+    -> result. Only successes are cached: by the text's key, and by the key of its
+    normalized form, so that a reformatted or re-commented statement is recognised
+    without parsing it (both keys name the dialect: `text_key`)."""
+    spark = _is_spark(dialect)
     by_key: dict[Digest, str] = {}
     for t in texts:
-        by_key.setdefault(digest_text(t), t)
+        by_key.setdefault(text_key(t, dialect), t)
     results: dict[str, SqlResult] = {}
     cached = cache.get_sql(list(by_key)) if cache is not None else {}
     todo: list[tuple[Digest, str]] = []
@@ -140,7 +130,7 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
     if not todo:
         return results
     fresh: dict[Digest, SqlInfo] = {}
-    norm = {key: _norm_key(text) for key, text in todo}
+    norm = {key: _norm_key(text, spark) for key, text in todo}
     if cache is not None:
         same = cache.get_sql(list(norm.values()))
         still: list[tuple[Digest, str]] = []
@@ -151,8 +141,7 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
             else:
                 results[text] = fresh[key] = _relocated(hit, text)
         todo = still
-    for (key, text), raw in zip(todo, _serialize([t for _, t in todo]) if todo else []):
-        result = _interpret(raw, text)
+    for (key, text), result in zip(todo, _parse([t for _, t in todo], spark)):
         results[text] = result
         if isinstance(result, SqlInfo):
             fresh[key] = result
@@ -162,8 +151,30 @@ def analyze(texts: Iterable[str], cache: SqlCache | None = None) -> dict[str, Sq
     return results
 
 
-def _norm_key(text: str) -> Digest:
+def _is_spark(dialect: str) -> bool:
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}")
+    return dialect == "spark"
+
+
+def text_key(text: str, dialect: str = "duckdb") -> Digest:
+    """The cache key of a text's analysis: its digest for DuckDB (as before dialects, so
+    existing caches stay valid), a digest of the dialect and the text for Spark."""
+    return digest_parts("spark", text) if _is_spark(dialect) else digest_text(text)
+
+
+def _norm_key(text: str, spark: bool = False) -> Digest:
+    if spark:
+        return digest_parts("spark-normalized", normalized_spark(text))
     return digest_text("normalized:" + normalized(text))
+
+
+def _parse(texts: list[str], spark: bool) -> list[SqlResult]:
+    if not texts:
+        return []
+    if spark:
+        return [parse_spark(t) for t in texts]
+    return [_interpret(raw, t) for t, raw in zip(texts, _serialize(texts))]
 
 
 def _relocated(info: SqlInfo, text: str) -> SqlInfo:
@@ -180,23 +191,21 @@ def _interpret(raw: str, text: str) -> SqlResult:
     if doc.get("error"):
         message = doc.get("error_message", "invalid SQL")
         if doc.get("error_type") == "not implemented":
-            return SqlProblem("must be a single SELECT statement (DDL and DML are not allowed)")
+            return SqlProblem(NOT_A_SELECT)
         pos = doc.get("position")
         offset = int(pos) if isinstance(pos, str) and pos.isdigit() else None
         return SqlProblem(message.split("\n")[0], _chars(text, offset))
     statements = doc.get("statements", [])
     if len(statements) == 0:
-        return SqlProblem("holds no statement")
+        return SqlProblem(NO_STATEMENT)
     if len(statements) > 1:
-        return SqlProblem(f"holds {len(statements)} statements; a node is one SELECT",
-                          second_statement(text))
+        return SqlProblem(several_statements(len(statements)), second_statement(text))
     tables: dict[str, TableRef] = {}
     readers: list[TableRef] = []
     _walk(statements[0], frozenset(), tables, readers)
     if readers:
         first = min(readers, key=lambda r: r.offset)
-        return SqlProblem(f"reads files directly with {first.name}(); add a read node for them "
-                          "so odibi can fingerprint them", _chars(text, first.offset))
+        return SqlProblem(reads_files(f"{first.name}()"), _chars(text, first.offset))
     canonical = _LOCATION_RE.sub("", raw)
     tables = {k: TableRef(t.name, c if (c := _chars(text, t.offset)) is not None else -1)
               for k, t in tables.items()}

@@ -55,8 +55,10 @@ def print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,
     """Each step that runs, and with `all_nodes` (a selection) every target too, with its
     reasons; then the counts. Up-to-date ancestors of the targets are only counted."""
     graph = prepared.resolved.graph
+    runs_as = prepared.resolved.runs_as
+    engine = prepared.resolved.project.build_target.engine.value
     if out.json_mode:
-        out.json({"nodes": [_step_json(s, p, graph) for s in p.steps],
+        out.json({"nodes": [_step_json(s, p, graph, runs_as.get(s.node)) for s in p.steps],
                   "targets": sorted(p.targets), "stale_unselected": list(p.stale_unselected)})
         return ExitCode.OK
     shown = [s for s in p.steps if (all_nodes and s.node in p.targets) or out.verbose
@@ -64,6 +66,8 @@ def print_plan(out: Out, p: Plan, prepared: Prepared, *, dry_run: bool,
     width = max((len(s.node) for s in shown), default=0)
     for s in shown:
         _print_step(out, s, p, graph, width, detail=not dry_run or out.verbose > 0)
+        if out.verbose and s.node in runs_as:
+            _print_runs_as(out, engine, runs_as[s.node], prepared.resolved, s.node)
     out.line(_counts(p, dry_run))
     return ExitCode.OK
 
@@ -108,7 +112,19 @@ def _print_step(out: Out, s: PlannedStep, p: Plan, graph: Any, width: int, *, de
         out.line(f"{pad}export waits for: {', '.join(s.export_waits)}")
 
 
-def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
+def _print_runs_as(out: Out, engine: str, sql: str, resolved: Any, node: NodeId) -> None:
+    """-v: the SQL a node runs on a target whose engine is not the project's dialect, when
+    it differs from the node's SQL in more than layout and case."""
+    own = resolved.project.nodes[node].producer.rendered
+    if " ".join(own.split()).lower() == " ".join(sql.split()).lower():
+        return
+    out.line(f"    runs on {engine} as:", style="dim")
+    for line in sql.splitlines():
+        out.line(f"      {line}")
+
+
+def _step_json(s: PlannedStep, p: Plan, graph: Any, runs_as: str | None = None
+               ) -> dict[str, Any]:
     def reason(r: Any) -> dict[str, Any]:
         d = {"reason": r.reason.value, "summary": r.summary()}
         for k in ("subject", "old", "new", "diff"):
@@ -122,7 +138,8 @@ def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
             "reasons": [reason(r) for r in s.reasons], "notes": [reason(r) for r in s.notes],
             "fingerprint": s.fingerprint, "target": s.node in p.targets,
             "export_waits": list(s.export_waits),
-            "root_cause": [{"node": n, "reason": r.summary()} for n, r in chain]}
+            "root_cause": [{"node": n, "reason": r.summary()} for n, r in chain],
+            **({"runs_as": runs_as} if runs_as is not None else {})}
 
 
 # -- show ------------------------------------------------------------------------------------

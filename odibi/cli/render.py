@@ -173,6 +173,11 @@ class Out:
         self._diagnostic("warning", "yellow", message, span, hint)
 
     def error(self, err: UserError) -> None:
+        """The error, then each of `err.also` (all the mistakes of one kind at once)."""
+        for one in (err, *err.also):
+            self._error(one)
+
+    def _error(self, err: UserError) -> None:
         if self.json_mode:
             payload: dict[str, Any] = {"error": err.message}
             if err.span is not None:

@@ -7,7 +7,9 @@ importing DuckDB. Tables:
     nodes(name, fingerprint, trace)  one Trace per node: its current output
     versions(name, fingerprint, trace, built)   every stored output version (until gc)
     failures(name, fingerprint, message)   the last failed attempt, per node
-    sql_cache(key, tree, tables)     SQL analysis by text digest
+    sql_cache(key, tree, tables)     SQL analysis by text digest (and dialect)
+    transpile_cache(key, sql)        a statement translated to another dialect, by the
+                                     dialects, sqlglot's version and the text
     schema_cache(key, schema)        output schemas worked out without data (`bind`): of a
                                      read by its files' digests and options, of a SQL
                                      node by its SQL and its inputs' schemas; written by
@@ -66,6 +68,7 @@ CREATE TABLE IF NOT EXISTS failures (name TEXT PRIMARY KEY, fingerprint TEXT NOT
                                      message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sql_cache (key TEXT PRIMARY KEY, tree TEXT NOT NULL,
                                       tables TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transpile_cache (key TEXT PRIMARY KEY, sql TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS schema_cache (key TEXT PRIMARY KEY, schema TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
                                        mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,

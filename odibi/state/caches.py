@@ -1,5 +1,5 @@
 """Caches: facts about their keys, never records of a build. A SQL text's analysis
-(`sql_cache`), an output schema worked out without data (`schema_cache`), a source file's
+(`sql_cache`), its translation to another dialect (`transpile_cache`), an output schema worked out without data (`schema_cache`), a source file's
 digest by its stat (`file_cache`), a YAML file's parse (`yaml_cache`) and the last resolved
 project (`project_cache`).
 
@@ -92,6 +92,17 @@ class Caches:
         self._put("INSERT OR REPLACE INTO sql_cache VALUES (?, ?, ?)",
                   [(k, v.tree, json.dumps([[t.name, t.offset] for t in v.tables]))
                    for k, v in items.items()])
+
+    # -- translations to another dialect ----------------------------------------------
+    def get_transpiled(self, keys: list[Digest]) -> dict[Digest, str]:
+        if not keys:
+            return {}
+        rows = self._db.rows_in("SELECT key, sql FROM transpile_cache WHERE key IN ({marks})",
+                                keys)
+        return {Digest(k): str(v) for k, v in rows}
+
+    def put_transpiled(self, items: Mapping[Digest, str]) -> None:
+        self._put("INSERT OR REPLACE INTO transpile_cache VALUES (?, ?)", list(items.items()))
 
     # -- schemas ------------------------------------------------------------------------
     def get_schema(self, key: Digest) -> Schema | None:

@@ -19,6 +19,7 @@ LAYERS = {
     "odibi": 0, "odibi.errors": 0.1, "odibi.ids": 0, "odibi.paths": 0, "odibi.pickling": 0, "odibi.hashing": 0.5, "odibi.events": 1,
     "odibi.grammars": 0.5,
     "odibi.expr": 1.5,
+    "odibi.sqlinfo": 1.8, "odibi.sql_spark": 1.9, "odibi.dialects": 2.5,
     "odibi.config": 2, "odibi.sql": 2, "odibi.pysource": 2,
     "odibi.graph": 3, "odibi.select": 3.5, "odibi.rulesets": 3.2, "odibi.resolve": 3.5, "odibi.guards": 3.6, "odibi.trace": 3.8,
     "odibi.fingerprint": 4, "odibi.state": 4, "odibi.lockfile": 4.5, "odibi.reasons": 4.8, "odibi.buildlock": 1,

@@ -175,6 +175,18 @@ def test_sql_cache_round_trip(tmp_path: Path) -> None:
     s.close()
 
 
+def test_transpile_cache_round_trip(tmp_path: Path) -> None:
+    """Translations to another dialect survive the command that made them."""
+    s = State(tmp_path)
+    s.caches.put_transpiled({Digest("t1"): "SELECT\n  `a b`\nFROM t", Digest("t2"): "SELECT 1"})
+    s.close()
+    again = State(tmp_path)
+    assert again.caches.get_transpiled([Digest("t1"), Digest("t3")]) == {
+        "t1": "SELECT\n  `a b`\nFROM t"}
+    assert again.caches.get_transpiled([]) == {}
+    again.close()
+
+
 def test_file_stamps_round_trip(tmp_path: Path) -> None:
     s = State(tmp_path)
     stamps = {"/p/data/orders.csv": (12100, 1_700_000_000_123_456_789, 42, Digest("d1")),
