@@ -29,7 +29,7 @@ from odibi.events import Reporter, Warning_
 from odibi.guards import ExportGuards
 from odibi.hashing import digest_text
 from odibi.ids import NodeId
-from odibi.lockfile import LOCK_FILE, render, write_if_changed
+from odibi.lockfile import lock_name, render, write_if_changed
 from odibi.planner import Plan, PlanInputs, PlanOptions, Status, plan
 from odibi.prepare import (Prepared, fingerprint_all, modified_since_lock, prepare,
                            source_display_names)
@@ -45,8 +45,8 @@ if TYPE_CHECKING:  # the executor (threads, engines) is imported only when a nod
     from odibi.executor import RunOptions, RunResult
 
 
-def open_state(root: Path, *, writable: bool) -> State:
-    return State(root, create=writable)
+def open_state(root: Path, *, writable: bool, target: str | None = None) -> State:
+    return State(root, create=writable, target=target)
 
 
 def make_plan(prepared: Prepared, selection: frozenset[NodeId],
@@ -111,16 +111,18 @@ def finish(prepared: Prepared, state: State, reporter: Reporter, *, changed: boo
     traces = {**prepared.traces, **state.records.recorded}
     text = render(project.name, traces, [*project.nodes, *project.checks])
     written, problem = write_if_changed(project.root, text,
-                                        ours=stamp is not None and state.meta("lock") == stamp)
+                                        ours=stamp is not None and state.meta("lock") == stamp,
+                                        name=lock_name(project.build_target.key))
     if problem:
-        reporter.emit(Warning_(f"odibi.lock was unreadable ({problem}); rewrote it from the "
+        reporter.emit(Warning_(f"{lock_name(project.build_target.key)} was unreadable ({problem}); "
+                               "rewrote it from the "
                                "build state"))
     state.set_meta("lock", _lock_stamp(project))
 
 
 def _lock_stamp(project: Any) -> str | None:
     try:
-        st = os.stat(project.root / LOCK_FILE)
+        st = os.stat(project.root / lock_name(project.build_target.key))
     except OSError:
         return None
     names = digest_text("\n".join(sorted([*project.nodes, *project.checks])))

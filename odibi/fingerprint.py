@@ -27,6 +27,7 @@ import glob as globlib
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,14 +60,31 @@ class FileSystem(Protocol):
 
 
 class RealFileSystem:
+    """Files, and directories of part files (an export to `path/`) as one: a directory's
+    stat is its files' total size, their latest mtime and its inode; its digest covers each
+    file's name and bytes."""
+
     def stat(self, path: str) -> tuple[int, int, int] | None:
         try:
             st = os.stat(path)
         except OSError:
             return None
+        if stat.S_ISDIR(st.st_mode):
+            files = [os.stat(p) for p in self._parts(path)]
+            return (sum(f.st_size for f in files),
+                    max([st.st_mtime_ns, *(f.st_mtime_ns for f in files)]), st.st_ino)
         return st.st_size, st.st_mtime_ns, st.st_ino
 
+    @staticmethod
+    def _parts(path: str) -> list[str]:
+        return sorted(os.path.join(d, n) for d, _, names in os.walk(path) for n in names)
+
     def hash(self, path: str) -> Digest:
+        if os.path.isdir(path):
+            h = blake3()
+            for part in self._parts(path):
+                h.update(f"{os.path.relpath(part, path)}\0{self.hash(part)}\0".encode())
+            return Digest(h.hexdigest()[:DIGEST_CHARS])
         h = blake3()
         size = os.path.getsize(path)
         if size > 1 << 20:

@@ -57,7 +57,8 @@ class Read:
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    text: str  # rendered: variables substituted
+    text: str  # rendered: variables substituted (in the engine's dialect)
+    inputs: tuple[NodeId, ...] = ()  # the nodes it reads by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class PythonCall:
     file: Path
     python_path: tuple[Path, ...]
     inputs: Mapping[str, NodeId]  # parameter -> node
+    pandas: frozenset[str] = frozenset()  # parameters annotated pandas.DataFrame
 
 
 Producer = Read | Sql | PythonCall
@@ -246,7 +248,7 @@ def _producer(resolved: Resolved, node: Node) -> Producer:
     if isinstance(spec, ReadSpec):
         return Read(spec, resolved.project.connections[spec.connection], node)
     if isinstance(spec, SqlSpec):
-        return Sql(spec.rendered)
+        return Sql(spec.rendered, tuple(resolved.deps(node.name)))
     return python_call(resolved, node.name)
 
 
@@ -257,7 +259,8 @@ def python_call(resolved: Resolved, name: NodeId) -> PythonCall:
     fn = resolved.python[name]
     inputs = {p: NodeId(p) for p in fn.params if p in resolved.project.nodes}
     inputs.update({d: d for d in resolved.deps(name) if fn.var_keyword})
-    return PythonCall(fn.module, fn.function, fn.file, resolved.project.python_path, inputs)
+    return PythonCall(fn.module, fn.function, fn.file, resolved.project.python_path, inputs,
+                      frozenset(p for p in fn.pandas if p in inputs))
 
 
 def _rules(resolved: Resolved, node: Node) -> NodeRules:

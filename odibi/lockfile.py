@@ -42,7 +42,6 @@ from odibi.state import Trace
 
 LOCK_FILE = "odibi.lock"
 LOCK_VERSION = 1
-_TEMP_PREFIX = ".odibi.lock."
 HEADER = ("# odibi.lock: what odibi built, and from what. Written by `odibi build`; commit it.\n"
           "# Deterministic (sorted; no times or machine paths): the same inputs give the same bytes.\n")
 
@@ -129,13 +128,20 @@ def check(text: str) -> str | None:
     return None
 
 
-def write_if_changed(root: Path, text: str, *, ours: bool = False) -> tuple[bool, str | None]:
+def lock_name(target: str | None = None) -> str:
+    """`odibi.lock`, or `odibi.NAME.lock` for a target other than the default."""
+    return LOCK_FILE if target is None else f"odibi.{target}.lock"
+
+
+def write_if_changed(root: Path, text: str, *, ours: bool = False,
+                     name: str = LOCK_FILE) -> tuple[bool, str | None]:
     """Write the lock atomically (temp file, fsync, rename) unless it already holds `text`.
     Returns (written, problem with the old file or None). `ours`: the file is as odibi last
     wrote it (same size, mtime and inode), so it need not be parsed to be trusted; a file
     changed since (a checkout, a merge, a truncation) is parsed, so damage is reported.
     Temp files that a killed build left behind are removed."""
-    path = root / LOCK_FILE
+    path = root / name
+    prefix = f".{name}."
     try:
         old = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -149,10 +155,10 @@ def write_if_changed(root: Path, text: str, *, ours: bool = False) -> tuple[bool
         "it is empty" if not old else "it is unreadable" if old == "\0" else check(old))
     import tempfile  # only when the lock changes
 
-    for stale in root.glob(f"{_TEMP_PREFIX}*"):  # one build at a time: these are dead
+    for stale in root.glob(f"{prefix}*"):  # one build at a time: these are dead
         stale.unlink(missing_ok=True)
 
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=root)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -171,12 +177,12 @@ class LockedNode:
     upstream: Mapping[str, str]
 
 
-def read_entries(root: Path) -> tuple[dict[str, LockedNode], str | None]:
+def read_entries(root: Path, name: str = LOCK_FILE) -> tuple[dict[str, LockedNode], str | None]:
     """{node: its fingerprint and upstream fingerprints} from odibi.lock (for
     `state:modified`), and a problem if the file is unreadable."""
     import tomllib
 
-    path = root / LOCK_FILE
+    path = root / name
     if not path.exists():
         return {}, None
     text = path.read_text(encoding="utf-8", errors="replace")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from odibi.fingerprint import (FileDigests, OwnParts, chain, export_changed, exported_paths,
                                own_parts)
 from odibi.ids import Digest, NodeId, OutputRef
-from odibi.lockfile import read_entries
+from odibi.lockfile import lock_name, read_entries
 from odibi.paths import shown
 from odibi.planner import OutputCheck
 from odibi.resolve import Resolved
@@ -123,7 +123,8 @@ def modified_since_lock(resolved: Resolved, own: Mapping[NodeId, OwnParts], whic
     """`state:new`: nodes odibi.lock does not list. `state:modified`: those, and nodes whose
     own parts (logic, config, vars, sources) differ from what the lock recorded; a change
     upstream does not count (select `state:modified+` for what a change affects)."""
-    locked, problem = read_entries(resolved.project.root)
+    project = resolved.project
+    locked, problem = read_entries(project.root, lock_name(project.build_target.key))
     chosen = set()
     for n, parts in own.items():
         entry = locked.get(n)

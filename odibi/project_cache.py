@@ -40,10 +40,11 @@ class LoadedFrom:
 CachedProject = tuple[LoadedFrom, Resolved]
 
 
-def load(root: Path, overrides: list[VarOverride], state: State | None) -> Resolved:
+def load(root: Path, overrides: list[VarOverride], state: State | None,
+         target: str | None = None) -> Resolved:
     """Load and resolve the project (see `load_fresh`), remembering it in a writable
     state for the next command."""
-    resolved, entry = load_fresh(root, overrides, state)
+    resolved, entry = load_fresh(root, overrides, state, target)
     if entry is not None and state is not None and (state.writable or state.holding):
         remember(state, entry)
     return resolved
@@ -53,8 +54,8 @@ def remember(state: State, entry: CachedProject) -> None:
     state.caches.put_project(str(entry[1].project.root), entry[0], entry[1])
 
 
-def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
-               ) -> tuple[Resolved, CachedProject | None]:
+def load_fresh(root: Path, overrides: list[VarOverride], state: State | None,
+               target: str | None = None) -> tuple[Resolved, CachedProject | None]:
     """Load and resolve the project. When nothing it was made from changed, the last
     resolved project is reused from the state; otherwise unchanged YAML files and SQL texts
     still come from the state's parse caches, and the result is returned with what to
@@ -68,7 +69,8 @@ def load_fresh(root: Path, overrides: list[VarOverride], state: State | None
         if hit is not None:
             return hit, None
     files = _ProjectFiles(root, state if caching else None)
-    project = load_project(root, overrides, read_file=files.read, read_sql=files.read_sql)
+    project = load_project(root, overrides, read_file=files.read, read_sql=files.read_sql,
+                           target=target)
     resolved = resolve(project, state.caches if caching and state is not None else None)
     if files.uses_env:
         return resolved, None

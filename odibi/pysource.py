@@ -26,6 +26,7 @@ class PyFunction:
     params: tuple[str, ...]  # every named parameter, in order
     required: tuple[str, ...]  # those without a default
     var_keyword: bool  # has **kwargs: inputs come from depends_on
+    pandas: tuple[str, ...] = ()  # parameters annotated pandas.DataFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +99,16 @@ def _signature(fn: Any, module: str, path: Path) -> PyFunction:
     required = [p.arg for p in positional[: len(positional) - n_defaults]]
     required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
     params = [p.arg for p in positional] + [p.arg for p in a.kwonlyargs]
-    return PyFunction(module, fn.name, path, tuple(params), tuple(required), a.kwarg is not None)
+    pandas = tuple(p.arg for p in positional + a.kwonlyargs
+                   if p.annotation is not None and _is_pandas(p.annotation))
+    return PyFunction(module, fn.name, path, tuple(params), tuple(required), a.kwarg is not None,
+                      pandas)
+
+
+def _is_pandas(annotation: Any) -> bool:
+    """`pd.DataFrame`, `pandas.DataFrame` (or the same as a string): the parameter wants
+    pandas, whatever DataFrame type the engine hands Python nodes."""
+    import ast  # (imported where parsing happens, as above)
+
+    text = ast.unparse(annotation).strip("'\"")
+    return text in ("pd.DataFrame", "pandas.DataFrame")

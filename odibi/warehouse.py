@@ -44,7 +44,7 @@ def engine_for(resolved: Resolved, *, read_only: bool = False, lazy: bool = True
     options = options or EngineOptions(python_path=project.python_path,
                                        redact=env_redactions(resolved))
     return open_engine(project.root, replace(options, read_only=read_only, lazy=lazy),
-                       on_open)
+                       on_open, project.build_target, f"odibi {project.name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def inspect(resolved: Resolved, traces: Mapping[NodeId, Trace], state: State) ->
     """Compare the warehouse with the build records."""
     project = resolved.project
     built = [n for n in project.nodes if n in traces]
-    stamp = warehouse_stamp(project.root)  # (nothing of the engine imported for this)
+    stamp = warehouse_stamp(project.root, project.build_target)  # (imports no engine)
     if stamp is None:
         said: tuple[str, ...] = ()
         if built and state.meta("warehouse") is not None:
@@ -163,11 +163,14 @@ def open_for_restores(resolved: Resolved, state: State) -> bool:
 
 def keep_stamp(resolved: Resolved, state: State) -> None:
     """Remember the warehouse as odibi leaves it (`inspect` then skips its catalog)."""
-    state.set_meta("warehouse", warehouse_stamp(resolved.project.root))
+    state.set_meta("warehouse", warehouse_stamp(resolved.project.root,
+                                                resolved.project.build_target))
 
 
 def _looking(resolved: Resolved) -> Engine:
     """The engine, only to look at the warehouse (its stamp, its catalog): no user SQL
     runs, so no options are worked out (a no-op build pays for none)."""
-    return open_engine(resolved.project.root, EngineOptions(read_only=True, lazy=True))
+    project = resolved.project
+    return open_engine(project.root, EngineOptions(read_only=True, lazy=True), None,
+                       project.build_target)
 

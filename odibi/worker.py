@@ -230,9 +230,9 @@ def _build(job: Build, at: _Attempt) -> _Done:
             rows = _read(job.producer, out, session)
             # a read node's contracts hold for the data read, before anything uses it
             _check_rules(session, job.rules.contracts, {name: out}, "contract failed")
-        case Sql(text):
+        case Sql(text, inputs):
             session.begin()
-            rows = session.run_sql(out, text)
+            rows = session.run_sql(out, text, inputs)
         case PythonCall():
             frame = _call(job.producer, session, at)
             session.begin()
@@ -265,7 +265,7 @@ def _call(c: PythonCall, session: Session, at: _Attempt) -> object:
     """The user's function on its inputs. No transaction is held while it runs (its inputs
     are final); its slot is held only while it runs."""
     fn = load_function(c.module, c.function, c.file, c.python_path, at.hooks.modules)
-    frames = session.frames(c.inputs)
+    frames = session.frames(c.inputs, c.pandas)
     at.hooks.wait_slot()
     at.timer.arm()
     try:
@@ -357,7 +357,9 @@ def export_outputs(writes: Writes, output: OutputRef, session: Session,
     fs = RealFileSystem()
     out = []
     for write, dest in writes:
-        session.export(output, write, Location.file(dest))
+        # (a path ending in / is a directory of part files)
+        session.export(output, write, Location(str(dest) + "/") if write.rendered_path
+                       .endswith("/") else Location.file(dest))
         st = fs.stat(str(dest))
         if st is None:
             raise EngineError(f"{dest} vanished right after it was written")

@@ -19,12 +19,13 @@ from odibi.cli.opening import forced, open_prepared, plan_overrides, selection
 from odibi.cli.options import ProjectOptions, Selection
 from odibi.cli.render import LiveBoard, Out, escape
 from odibi.cli.report import BuildReporter, chrome_trace, summary
+from odibi.config.model import EngineKind
 from odibi.engines.base import Access, EngineOptions, WarehouseUnavailable
 from odibi.errors import UsageError
 from odibi.fingerprint import reachable_files
 from odibi.ids import ExitCode, Outcome
 from odibi.planner import Plan, Reason, Status
-from odibi.state import STATE_DIR, State
+from odibi.state import State, state_dir
 from odibi.warehouse import apply_deferred, engine_for, env_redactions, open_for_restores
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def cmd_build(opts: BuildOptions, out: Out) -> int:
     project = opts.project
     if saved is not None:  # the build is made with the plan's variables
         project = replace(project, overrides=plan_overrides(saved.vars))
-    fresh = not (project.root / STATE_DIR).is_dir()
+    fresh = not state_dir(project.root, project.build_target).is_dir()
     state, prepared, lock = open_prepared(project, out, writable=not opts.dry_run,
                                           wait=opts.wait)
     planned = False
@@ -76,8 +77,12 @@ def cmd_build(opts: BuildOptions, out: Out) -> int:
             names, excluded = selection(prepared, chosen, out)
             p = make_plan(prepared, frozenset(names), forced(prepared, chosen.force, out, names),
                           only=chosen.only, excluded=excluded)
-        if opts.bind:  # a statement that does not bind: exit 2, nothing has run
-            _bind(prepared, p, state, out)
+        target = prepared.resolved.project.build_target
+        if opts.bind and target.engine is EngineKind.DUCKDB:
+            _bind(prepared, p, state, out)  # a statement that does not bind: exit 2
+        if not opts.dry_run and target.engine is not EngineKind.DUCKDB \
+                and any(s.status is Status.REBUILD for s in p.steps):
+            _preflight(prepared)  # no Java, no pyspark, no master: exit 2 before any work
         planned = True
         warn_left_out(out, p, only=opts.selection.only)
         if opts.dry_run:
@@ -88,7 +93,18 @@ def cmd_build(opts: BuildOptions, out: Out) -> int:
         if lock is not None:
             lock.release()
         if fresh and not planned:  # a mistake found only now (a selector): write nothing
-            shutil.rmtree(project.root / STATE_DIR, ignore_errors=True)
+            shutil.rmtree(state_dir(project.root, project.build_target), ignore_errors=True)
+
+
+def _preflight(prepared: Prepared) -> None:
+    """What the target's engine needs to compute is there (`engines.preflight`), else a
+    UsageError naming the target in odibi.yaml."""
+    from odibi.engines import preflight
+
+    project = prepared.resolved.project
+    problem = preflight(project.root, project.build_target)
+    if problem is not None:
+        raise UsageError(problem.message, span=project.build_target.span, hint=problem.hint)
 
 
 def _bind(prepared: Prepared, p: Plan, state: State, out: Out) -> None:

@@ -22,9 +22,9 @@ def open_project(project: ProjectOptions) -> Resolved:
     """Load and resolve the project, using the build state's caches when there is one."""
     from odibi.builder import load, open_state
 
-    state = open_state(project.root, writable=False)
+    state = open_state(project.root, writable=False, target=project.build_target)
     try:
-        return load(project.root, list(project.overrides), state)
+        return load(project.root, list(project.overrides), state, project.build_target)
     finally:
         state.close()
 
@@ -54,7 +54,8 @@ def state_hook(resolved: Resolved, out: Out, own: Mapping[NodeId, Any] | None = 
 
         parts = own
         if parts is None:
-            state = open_state(resolved.project.root, writable=False)
+            state = open_state(resolved.project.root, writable=False,
+                               target=resolved.project.build_target.key)
             try:
                 parts = fingerprint_all(resolved, state)[0]
             finally:

@@ -128,10 +128,10 @@ def _step_json(s: PlannedStep, p: Plan, graph: Any) -> dict[str, Any]:
 # -- show ------------------------------------------------------------------------------------
 def cmd_show(opts: ShowOptions, out: Out) -> int:
     root = opts.project.root
-    state = open_state(root, writable=False)
+    state = open_state(root, writable=False, target=opts.project.build_target)
     name = opts.node
     try:
-        resolved = load(root, list(opts.project.overrides), state)
+        resolved = load(root, list(opts.project.overrides), state, opts.project.build_target)
         trace = state.records.traces([name]).get(name)
     finally:
         state.close()

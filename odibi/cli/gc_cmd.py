@@ -13,7 +13,7 @@ from odibi.cli.options import ProjectOptions
 from odibi.cli.render import Out
 from odibi.errors import UsageError
 from odibi.ids import ExitCode
-from odibi.state import STATE_DIR
+from odibi.state import state_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +34,23 @@ def _size(n: int) -> str:
 
 def cmd_gc(args: GcOptions, out: Out) -> int:
     """Drop what nothing points at (`args`: the command's frozen options)."""
-    root = args.project.root
-    if warehouse_stamp(root) is None:
+    root, target = args.project.root, args.project.build_target
+    state = open_state(root, writable=False, target=target)
+    try:
+        project = load(root, [], state, target).project
+    finally:
+        state.close()
+    if warehouse_stamp(root, project.build_target) is None:
         out.line("nothing to collect: no warehouse yet")
         return ExitCode.OK
     lock = None
     if not args.dry_run:
-        lock = BuildLock(root / STATE_DIR, "gc")
+        lock = BuildLock(state_dir(root, target), "gc")
         lock.acquire(wait=args.wait,
                      on_wait=lambda who: out.warning(f"waiting for a build ({who})"))
-    state = open_state(root, writable=not args.dry_run)
+    state = open_state(root, writable=not args.dry_run, target=target)
     try:
-        resolved = load(root, [], state)
+        resolved = load(root, [], state, target)
         from odibi.collect import collect
 
         try:

@@ -22,7 +22,7 @@ _ORDER = ("built", "restored", "cut off", "exported", "failed", "interrupted", "
 
 
 def cmd_history(opts: HistoryOptions, out: Out) -> int:
-    state = open_state(opts.project.root, writable=False)
+    state = open_state(opts.project.root, writable=False, target=opts.project.build_target)
     try:
         runs = state.history.runs(opts.limit)
     finally:

@@ -54,9 +54,9 @@ def cmd_validate(opts: ValidateOptions, out: Out) -> int:
     from odibi.warehouse import env_redactions
 
     root = opts.project.root
-    state = open_state(root, writable=False)
+    state = open_state(root, writable=False, target=opts.project.build_target)
     try:
-        resolved = load(root, list(opts.project.overrides), state)
+        resolved = load(root, list(opts.project.overrides), state, opts.project.build_target)
         check_sources(resolved)
         binding = None
         if opts.bind:

@@ -14,7 +14,7 @@ from odibi.config.load import VarOverride
 from odibi.errors import Span
 from odibi.fingerprint import check_sources
 from odibi.ids import NodeId
-from odibi.state import STATE_DIR, State
+from odibi.state import State, state_dir
 
 
 def plan_overrides(saved_vars: Mapping[str, Any]) -> tuple[VarOverride, ...]:
@@ -54,22 +54,22 @@ def open_prepared(project: ProjectOptions, out: Out, *, writable: bool, wait: bo
     project's build lock (waiting for another build, or failing when not `wait`) before it
     reads the state it will change. Read-only commands never wait."""
     root = project.root
-    fresh = writable and not (root / STATE_DIR).is_dir()
-    state = open_state(root, writable=writable and not fresh)
+    fresh = writable and not state_dir(root, project.build_target).is_dir()
+    state = open_state(root, writable=writable and not fresh, target=project.build_target)
     if fresh:
         state.hold_caches()
     lock = None
     try:
-        resolved = load(root, list(project.overrides), state)
+        resolved = load(root, list(project.overrides), state, project.build_target)
         check_sources(resolved)
         if writable:
-            lock = BuildLock(root / STATE_DIR, command)
+            lock = BuildLock(state_dir(root, project.build_target), command)
             lock.acquire(wait=wait,
                          on_wait=lambda who: out.warning(f"waiting for another build ({who})"))
         if fresh:  # valid: now create .odibi/, with the parses this load made
             held = state.held()
             state.close()
-            state = open_state(root, writable=True)
+            state = open_state(root, writable=True, target=project.build_target)
             state.replay(held)
         prepared = prepare(resolved, state)
     except BaseException:

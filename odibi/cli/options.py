@@ -29,11 +29,12 @@ class OutputOptions:
 
 @dataclass(frozen=True, slots=True)
 class ProjectOptions:
-    """The project a command works on: its root (-C DIR, which holds odibi.yaml) and the
-    --var overrides, parsed, in the order given."""
+    """The project a command works on: its root (-C DIR, which holds odibi.yaml), the
+    --var overrides, parsed, in the order given, and the target (--target)."""
 
     root: Path
     overrides: tuple[VarOverride, ...] = ()
+    build_target: str | None = None  # --target NAME; None: the default (first) target
 
 
 @dataclass(frozen=True, slots=True)

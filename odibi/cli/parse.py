@@ -50,6 +50,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="more detail (repeatable)")
     parser.add_argument("--no-color", action="store_true", default=d(False),
                         help="no colours (also: NO_COLOR=1)")
+    parser.add_argument("--target", dest="build_target", metavar="NAME", default=d(None),
+                        help="build on this target of odibi.yaml (default: the first)")
 
 
 def _selector_args(p: argparse.ArgumentParser, *, only: bool = False) -> None:
@@ -188,7 +190,7 @@ def _command(argv: list[str]) -> str | None:
     for a in argv:
         if skip:
             skip = False
-        elif a == "-C":
+        elif a in ("-C", "--target"):
             skip = True
         elif not a.startswith("-"):
             return a
@@ -221,7 +223,13 @@ def _project(args: argparse.Namespace, var: list[str] | None = None) -> ProjectO
     if not directory.is_dir():
         raise UsageError(f"-C {args.directory}: no such directory")
     root = find_project_root(directory.resolve())
-    return ProjectOptions(root, tuple(parse_var_overrides(var or [])))
+    target = getattr(args, "build_target", None)
+    if target is not None:
+        from odibi.config.targets import first_target
+
+        if target == first_target(root):  # the default target: its state is .odibi/
+            target = None
+    return ProjectOptions(root, tuple(parse_var_overrides(var or [])), target)
 
 
 def _selection(args: argparse.Namespace, *, only: bool = False,

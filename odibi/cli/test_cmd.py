@@ -90,7 +90,8 @@ def _generate(opts: TestOptions, name: NodeId, out: Out) -> int:
         raise UsageError(f"{path_for_display(dest)} exists",
                          hint="odibi test --generate never overwrites a test: move it, or "
                               "pass --force to replace it")
-    state = open_state(resolved.project.root, writable=False)
+    state = open_state(resolved.project.root, writable=False,
+                       target=resolved.project.build_target.key)
     try:
         traces = state.records.traces(resolved.deps(name))
     finally:

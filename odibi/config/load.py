@@ -51,7 +51,9 @@ from odibi.config.fields import (
     type_name,
     version_of,
 )
+from odibi.config.model import EngineKind
 from odibi.config.sqlfile import sql_source
+from odibi.config.targets import ENGINES, choose_target, merged_connections, sql_dialect
 from odibi.config.substitute import Substituter, VarOverride, parse_var_overrides
 
 __all__ = ["PROJECT_FILE", "VarOverride", "find_project_root", "load_project",
@@ -64,7 +66,7 @@ from odibi.ids import NAME_RE, Format, NodeId, NodeKind, OnFail
 PROJECT_FILE = "odibi.yaml"
 
 PROJECT_KEYS = {"project", "description", "connections", "vars", "pipelines", "nodes", "checks",
-                "python_path"}
+                "python_path", "targets", "sql_dialect"}
 PIPELINE_KEYS = {"pipeline", "description", "tags", "nodes", "checks"}
 NODE_KEYS = {"name", "description", "tags", "read", "sql", "python", "write", "depends_on",
              "contracts", "validate", "retry", "timeout", "always_run", "version", "owner", "meta"}
@@ -108,8 +110,9 @@ class _Loader:
 
     def __init__(self, root: Path, overrides: list[VarOverride], env: Mapping[str, str],
                  read_file: Callable[[Path], tuple[Any, bytes]],
-                 read_sql: Callable[[Path], bytes]) -> None:
+                 read_sql: Callable[[Path], bytes], target: str | None = None) -> None:
         self.root = root.resolve()
+        self.wanted_target = target
         self.overrides = overrides
         self.env = env
         self.read_file = read_file
@@ -143,7 +146,10 @@ class _Loader:
         description = opt_str(top, "description", f, PROJECT_FILE)
         variables = self._vars(top, f)
         self.sub = Substituter(variables, self.env)
-        self._connections(top, f)
+        target, overrides = choose_target(top, f, self.sub, self.root, self.wanted_target)
+        dialect, dialect_span = sql_dialect(top, f, target.engine if target.default
+                                            else self._default_engine(top))
+        self._connections(merged_connections(top, overrides), top, f)
         python_text, python_path = self._python_path(top, f)
         if "nodes" in top or "checks" in top:
             self.pipelines.append(name)
@@ -157,7 +163,14 @@ class _Loader:
             connections=self.connections, vars=variables, nodes=self.nodes, checks=self.checks,
             pipelines=tuple(self.pipelines), files=tuple(self.files), python_path=python_path,
             python_path_text=python_text, pipeline_patterns=patterns, description=description,
+            build_target=target, sql_dialect=dialect, sql_dialect_span=dialect_span,
         )
+
+    def _default_engine(self, top: YMap) -> EngineKind:
+        """The engine of the first target (the default dialect of the project's SQL)."""
+        first = next(iter(top["targets"].values()))
+        engine = first.get("engine") if isinstance(first, YMap) else None
+        return EngineKind(engine) if engine in ENGINES else EngineKind.DUCKDB
 
     def _vars(self, top: YMap, f: File) -> dict[str, Scalar]:
         raw = top.get("vars")
@@ -179,8 +192,7 @@ class _Loader:
             result[o.name] = o.value
         return result
 
-    def _connections(self, top: YMap, f: File) -> None:
-        raw = top.get("connections")
+    def _connections(self, raw: Any, top: YMap, f: File) -> None:
         if raw is None:
             return
         raw = expect_map(raw, f, top.value_marks.get("connections"), "connections")
@@ -425,11 +437,12 @@ class _Loader:
 def load_project(root: Path, overrides: list[VarOverride] | None = None,
                  env: Mapping[str, str] | None = None,
                  read_file: Callable[[Path], tuple[Any, bytes]] | None = None,
-                 read_sql: Callable[[Path], bytes] = read_bytes) -> Project:
+                 read_sql: Callable[[Path], bytes] = read_bytes,
+                 target: str | None = None) -> Project:
     """Load and check the project in `root`. Pure apart from reading the YAML files (through
     `read_file`, which a caller may back with a cache) and the .sql files nodes name
     (through `read_sql`, which a caller may watch to know what the project was made from)."""
     if read_file is None:
         from odibi.config.yaml_load import read_yaml_file as read_file
     return _Loader(root, overrides or [], os.environ if env is None else env, read_file,
-                   read_sql).load()
+                   read_sql, target).load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Union
 
@@ -173,6 +174,39 @@ class Check:
     vars_used: frozenset[str] = frozenset()
 
 
+class EngineKind(str, Enum):
+    DUCKDB = "duckdb"
+    SPARK = "spark"
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and on what a project is built (`targets:` in odibi.yaml; `--target NAME`).
+
+    A project without `targets:` has one, `default`, on DuckDB. The first target declared
+    is the default: its build state is `.odibi/` and its lock `odibi.lock`, as for a
+    project without targets; any other keeps its state in `.odibi/targets/NAME/` and its
+    lock in `odibi.NAME.lock` (`odibi.targets`)."""
+
+    name: str
+    engine: EngineKind = EngineKind.DUCKDB
+    default: bool = True
+    master: str | None = None  # Spark: `local[4]`, `spark://host:7077`, ...
+    remote: str | None = None  # Spark Connect: `sc://host:15002`
+    warehouse: str | None = None  # rendered: a local absolute path or a URI; None: in state
+    conf: Mapping[str, str] = field(default_factory=dict)  # Spark configuration
+    span: Span | None = None  # where it is declared (None: the implicit default)
+
+    @property
+    def key(self) -> str | None:
+        """How commands and the state name it: None for the default target."""
+        return None if self.default else self.name
+
+
+DEFAULT_TARGET = Target("default")
+
+
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class Project:
@@ -190,6 +224,9 @@ class Project:
     pipeline_patterns: tuple[str, ...] = ()  # the `pipelines:` globs, as written
     description: str | None = None
     var_spans: Mapping[str, Span] = field(default_factory=dict)
+    build_target: Target = DEFAULT_TARGET  # the target this command builds on
+    sql_dialect: EngineKind = EngineKind.DUCKDB  # the dialect the project's SQL is written in
+    sql_dialect_span: Span | None = None
 
     def kind_of(self, name: NodeId) -> NodeKind:
         node = self.nodes.get(name)

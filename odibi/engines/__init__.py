@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from odibi.config.model import ReadSpec
+    from odibi.config.model import ReadSpec, Target
     from odibi.engines.base import Access, Engine, EngineOptions, Relation, Schema
+    from odibi.engines.spark_setup import SetupProblem
     from odibi.engines.tools import Binder, Rows, SampleStep, Scratch
 
 _ENGINE = "duckdb"  # the distribution of the engine `open_engine` opens (its version)
@@ -23,21 +24,58 @@ _VERSION: list[str] = []
 
 
 def open_engine(root: Path, options: EngineOptions,
-                on_open: Callable[[Engine], None] | None = None) -> Engine:
-    """The engine of the project at `root` (its warehouse under `.odibi/`). Raises
+                on_open: Callable[[Engine], None] | None = None,
+                target: Target | None = None, app: str = "odibi") -> Engine:
+    """The engine of `target` (None: the default, DuckDB) for the project at `root`: its
+    warehouse under the target's `.odibi/` directory, or where the target says. Raises
     WarehouseUnavailable (WarehouseBusy, WarehouseDamaged) unless `options.lazy`."""
+    from odibi.config.model import EngineKind
+
+    if target is not None and target.engine is EngineKind.SPARK:
+        from odibi.engines.spark_engine import SparkEngine
+
+        return SparkEngine(target, spark_warehouse(root, target), options, on_open, app)
     from odibi.engines.duckdb_engine import DuckDBEngine
     from odibi.engines.duckdb_files import warehouse_path
 
-    return DuckDBEngine(warehouse_path(root), options, on_open)
+    return DuckDBEngine(warehouse_path(root, target.key if target else None), options, on_open)
 
 
-def warehouse_stamp(root: Path) -> str | None:
+def preflight(root: Path, target: Target) -> SetupProblem | None:
+    """What keeps `target` from computing (no Java, no pyspark, an unreachable master, a
+    warehouse it cannot write), found without starting anything; None: nothing."""
+    from odibi.config.model import EngineKind
+    from odibi.config.targets import is_uri
+
+    if target.engine is not EngineKind.SPARK:
+        return None
+    from odibi.engines.spark_setup import preflight as spark_preflight
+
+    where = spark_warehouse(root, target)
+    return spark_preflight(target, None if is_uri(where) else Path(where))
+
+
+def spark_warehouse(root: Path, target: Target) -> str:
+    """Where a Spark target keeps its outputs: its `warehouse:`, else under its state."""
+    from odibi.paths import state_dir
+
+    return target.warehouse or str(state_dir(root, target.key) / "spark-warehouse")
+
+
+def warehouse_stamp(root: Path, target: Target | None = None) -> str | None:
     """`Engine.stamp()` of the project's warehouse, without importing the engine (what a
     no-op build asks): None when there is no warehouse."""
+    from odibi.config.model import EngineKind
+
+    if target is not None and target.engine is EngineKind.SPARK:
+        from odibi.config.targets import is_uri
+        from odibi.engines.spark_files import local_stamp
+
+        where = spark_warehouse(root, target)
+        return f"remote {where}" if is_uri(where) else local_stamp(Path(where))
     from odibi.engines.duckdb_files import stamp, warehouse_path
 
-    return stamp(warehouse_path(root))
+    return stamp(warehouse_path(root, target.key if target else None))
 
 
 def engine_version() -> str:

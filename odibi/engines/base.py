@@ -120,9 +120,13 @@ class Session(Protocol):
     def begin(self) -> None: ...
     # each producer stores a new version `out` and returns how many rows it holds
     def read(self, out: OutputRef, sources: Sequence[Location], spec: ReadSpec) -> int: ...
-    def run_sql(self, out: OutputRef, sql: str) -> int: ...
-    def frames(self, inputs: Mapping[str, Relation]) -> dict[str, Any]:
-        """Each input as the engine's DataFrame (`Capabilities.frame`), by parameter."""
+    def run_sql(self, out: OutputRef, sql: str, inputs: Sequence[NodeId] = ()) -> int:
+        """`inputs`: the nodes `sql` reads by name."""
+        ...
+    def frames(self, inputs: Mapping[str, Relation], pandas: Iterable[str] = ()
+               ) -> dict[str, Any]:
+        """Each input as the engine's DataFrame (`Capabilities.frame`), by parameter; those
+        of `pandas` as pandas DataFrames."""
         ...
     def create_from_frame(self, out: OutputRef, frame: Any) -> int:
         """Store what a Python node returned (an EngineError names a wrong type)."""

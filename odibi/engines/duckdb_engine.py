@@ -127,7 +127,7 @@ class DuckDBSession:
         return self._create(out, f"SELECT * FROM {READERS[spec.format]}({paths}"
                                  f"{reader_options(spec.rendered_options)})")
 
-    def run_sql(self, out: OutputRef, sql: str) -> int:
+    def run_sql(self, out: OutputRef, sql: str, inputs: Sequence[NodeId] = ()) -> int:
         return self._create(out, sql)
 
     def _create(self, out: OutputRef, select: str) -> int:
@@ -135,7 +135,8 @@ class DuckDBSession:
         row = self._one(f"CREATE OR REPLACE TABLE {store_table(out)} AS {select}")
         return int(row[0]) if row else -1
 
-    def frames(self, inputs: Mapping[str, Relation]) -> dict[str, Any]:
+    def frames(self, inputs: Mapping[str, Relation], pandas: Iterable[str] = ()
+               ) -> dict[str, Any]:
         """Each input as a pandas DataFrame, by parameter name."""
         return self._mapped(lambda: {
             param: self.cur.execute(f"SELECT * FROM {relation_sql(rel)}").df()

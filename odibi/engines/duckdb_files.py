@@ -11,8 +11,11 @@ from pathlib import Path
 WAREHOUSE = "warehouse.duckdb"  # under the project's .odibi/
 
 
-def warehouse_path(root: Path) -> Path:
-    return root / ".odibi" / WAREHOUSE
+def warehouse_path(root: Path, target: str | None = None) -> Path:
+    """`.odibi/warehouse.duckdb`, or that of a target other than the default."""
+    from odibi.paths import state_dir
+
+    return state_dir(root, target) / WAREHOUSE
 
 
 def stamp(path: Path) -> str | None:

@@ -80,9 +80,9 @@ class FixtureSession(DuckDBSession):
         self._stored.append(out)
         return super().read(out, sources, spec)
 
-    def run_sql(self, out: OutputRef, sql: str) -> int:
+    def run_sql(self, out: OutputRef, sql: str, inputs: Sequence[NodeId] = ()) -> int:
         self._stored.append(out)
-        return super().run_sql(out, sql)
+        return super().run_sql(out, sql, inputs)
 
     def create_from_frame(self, out: OutputRef, frame: Any) -> int:
         self._stored.append(out)

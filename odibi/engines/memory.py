@@ -129,7 +129,7 @@ class MemorySession:
                 raise EngineError(f"no file matches {spec.rendered_path}")
             return self._put(out, read_files([s.path for s in sources], spec))
 
-    def run_sql(self, out: OutputRef, sql: str) -> int:
+    def run_sql(self, out: OutputRef, sql: str, inputs: Sequence[NodeId] = ()) -> int:
         with self._producing("run_sql", out) as behaviour:
             if behaviour.rows is None:
                 return self._put(out, Table.of([{"digest": digest_text(sql)}]))
@@ -190,7 +190,8 @@ class MemorySession:
             raise EngineError(f"no output {_name(relation)} in the warehouse")
         return found
 
-    def frames(self, inputs: Mapping[str, Relation]) -> dict[str, Any]:
+    def frames(self, inputs: Mapping[str, Relation], pandas: Iterable[str] = ()
+               ) -> dict[str, Any]:
         self._engine.record("frames", *(_name(r) for r in inputs.values()))
         return {param: self.table(r).dicts() for param, r in inputs.items()}
 

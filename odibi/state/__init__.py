@@ -48,11 +48,12 @@ from odibi.state.history import History
 from odibi.state.records import Records
 from odibi.trace import Export, Trace, TraceParts
 
-__all__ = ["Caches", "Export", "History", "Records", "State", "StateCorrupt", "Trace",
+from odibi.paths import STATE_DIR, state_dir  # noqa: E402 - re-exported
+
+__all__ = ["STATE_DIR", "state_dir", "Caches", "Export", "History", "Records", "State", "StateCorrupt", "Trace",
            "TraceParts"]
 
 SCHEMA_VERSION = 2
-STATE_DIR = ".odibi"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,10 +91,11 @@ class State:
     shared across threads (the executor's scheduling thread is the only writer during a
     build). Its parts: `records`, `caches`, `history`."""
 
-    def __init__(self, root: Path, *, create: bool = True) -> None:
+    def __init__(self, root: Path, *, create: bool = True, target: str | None = None) -> None:
         """`create=True` (builds): make `.odibi/` and own the state. `create=False` (read-only
-        commands): use the state if it exists, never create it, never wait for a build."""
-        self.dir = root / STATE_DIR
+        commands): use the state if it exists, never create it, never wait for a build.
+        `target`: a target other than the default keeps its own (`state_dir`)."""
+        self.dir = state_dir(root, target)
         self.path = self.dir / "state.db"
         self._db = Db(writable=create)
         self.records = Records(self._db)
@@ -105,7 +107,7 @@ class State:
 
                 raise UsageError(f"{self.dir} is a file; odibi keeps its build state in a "
                                  f"directory of that name", hint=f"move {self.dir} away")
-            self.dir.mkdir(exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or create:
             self._open()
 

@@ -108,7 +108,7 @@ def test_a_first_build_makes_a_build_per_node_with_its_producer_and_a_check_rule
         resolved.rules[RAW], {})
     assert jobs[ORDERS] == Build(
         step[ORDERS], OutputRef.of(ORDERS, step[ORDERS].fingerprint),
-        Sql("SELECT * FROM raw_orders WHERE amount > 1"), resolved.rules[ORDERS],
+        Sql("SELECT * FROM raw_orders WHERE amount > 1", (RAW,)), resolved.rules[ORDERS],
         {"raw_orders": RAW}, ((project.nodes[ORDERS].writes[0], root / "out" / "orders.csv"),),
         Retry(3, 0.5), 30.0)
     assert jobs[SCORED] == Build(
@@ -215,9 +215,9 @@ class Watched:
         self.seen.append("interrupt")
         self.session.interrupt()
 
-    def run_sql(self, out: OutputRef, sql: str) -> int:
+    def run_sql(self, out: OutputRef, sql: str, inputs: tuple = ()) -> int:
         try:
-            rows = self.session.run_sql(out, sql)
+            rows = self.session.run_sql(out, sql, inputs)
         except EngineInterrupted:
             self.seen.append("run_sql interrupted")
             raise
