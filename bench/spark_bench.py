@@ -65,6 +65,7 @@ DIRECT = textwrap.dedent("""
     from pyspark.sql import SparkSession
     master, conf, lake, statements = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], \\
         json.load(open(sys.argv[4]))
+    digests = sys.argv[5:] == ["--digests"]  # observed while writing, as odibi does
     builder = SparkSession.builder.master(master).appName("direct")
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -73,7 +74,17 @@ DIRECT = textwrap.dedent("""
     t1 = time.perf_counter()
     for i, (name, sql) in enumerate(statements):
         out = f"{lake}/{name}"
-        spark.sql(sql).write.parquet(out)
+        df = spark.sql(sql)
+        if digests:
+            from pyspark.sql import Observation, functions as F
+            obs = Observation(f"d{i}")
+            hashed = F.xxhash64(*[df[c] for c in df.columns])
+            df = df.observe(obs, F.count(F.lit(1)).alias("rows"),
+                            F.sum(hashed.cast("decimal(38,0)")).alias("hash"))
+            df.write.parquet(out)
+            obs.get
+        else:
+            df.write.parquet(out)
         spark.read.parquet(out).createOrReplaceTempView(name)
     t2 = time.perf_counter()
     spark.stop()
@@ -152,17 +163,22 @@ def bench_heavy(rows_n: int, work: Path, rounds: int) -> dict[str, object]:
     script, plan = work / "direct_spark.py", work / "heavy_spark.json"
     script.write_text(DIRECT)
     plan.write_text(json.dumps(spark_statements(src)))
-    direct: list[dict[str, float]] = []
+    direct: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     ours: list[float] = []
     for _ in range(rounds):
-        shutil.rmtree(direct_lake, ignore_errors=True)
-        whole, out = sh(PY, str(script), MASTER, json.dumps(CONF), str(direct_lake), str(plan))
-        direct.append({**json.loads(out.strip().splitlines()[-1]), "whole": whole})
+        for digests in (False, True):
+            shutil.rmtree(direct_lake, ignore_errors=True)
+            whole, out = sh(PY, str(script), MASTER, json.dumps(CONF), str(direct_lake),
+                            str(plan), *(["--digests"] if digests else []))
+            direct[digests].append({**json.loads(out.strip().splitlines()[-1]), "whole": whole})
         if engine_landed():
             _clean(proj, lake)
             ours.append(sh(*odibi("-C", str(proj), "build", "-q", "-j", "1"))[0])
-    best = min(direct, key=lambda d: d["whole"])
-    return {"rows": rows_n, "direct": best, "odibi": min(ours) if ours else None,
+
+    def best(runs: list[dict[str, float]]) -> dict[str, float]:
+        return min(runs, key=lambda d: d["whole"])
+    return {"rows": rows_n, "direct": best(direct[False]), "digested": best(direct[True]),
+            "odibi": min(ours) if ours else None,
             "statements": spark_statements(src), "src": src}
 
 
@@ -196,8 +212,10 @@ def bench_noop(n: int, work: Path, jobs: int) -> dict[str, object]:
     duck = odibi("-C", str(proj), "--target", "duckdb", "build", "-q", "-j", str(jobs))
     sh(*duck)
     duck_noop = min(sh(*duck)[0] for _ in range(3))
+    duck_explain = min(sh(*odibi("-C", str(proj), "--target", "duckdb", "explain", "-q"))[0]
+                       for _ in range(3))
     return {"nodes": n, "cold": cold, "noop": noop, "explain": explain, "checks": checks,
-            "duckdb_noop": duck_noop}
+            "duckdb_noop": duck_noop, "duckdb_explain": duck_explain}
 
 
 def pct(a: float, b: float) -> str:
@@ -211,20 +229,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def heavy_table(h: dict[str, object]) -> str:
-    d = h["direct"]
-    assert isinstance(d, dict)
+    d, dd = h["direct"], h["digested"]
+    assert isinstance(d, dict) and isinstance(dd, dict)
     whole, session, work = d["whole"], d["session"], d["work"]
+    row = [f"{h['rows']:,}", f"{whole:.2f}", f"{session:.2f}", f"{work:.2f}",
+           f"{dd['work']:.2f} ({pct(dd['work'], work)})"]
+    header = ["rows", "direct: whole process (s)", "of which session start-up (s)",
+              "direct: statements (s)", "statements + observed digests (s)"]
     ours = h["odibi"]
-    if ours is None:
-        return table(["rows", "direct: whole process (s)", "of which session start-up (s)",
-                      "statements (s)"],
-                     [[f"{h['rows']:,}", f"{whole:.2f}", f"{session:.2f}", f"{work:.2f}"]])
-    assert isinstance(ours, float)
-    return table(
-        ["rows", "direct: whole process (s)", "session start-up (s)", "direct: statements (s)",
-         "odibi cold build (s)", "overhead, whole", "overhead, start-up apart"],
-        [[f"{h['rows']:,}", f"{whole:.2f}", f"{session:.2f}", f"{work:.2f}", f"{ours:.2f}",
-          pct(ours, whole), pct(ours - session, whole - session)]])
+    if isinstance(ours, float):
+        header += ["odibi cold build (s)", "overhead, whole", "overhead, start-up apart"]
+        row += [f"{ours:.2f}", pct(ours, whole), pct(ours - session, whole - session)]
+    return table(header, [row])
 
 
 def noop_table(r: dict[str, object]) -> str:
@@ -233,52 +249,67 @@ def noop_table(r: dict[str, object]) -> str:
     started = "none" if not any(c["launched"] for c in checks.values()) else "; ".join(
         f"{k}: {len(c['launched'])}" for k, c in checks.items())
     return table(["nodes", "cold build on Spark (s)", "no-op build (s)", "explain (s)",
-                  "no-op on the DuckDB target (s)", "pyspark imported", "processes started"],
+                  "DuckDB target: no-op (s)", "DuckDB target: explain (s)", "pyspark imported",
+                  "processes started"],
                  [[f"{r['nodes']:,}", f"{r['cold']:.1f}", f"{r['noop']:.3f}",
-                   f"{r['explain']:.3f}", f"{r['duckdb_noop']:.3f}", "no", started]])
+                   f"{r['explain']:.3f}", f"{r['duckdb_noop']:.3f}",
+                   f"{r['duckdb_explain']:.3f}", "no", started]])
 
 
-def section(heavy: dict[str, object], noop: dict[str, object] | None, jobs: int) -> str:
+def section(heavy: dict[str, object] | None, noop: dict[str, object] | None, jobs: int,
+            load: str) -> str:
+    heavy_doc = _heavy_doc(heavy) if heavy else "Not measured in this run (`--only noop`)."
+    why = "`--only heavy`" if engine_landed() else "no Spark engine in this odibi"
+    noop_doc = noop_table(noop) if noop else f"Not measured in this run ({why})."
+    return f"""{SECTION}
+
+Written by `python bench/spark_bench.py` on {datetime.date.today()}: {machine()}.
+Spark on `{MASTER}`, conf {json.dumps(CONF)} for both sides. Load average (1 min) at
+the start and the end of this run: {load} (the 2 cores are shared: under load every
+number is inflated; the ratios, measured in the same run and alternating, less so).
+
+### Heavy pipeline: odibi's cold build vs `spark.sql` directly
+
+{heavy_doc}
+
+### No-op build and explain on a Spark target (1,000 nodes)
+
+The generated 1,000-node project of the DuckDB benchmark with a Spark target as its
+default, built once on Spark (`-j {jobs}`), then `odibi build -j {jobs}` with nothing to do
+and `odibi explain`, whole processes, best of 3; for scale, the same on the project's
+DuckDB target (built too). Each Spark-target command was also run once under a Python
+audit hook that records every process it starts and the modules it imports: goal
+< 0.3 s, no pyspark imported, no JVM started.
+
+{noop_doc}
+"""
+
+
+def _heavy_doc(heavy: dict[str, object]) -> str:
     statements = heavy["statements"]
     assert isinstance(statements, list)
     src = str(heavy["src"])
     sql = "\n".join(f"    {name}: {s.replace(src, 'data/src.parquet')}" for name, s in statements)
     pending = "" if heavy["odibi"] is not None else (
-        "\n**odibi's half not measured: this odibi has no Spark engine yet** "
-        "(odibi/engines/spark_engine.py); only the direct baseline ran.\n")
-    noop_doc = (noop_table(noop) if noop else "Not measured: no Spark engine in this odibi.")
-    return f"""{SECTION}
-
-Written by `python bench/spark_bench.py` on {datetime.date.today()}: {machine()}.
-Spark on `{MASTER}`, conf {json.dumps(CONF)} for both sides.
-{pending}
-### Heavy pipeline: odibi's cold build vs `spark.sql` directly
-
-The heavy pipeline of the DuckDB benchmark above ({heavy['rows']:,} rows, a Parquet source,
-{len(HEAVY_SQL)} SQL nodes), on a Spark target, `-j 1`: odibi's cold build, whole process,
-against one Python process that starts a session and runs the same statements (the
-project's DuckDB SQL transpiled by sqlglot, as odibi runs it on Spark), writing each
+        "**odibi's half not measured: this odibi has no Spark engine** "
+        "(odibi/engines/spark_engine.py); only the direct baselines ran.\n\n")
+    return f"""{pending}The heavy pipeline of the DuckDB benchmark above ({heavy['rows']:,} rows, a Parquet
+source, {len(HEAVY_SQL)} SQL nodes), on a Spark target, `-j 1`: odibi's cold build, whole
+process, against one Python process that starts a session and runs the same statements
+(the project's DuckDB SQL transpiled by sqlglot, as odibi runs it on Spark), writing each
 result to Parquet and reading it back through a temporary view, as odibi stores its
-outputs and reads its inputs. Best of the rounds, alternating. The session's start-up
-(Python, pyspark, the JVM, a first query) is measured in the direct process and shown
-apart; "start-up apart" subtracts it from both sides. Goal: overhead <= 10%.
+outputs and reads its inputs; then the same with each result's row count and
+order-insensitive digest observed while it is written (`df.observe`: count and
+sum(xxhash64) of the rows, what odibi records for early cutoff). Best of the rounds,
+alternating. The session's start-up (Python, pyspark, the JVM, a first query) is
+measured in the direct process and shown apart; "start-up apart" subtracts it from both
+sides. Goal: overhead <= 10%.
 
 {heavy_table(heavy)}
 
 The statements, as run directly:
 
 {sql}
-
-### No-op build and explain on a Spark target ({noop['nodes'] if noop else 1000:,} nodes)
-
-The generated 1,000-node project of the DuckDB benchmark with a Spark target as its
-default, built once on Spark (`-j {jobs}`), then `odibi build -j {jobs}` with nothing to do
-and `odibi explain`, whole processes, best of 3; for scale, the same no-op on the
-project's DuckDB target. Each command was also run once under a Python audit hook that
-records every process it starts and the modules it imports: goal < 0.3 s, no pyspark
-imported, no JVM started.
-
-{noop_doc}
 """
 
 
@@ -318,15 +349,19 @@ Not measured in this run (`--quick`, `--no-spark` or no pyspark installed); run
 """
 
 
-def run(rows_n: int, work: Path, rounds: int = 3, jobs: int = 8) -> str:
-    """Both scenarios under work; returns the markdown section."""
-    print(f"spark: heavy pipeline, {rows_n:,} rows ...", flush=True)
-    heavy = bench_heavy(rows_n, work, rounds)
-    noop = None
-    if engine_landed():
+def run(rows_n: int, work: Path, rounds: int = 3, jobs: int = 8,
+        only: str | None = None) -> str:
+    """The scenarios (both, or `only` one) under work; returns the markdown section."""
+    load = [os.getloadavg()[0]]
+    heavy = noop = None
+    if only != "noop":
+        print(f"spark: heavy pipeline, {rows_n:,} rows ...", flush=True)
+        heavy = bench_heavy(rows_n, work, rounds)
+    if only != "heavy" and engine_landed():
         print("spark: no-op and explain, 1,000 nodes ...", flush=True)
         noop = bench_noop(1000, work, jobs)
-    return section(heavy, noop, jobs)
+    load.append(os.getloadavg()[0])
+    return section(heavy, noop, jobs, " -> ".join(f"{x:.1f}" for x in load))
 
 
 def main() -> None:
@@ -334,11 +369,12 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2M rows instead of 10M")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the heavy pipeline")
+    ap.add_argument("--only", choices=["heavy", "noop"], help="one scenario only")
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="odibi-spark-bench-"))
     try:
-        text = run(2_000_000 if args.quick else 10_000_000, work, args.rounds)
+        text = run(2_000_000 if args.quick else 10_000_000, work, args.rounds, only=args.only)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
