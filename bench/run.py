@@ -36,6 +36,8 @@ from generate import GenNode, edit_target, generate, write_odibi  # noqa: E402
 from generate import set_sql as _set_sql  # noqa: E402
 
 import incumbents  # noqa: E402
+from heavy import HEAVY_SQL, heavy_yaml, write_heavy_source  # noqa: E402
+import spark_bench  # noqa: E402
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["PYTHONPATH"] = str(REPO)
@@ -336,34 +338,11 @@ def bench_binding(n: int, work: Path, jobs: int) -> tuple[list[list[str]], int]:
     ], closure
 
 
-HEAVY_SQL = [
-    ("clean", "SELECT id, k, v, ts FROM src WHERE v >= 0"),
-    ("by_key", "SELECT k, count(*) AS n, sum(v) AS total, avg(v) AS mean FROM clean GROUP BY k"),
-    ("ranked", "SELECT id, k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC) AS r "
-               "FROM clean"),
-    ("top", "SELECT r.k, r.id, r.v, b.total FROM ranked AS r JOIN by_key AS b USING (k) "
-            "WHERE r.r <= 100"),
-    ("daily", "SELECT date_trunc('day', ts) AS day, count(*) AS n, sum(v) AS total "
-              "FROM clean GROUP BY ALL"),
-]
-
-
 def bench_heavy(rows_n: int, work: Path) -> list[list[str]]:
-    import duckdb
-
     proj = work / "heavy"
-    (proj / "data").mkdir(parents=True, exist_ok=True)
     src = proj / "data" / "src.parquet"
-    con = duckdb.connect()
-    con.execute(f"COPY (SELECT range AS id, range % 1000 AS k, (random() * 100)::DOUBLE AS v, "
-                f"TIMESTAMP '2024-01-01' + to_seconds(range % 31536000) AS ts "
-                f"FROM range({rows_n})) TO '{src}' (FORMAT parquet)")
-    con.close()
-    lines = ["project: heavy", "connections:", "  raw: {type: local, base_path: data}",
-             "nodes:", "  - name: src", "    read: {connection: raw, path: src.parquet}"]
-    for name, sql in HEAVY_SQL:
-        lines += [f"  - name: {name}", f"    sql: {sql}"]
-    (proj / "odibi.yaml").write_text("\n".join(lines) + "\n")
+    write_heavy_source(src, rows_n)
+    (proj / "odibi.yaml").write_text(heavy_yaml())
     script = work / "direct.py"
     script.write_text(DIRECT)
     plan = work / "heavy.json"
@@ -531,7 +510,11 @@ def main() -> None:
                     help="run the side by side with this interpreter (a venv with "
                          f"{incumbents.INSTALL}), and everything else with this one: "
                          "the incumbents pin DuckDB < 2, odibi's own numbers should not")
+    ap.add_argument("--spark", action=argparse.BooleanOptionalAction,
+                    help="odibi on Spark (bench/spark_bench.py; default: when pyspark is "
+                         "installed and not --quick)")
     args = ap.parse_args()
+    spark = spark_bench.wanted(args.spark, args.quick)
     side = args.incumbents_python is not None or incumbents.wanted(args.incumbents, args.quick)
     sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     heavy_rows = 2_000_000 if args.quick else 10_000_000
@@ -568,6 +551,8 @@ def main() -> None:
         rules_rows = bench_rules(heavy_rows)
         print("unit tests ...", flush=True)
         unit_rows = bench_unit_tests(200, work)
+        spark_doc = (spark_bench.run(heavy_rows, work / "spark") if spark
+                     else spark_bench.skipped())
         help_time = best(5, *odibi("--help"))
         startup = best(5, PY, "-c", "pass")
     finally:
@@ -683,7 +668,8 @@ project, without column binding (`--no-bind`: start-up and loading, which every 
 pays). Target: under 5 s for 200 cases.
 
 {table(["cases", "odibi validate --no-bind (s)", "odibi test (s)", "per case, beyond loading"], unit_rows)}
-"""
+
+{spark_doc}"""
     Path(args.out).write_text(doc)
     print(doc)
 
