@@ -87,8 +87,8 @@ class Run:
 def odibi_process(root: Path, *argv: str, env: Mapping[str, str] | None = None,
                   unset: Iterable[str] = (), no_pyspark: bool = False,
                   timeout: float = 600) -> Run:
-    """`odibi -C root argv...` in a fresh Python process: what it printed, and whether it
-    imported pyspark (a process that never imports pyspark starts no JVM)."""
+    """`odibi argv...` in a fresh Python process working in `root`: what it printed, and
+    whether it imported pyspark (a process that never imports pyspark starts no JVM)."""
     probe = root.parent / f".probe-{os.getpid()}.json"
     probe.unlink(missing_ok=True)
     environ = {**os.environ, "PYTHONUNBUFFERED": "1", "ODIBI_TEST_PROBE": str(probe),
@@ -97,7 +97,7 @@ def odibi_process(root: Path, *argv: str, env: Mapping[str, str] | None = None,
         environ.pop(name, None)
     if no_pyspark:
         environ["ODIBI_TEST_NO_PYSPARK"] = "1"
-    done = subprocess.run([sys.executable, "-c", _PROBE, "-C", str(root), *argv],
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], cwd=root,
                           capture_output=True, text=True, env=environ, timeout=timeout)
     imported = json.loads(probe.read_text()) if probe.exists() else {}
     probe.unlink(missing_ok=True)
