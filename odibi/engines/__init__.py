@@ -52,7 +52,7 @@ def preflight(root: Path, target: Target) -> SetupProblem | None:
     from odibi.engines.spark_setup import preflight as spark_preflight
 
     where = spark_warehouse(root, target)
-    return spark_preflight(target, None if is_uri(where) else Path(where))
+    return spark_preflight(target, None if is_uri(where) else Path(where), root)
 
 
 def spark_warehouse(root: Path, target: Target) -> str:

@@ -34,15 +34,27 @@ class SetupProblem:
     hint: str | None = None
 
 
-def preflight(target: Target, warehouse: Path | None) -> SetupProblem | None:
+def preflight(target: Target, warehouse: Path | None, root: Path | None = None
+              ) -> SetupProblem | None:
     """The first thing that keeps `target` from running, or None. `warehouse`: the local
-    warehouse directory (None: at a URI, which only the cluster can check)."""
+    warehouse directory (None: at a URI, which only the cluster can check), shown relative
+    to the project's `root` when it lies inside it. Each message names the target."""
     for check in (_pyspark, _java, lambda: _master(target),
-                  lambda: _writable(warehouse) if warehouse is not None else None):
+                  lambda: _writable(warehouse, root)
+                  if warehouse is not None else None):
         problem = check()
         if problem is not None:
-            return problem
+            return SetupProblem(f"target '{target.name}': {problem.message}", problem.hint)
     return None
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def _pyspark() -> SetupProblem | None:
@@ -64,7 +76,10 @@ def _java() -> SetupProblem | None:
     hint = f"install Java {JAVA_MIN} or later (e.g. apt-get install openjdk-{JAVA_MIN}-jre-headless) " \
            "and put it on PATH, or set JAVA_HOME"
     if java is None:
-        return SetupProblem(f"Spark needs Java {JAVA_MIN} or later, and no java was found", hint)
+        home = os.environ.get("JAVA_HOME")
+        where = f" (JAVA_HOME={home} has no bin/java)" if home else ""
+        return SetupProblem(f"Spark needs Java {JAVA_MIN} or later, and no java was found"
+                            f"{where}", hint)
     try:
         done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -89,19 +104,25 @@ def _master(target: Target) -> SetupProblem | None:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return None
     except OSError as e:
-        return SetupProblem(f"target '{target.name}': cannot reach {url} ({e.strerror or e})",
+        return SetupProblem(f"cannot reach {url} ({e.strerror or e})",
                             "is the Spark master running, and is the address right?")
 
 
-def _writable(warehouse: Path) -> SetupProblem | None:
+def _writable(warehouse: Path, root: Path | None) -> SetupProblem | None:
+    shown = _shown(warehouse, root)
+    hint = "give the target a warehouse: it can write (a directory, or where one can be made)"
+    blocker = next((p for p in (warehouse, *warehouse.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "it" if blocker == warehouse else _shown(blocker, root)
+        return SetupProblem(f"cannot write the warehouse {shown}: {what} is a file, not a "
+                            "directory", hint)
     try:
         warehouse.mkdir(parents=True, exist_ok=True)
         probe = warehouse / f".odibi-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        return SetupProblem(f"cannot write the warehouse {warehouse}: {e.strerror or e}",
-                            "give the target a warehouse: it can write")
+        return SetupProblem(f"cannot write the warehouse {shown}: {e.strerror or e}", hint)
     return None
 
 
