@@ -29,7 +29,7 @@ from odibi.config.model import Format, ReadSpec, Target, WriteSpec
 from odibi.engines.base import (Capabilities, Catalog, EngineError, EngineInterrupted,
                                 EngineOptions, Location, Relation, TableInfo,
                                 WarehouseDamaged, WarehouseUnavailable)
-from odibi.engines.spark_files import Files, Layout, LocalFiles, local_stamp
+from odibi.engines.spark_files import SCHEMA_FILE, Files, Layout, LocalFiles, local_stamp
 from odibi.hashing import digest_parts, digest_text
 from odibi.ids import NodeId, OutputRef
 
@@ -208,21 +208,19 @@ class SparkSessionWorker:
     def _store(self, out: OutputRef, df: Any) -> int:
         """Write `df` as the version `out`, observing its rows and digest as it is written."""
         from pyspark.sql import Observation
-        from pyspark.sql import functions as F
 
         engine = self.engine
         obs = Observation(f"odibi_{self.group}_{out.version}".replace("-", "_"))
-        columns = [df[c] for c in df.columns]
-        hashed = F.xxhash64(*columns) if columns else F.lit(0)
-        observed = df.observe(obs, F.count(F.lit(1)).alias("rows"),
-                              F.sum(hashed.cast("decimal(38,0)")).alias("hash"))
+        observed = df.observe(obs, *digest_columns(df))
         tmp = engine.layout.temp(f"{out.node}__{out.version}")
         observed.write.mode("error").parquet(engine.files.uri(tmp))
         metrics = obs.get
         rows = int(metrics.get("rows") or 0)
-        schema = tuple(f"{f.name} {f.dataType.simpleString()}" for f in df.schema.fields)
+        # its schema kept with it: reading it back infers nothing (no Spark job)
+        engine.files.write_text(f"{tmp}/{SCHEMA_FILE}", df.schema.json())
         engine.files.rename(tmp, engine.layout.version_path(out))
-        self.observed[out] = (rows, str(metrics.get("hash") or 0), schema)
+        engine.remember_schema(out, df.schema)
+        self.observed[out] = (rows, _digest_text(metrics), _schema_of(df))
         return rows
 
     # -- looking ---------------------------------------------------------------------
@@ -230,14 +228,9 @@ class SparkSessionWorker:
         seen = self.observed.pop(out, None)
         if seen is None:  # (stored by another session: measured again)
             def run() -> tuple[int, str, tuple[str, ...]]:
-                from pyspark.sql import functions as F
-
                 df = self.engine.frame(self.spark, out)
-                cols = [df[c] for c in df.columns]
-                row = df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*cols).cast("decimal(38,0)"))
-                             ).collect()[0]
-                schema = tuple(f"{f.name} {f.dataType.simpleString()}" for f in df.schema.fields)
-                return int(row[0]), str(row[1] or 0), schema
+                row = df.agg(*digest_columns(df)).collect()[0].asDict()
+                return int(row["rows"] or 0), _digest_text(row), _schema_of(df)
             seen = self._mapped(run)
         rows, total, schema = seen
         return TableInfo(rows, schema, digest_parts("table", json.dumps(schema), str(rows),
@@ -324,6 +317,27 @@ class SparkSessionWorker:
 
     def close(self) -> None:
         pass
+
+
+def digest_columns(df: Any) -> list[Any]:
+    """The aggregates a version's row count and content digest come from: the sums of the
+    high and the low 32 bits of each row's 64-bit xxhash (order-insensitive; two bigint
+    sums, which cannot overflow below 2^31 rows, are much cheaper than one decimal sum)."""
+    from pyspark.sql import functions as F
+
+    columns = [df[c] for c in df.columns]
+    hashed = F.xxhash64(*columns) if columns else F.lit(0).cast("bigint")
+    return [F.count(F.lit(1)).alias("rows"),
+            F.sum(F.shiftright(hashed, 32)).alias("high"),
+            F.sum(hashed.bitwiseAND(F.lit(0xFFFFFFFF))).alias("low")]
+
+
+def _digest_text(values: Mapping[str, Any]) -> str:
+    return f"{values.get('high') or 0}:{values.get('low') or 0}"
+
+
+def _schema_of(df: Any) -> tuple[str, ...]:
+    return tuple(f"{f.name} {f.dataType.simpleString()}" for f in df.schema.fields)
 
 
 def _put(src: Path, dest: Path) -> None:
@@ -413,6 +427,7 @@ class SparkEngine:
         self._opened = False
         self._current: dict[NodeId, OutputRef] | None = None
         self._views: dict[str, str] = {}  # view name -> the version path it reads
+        self._schemas: dict[OutputRef, Any] = {}  # stored version -> its Spark schema
         if not options.lazy:
             self.open()
 
@@ -571,21 +586,49 @@ class SparkEngine:
         return self.files.uri(self.layout.version_path(out))
 
     def frame(self, spark: Any, rel: Relation) -> Any:
-        return spark.read.parquet(self.path_of(rel))
+        """A version (or a node's current one) as a DataFrame, read with the schema kept
+        with it: Spark infers nothing, so this runs no job."""
+        out = rel if isinstance(rel, OutputRef) else self._pointers().get(rel)
+        path = self.path_of(rel)
+        schema = self.schema(out) if out is not None else None
+        reader = spark.read if schema is None else spark.read.schema(schema)
+        return reader.parquet(path)
+
+    def remember_schema(self, out: OutputRef, schema: Any) -> None:
+        with self._lock:
+            self._schemas[out] = schema
+
+    def schema(self, out: OutputRef) -> Any:
+        """The schema kept with a stored version (None: an older one without: inferred)."""
+        with self._lock:
+            if out in self._schemas:
+                return self._schemas[out]
+        text = self.files.read_text(f"{self.layout.version_path(out)}/{SCHEMA_FILE}")
+        if text is None:
+            return None
+        from pyspark.sql.types import StructType
+
+        schema = StructType.fromJson(json.loads(text))
+        self.remember_schema(out, schema)
+        return schema
 
     def relation_sql(self, spark: Any, rel: Relation) -> str:
-        if isinstance(rel, OutputRef):
-            return f"parquet.{quote(self.path_of(rel))}"
-        self.views(spark, (rel,))
-        return quote(rel)
+        """How Spark SQL names a relation: a temporary view (of a node's current version,
+        or, for a stored one, `__odibi_<node>__<version>`)."""
+        name = f"__odibi_{rel.node}__{rel.version}" if isinstance(rel, OutputRef) else rel
+        self._view(spark, name, rel)
+        return quote(name)
 
     def views(self, spark: Any, names: Iterable[NodeId]) -> None:
         """A temporary view per input, reading its current version (re-registered only
         when that changed)."""
         for name in names:
-            path = self.path_of(name)
-            with self._lock:
-                if self._views.get(name) == path:
-                    continue
-                spark.read.parquet(path).createOrReplaceTempView(name)
-                self._views[name] = path
+            self._view(spark, name, name)
+
+    def _view(self, spark: Any, name: str, rel: Relation) -> None:
+        path = self.path_of(rel)
+        with self._lock:
+            if self._views.get(name) == path:
+                return
+            self.frame(spark, rel).createOrReplaceTempView(name)
+            self._views[name] = path

@@ -29,6 +29,7 @@ from typing import Protocol
 from odibi.ids import NodeId, OutputRef
 
 STORE, CURRENT, EXPORTS, TMP = "store", "current", "exports", "tmp"
+SCHEMA_FILE = "_odibi_schema.json"  # in a version's directory: its Spark schema
 MARKER = "odibi-warehouse.json"  # says what this directory is (and its layout's version)
 LAYOUT = 1
 
