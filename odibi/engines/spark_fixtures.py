@@ -107,6 +107,16 @@ class ScratchEngine(SparkEngine):
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # (else Spark warns)
             return super().spark
 
+    def message(self, e: BaseException) -> str:
+        """Spark's sentence (its first line), without the plan or the SQL it prints after
+        it: a case's failure reads the same every run (a plan's expression ids do not)."""
+        text = getattr(e, "getMessage", None)
+        lines = [ln for ln in str(text() if callable(text) else e).splitlines() if ln.strip()]
+        msg = lines[0].strip() if lines else type(e).__name__
+        for secret, shown in (self.options.redact or {}).items():
+            msg = msg.replace(secret, shown)
+        return msg
+
     def frame(self, spark: Any, rel: Relation) -> Any:
         if isinstance(rel, str) and rel in self.fixtures:
             return self.fixtures[rel]

@@ -125,8 +125,8 @@ def open_files(files: Iterable[Path], project: Project) -> Scratch:
 
     problem = scratch_problem(project.sql_dialect)
     if problem is not None:
-        raise UsageError(f"odibi test runs the cases of a project whose SQL is "
-                         f"{project.sql_dialect.value} SQL on local Spark: {problem.message}",
+        raise UsageError(f"odibi test runs this project's cases on local Spark (its SQL "
+                         f"is Spark SQL): {problem.message}",
                          span=project.sql_dialect_span or project.build_target.span,
                          hint=problem.hint)
     return open_scratch(Access(reads=tuple(sorted(files))), project.sql_dialect)
