@@ -69,6 +69,7 @@ PROJECT = {
                 rows:
                   - {order_id: 1, customer_id: 7, tags: [a, b], amount: 2.5}
                   - {order_id: 2, customer_id: 7, tags: [c], amount: -1.0}
+                schema: {tags: 'ARRAY<STRING>'}
             expect:
               rows: [{order_id: 1, customer_id: 7, tags: a|b, n: 2, amount: 2.5}]
           - name: wrong_amount
