@@ -9,9 +9,9 @@ file and no build state is opened.
 
 All cases share one scratch engine (`odibi.engines.open_scratch`), where the project's
 SQL is written to run (its `sql_dialect`): DuckDB in memory (a new one costs ~25 ms, a
-case ~5 ms), or a local Spark session for Spark SQL (~5-8 s to start, then ~0.3 s a
-case); each case runs on a session of its own, which forgets what the case made when it
-is done. Nothing here names an engine:
+case ~5 ms), or a local Spark session for Spark SQL (~5-8 s to start on an idle machine,
+then a few small Spark jobs a case); each case runs on a session of its own, which
+forgets what the case made when it is done. Nothing here names an engine:
 fixtures, rows and a failure's missing column are engine operations
 (`odibi.engines.tools.ScratchSession`).
 """

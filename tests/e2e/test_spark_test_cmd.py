@@ -28,7 +28,7 @@ PROJECT = {
             read: {connection: raw, path: customers.csv}
           - name: people
             read: {connection: raw, path: people.json}
-          # array_join, size, date_format, element_at: Spark SQL functions DuckDB does not have
+          # array_join, size, date_format, try_element_at: Spark SQL functions DuckDB does not have
           - name: tagged
             sql: |
               SELECT order_id, customer_id, array_join(tags, '|') AS tags, size(tags) AS n, amount
@@ -39,7 +39,7 @@ PROJECT = {
               FROM tagged t JOIN customers c ON t.customer_id = c.customer_id
           - name: cities
             sql: |
-              SELECT name, address.city AS city, address, element_at(tags, 1) AS first_tag,
+              SELECT name, address.city AS city, address, try_element_at(tags, 1) AS first_tag,
                      year(seen) AS seen
               FROM people
           - name: strict
@@ -114,10 +114,12 @@ PROJECT = {
                 rows:
                   - {name: Ada, address: {city: London, zip: N1}, tags: [x, y], seen: 2021-03-04 10:30:00}
                   - {name: Bob, address: {city: Paris, zip: P2}, tags: [z], seen: 2019-12-31 23:00:00}
+                  - {name: "O'Brien", address: {city: 'C:\\dir', zip: null}, tags: [], seen: null}
             expect:
               rows:
                 - {name: Ada, city: London, address: {city: London, zip: N1}, first_tag: x, seen: 2021}
                 - {name: Bob, city: Paris, address: {city: Paris, zip: P2}, first_tag: z, seen: 2019}
+                - {name: "O'Brien", city: 'C:\\dir', address: {city: 'C:\\dir', zip: null}, first_tag: null, seen: null}
           - name: schema_casts
             node: totals
             given:
