@@ -3,7 +3,8 @@
 A case runs when its node is selected. Exit codes: 0 every case passed (or there were
 none), 1 a case failed, 2 a bad test file or command line (nothing runs then).
 `--generate NODE` writes tests/test_NODE.yaml from a sample of the last build instead.
-DuckDB (and pandas, for Python nodes) are imported only once there is a case to run.
+DuckDB (and pandas, for Python nodes; pyspark for a project whose SQL is Spark SQL) are
+imported only once there is a case to run.
 """
 
 from __future__ import annotations

@@ -108,12 +108,32 @@ def read_schemas(items: Sequence[tuple[Sequence[Path], ReadSpec]]) -> list[Schem
     return read(items)
 
 
-def open_scratch(access: Access) -> Scratch:
-    """An in-memory engine of the project's kind for test cases, whose SQL reaches only
-    the files of `access` (`odibi.engines.tools.Scratch`). Close it when done."""
+def open_scratch(access: Access, dialect: str = "duckdb") -> Scratch:
+    """A scratch engine for test cases (`odibi.engines.tools.Scratch`) where SQL of
+    `dialect` (a project's `sql_dialect`) runs: DuckDB in memory, whose SQL reaches only
+    the files of `access`; for Spark SQL, a local Spark session (started when the first
+    case runs). Close it when done."""
+    from odibi.config.model import EngineKind
+
+    if dialect == EngineKind.SPARK:
+        from odibi.engines.spark_fixtures import SparkScratch
+
+        return SparkScratch(access)
     from odibi.engines.duckdb_fixtures import DuckDBScratch
 
     return DuckDBScratch(access)
+
+
+def scratch_problem(dialect: str) -> SetupProblem | None:
+    """What keeps `open_scratch(..., dialect)` from running cases (Spark: no pyspark, no
+    Java), found without starting anything; None: nothing."""
+    from odibi.config.model import EngineKind, Target
+
+    if dialect != EngineKind.SPARK:
+        return None
+    from odibi.engines.spark_setup import preflight as spark_preflight
+
+    return spark_preflight(Target("scratch", EngineKind.SPARK, master="local[2]"), None)
 
 
 def sample(engine: Engine, relations: Mapping[str, Relation], plan: Sequence[SampleStep],

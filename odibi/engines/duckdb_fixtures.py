@@ -35,6 +35,7 @@ from odibi.ids import NodeId
 _MISSING_SQL_COLUMN = re.compile(
     r'(?:Referenced column "(?P<a>[^"]+)" not found'
     r'|Table "(?P<t>[^"]+)" does not have a column named "(?P<b>[^"]+)")')
+TYPE_EXAMPLES = "BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, TIMESTAMP, DECIMAL(10,2)"
 _KEY_ERROR = re.compile(r"KeyError: '(?:Column not found: )?(?P<c>[^']+)'")  # pandas
 
 
@@ -135,7 +136,8 @@ class FixtureSession(DuckDBSession):
             try:
                 self.cur.execute(f"SELECT CAST(NULL AS {t})")
             except duckdb.Error as e:
-                raise FixtureError(FixtureProblem.TYPE, _first_line(e), column) from None
+                raise FixtureError(FixtureProblem.TYPE, _first_line(e), column,
+                                   engine="DuckDB", examples=TYPE_EXAMPLES) from None
 
     def _file_columns(self, select: str, schema: Mapping[str, str]) -> list[str]:
         """The columns a csv or parquet fixture has; every column `schema` types must be one."""

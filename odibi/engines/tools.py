@@ -10,7 +10,7 @@ interface), in the same engine-neutral terms:
   (`SampleStep`s, planned by `odibi.testing.joins`) that `odibi.engines.sample` follows.
 
 None of it is needed by a build's jobs; each engine implements it under `odibi/engines/`
-(DuckDB: duckdb_bind.py, duckdb_fixtures.py, duckdb_sample.py).
+(DuckDB: duckdb_bind.py, duckdb_fixtures.py, duckdb_sample.py; Spark: spark_fixtures.py).
 """
 
 from __future__ import annotations
@@ -87,15 +87,18 @@ class FixtureProblem(Enum):
 
 class FixtureError(EngineError):
     """A fixture the engine cannot load: the test's mistake. `detail`: the engine's own
-    words, one line."""
+    words, one line. A TYPE problem names the engine (`engine`) and some of its types
+    (`examples`), for the message."""
 
     def __init__(self, problem: FixtureProblem, detail: str, column: str | None = None,
-                 columns: Sequence[str] = ()) -> None:
+                 columns: Sequence[str] = (), *, engine: str = "", examples: str = "") -> None:
         super().__init__(detail)
         self.problem = problem
         self.detail = detail
         self.column = column
         self.columns = tuple(columns)
+        self.engine = engine
+        self.examples = examples
 
 
 @dataclass(frozen=True, slots=True)

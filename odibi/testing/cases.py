@@ -7,7 +7,7 @@
           raw_orders:
             rows: [{order_id: 1, amount: 10.0}, {order_id: 2, amount: -5.0}]
             # or   csv: |  (inline)   or   file: fixtures/x.csv (.csv/.parquet, test-relative)
-            schema: {order_id: BIGINT}      # optional DuckDB types, by column
+            schema: {order_id: BIGINT}      # optional types (of the SQL's engine), by column
         vars: {min_amount: 0}               # optional, over the project's vars
         expect:
           rows: [{order_id: 1, amount: 10.0}]   # or csv / file (and schema)
@@ -43,7 +43,7 @@ DATA_KEYS = {"rows", "csv", "file", "schema"}
 EXPECT_KEYS = DATA_KEYS | {"ordered", "columns", "tolerance", "error"}
 FILE_GLOBS = ("tests/**/test_*.yaml", "tests/**/test_*.yml")
 DEFAULT_TOLERANCE = 1e-9
-_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ ,()\[\]]*\Z")
+_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ ,()\[\]<>:]*\Z")  # (DuckDB's and Spark's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ def generate(resolved: Resolved, name: NodeId, samples: Mapping[NodeId, Sample])
         draft = Path(tmp) / "test_draft.yaml"
         draft.write_text(_file(name, given, ["    expect: {rows: []}"]))
         case = load_cases(Path(tmp), draft.name)[0]
-    scratch = open_for([case])
+    scratch = open_for([case], resolved.project)
     try:
         output = produce(scratch, resolved, case)
     except NodeFailed as e:

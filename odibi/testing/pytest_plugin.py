@@ -13,7 +13,9 @@ ini file (pytest.ini, [tool.pytest.ini_options], ...).
 Nothing heavy is imported when pytest starts: odibi's loader on the first YAML test file
 collected, the engine (DuckDB; pandas for Python nodes) when the first case runs. Every
 case of the run shares one scratch engine, sandboxed as `odibi test`'s is: its SQL
-reaches the fixture files of the collected cases and nothing else.
+reaches the fixture files of the collected cases and nothing else. Cases of a project
+whose SQL is Spark SQL (`sql_dialect: spark`) share a local Spark session instead, as
+`odibi test` runs them (one started for the run, or the one already running).
 """
 
 from __future__ import annotations
@@ -60,13 +62,13 @@ def project_root(path: Path) -> Path | None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shared = config.stash.get(_SHARED, None)
-    if shared and "scratch" in shared:
-        shared.pop("scratch").close()
+    for scratch in (shared or {}).get("scratch", {}).values():
+        scratch.close()
 
 
 def _shared(config: pytest.Config) -> dict[str, Any]:
     if _SHARED not in config.stash:
-        config.stash[_SHARED] = {"projects": {}, "files": set()}
+        config.stash[_SHARED] = {"projects": {}, "files": set(), "scratch": {}}
     return config.stash[_SHARED]
 
 
@@ -84,16 +86,17 @@ def _project(config: pytest.Config, root: Path) -> Any:
     return projects[root]
 
 
-def _scratch(config: pytest.Config) -> Any:
-    """One scratch engine for every case of the run, opened when the first case runs
-    (every test file is collected by then), reaching the collected cases' fixture files."""
+def _scratch(config: pytest.Config, project: Any) -> Any:
+    """One scratch engine for every case of the run whose project's SQL is of one dialect
+    (DuckDB, Spark), opened when the first such case runs (every test file is collected
+    by then), reaching the collected cases' fixture files."""
     shared = _shared(config)
-    if "scratch" not in shared:
-        from odibi.engines import open_scratch
-        from odibi.engines.base import Access
+    dialect = project.sql_dialect
+    if dialect not in shared["scratch"]:
+        from odibi.testing.runner import open_files
 
-        shared["scratch"] = open_scratch(Access(reads=tuple(sorted(shared["files"]))))
-    return shared["scratch"]
+        shared["scratch"][dialect] = open_files(shared["files"], project)
+    return shared["scratch"][dialect]
 
 
 class OdibiTestFile(pytest.File):
@@ -131,7 +134,8 @@ class OdibiTestItem(pytest.Item):
 
         parent = self.parent
         assert isinstance(parent, OdibiTestFile)
-        result = run_case(_scratch(self.config), _project(self.config, parent.root), self.case)
+        resolved = _project(self.config, parent.root)
+        result = run_case(_scratch(self.config, resolved.project), resolved, self.case)
         if not result.ok:
             detail = result.diff.text() if result.diff is not None else f"  {result.message}"
             raise CaseFailed(f"odibi test {self.case.id} ({self.case.node}) failed\n{detail}")

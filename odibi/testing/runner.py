@@ -7,9 +7,11 @@ Only where the data comes from differs: each input is a fixture loaded as the in
 node's current output, and the output goes to a scratch version. No warehouse, no source
 file and no build state is opened.
 
-All cases share one scratch engine (`odibi.engines.open_scratch`: in memory, of the
-project's kind; a new one costs ~25 ms, a case ~5 ms); each case runs on a session of
-its own, which forgets what the case made when it is done. Nothing here names an engine:
+All cases share one scratch engine (`odibi.engines.open_scratch`), where the project's
+SQL is written to run (its `sql_dialect`): DuckDB in memory (a new one costs ~25 ms, a
+case ~5 ms), or a local Spark session for Spark SQL (~5-8 s to start on an idle machine,
+then a few small Spark jobs a case); each case runs on a session of its own, which
+forgets what the case made when it is done. Nothing here names an engine:
 fixtures, rows and a failure's missing column are engine operations
 (`odibi.engines.tools.ScratchSession`).
 """
@@ -24,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
-from odibi.config.model import PythonSpec, ReadSpec, SqlSpec
+from odibi.config.model import Project, PythonSpec, ReadSpec, SqlSpec
 from odibi.config.substitute import Substituter
-from odibi.errors import ConfigError, Span, did_you_mean
+from odibi.errors import ConfigError, Span, UsageError, did_you_mean
 from odibi.ids import Digest, NodeId, Outcome, OutputRef, Status
 from odibi.resolve import Resolved
 from odibi.testing.cases import Case, Data
@@ -96,7 +98,7 @@ def run_cases(resolved: Resolved, cases: Iterable[Case],
     if not cases:
         return []
     results = []
-    scratch = open_for(cases)
+    scratch = open_for(cases, resolved.project)
     try:
         for case in cases:
             result = run_case(scratch, resolved, case)
@@ -108,13 +110,26 @@ def run_cases(resolved: Resolved, cases: Iterable[Case],
     return results
 
 
-def open_for(cases: Iterable[Case]) -> Scratch:
-    """The scratch engine the cases run in: sandboxed as a build's warehouse is (a node's
-    SQL reaches no file), reaching only the cases' fixture files."""
-    from odibi.engines import open_scratch
+def open_for(cases: Iterable[Case], project: Project) -> Scratch:
+    """The scratch engine the cases run in: where the project's SQL is written to run
+    (its `sql_dialect`). DuckDB's is sandboxed as a build's warehouse is (a node's SQL
+    reaches no file), reaching only the cases' fixture files."""
+    return open_files(fixture_files(cases), project)
+
+
+def open_files(files: Iterable[Path], project: Project) -> Scratch:
+    """A scratch engine for `project`'s cases, reaching `files`; what it needs and lacks
+    (Spark: pyspark, Java) is a UsageError at the project's dialect, before anything runs."""
+    from odibi.engines import open_scratch, scratch_problem
     from odibi.engines.base import Access
 
-    return open_scratch(Access(reads=tuple(sorted(fixture_files(cases)))))
+    problem = scratch_problem(project.sql_dialect)
+    if problem is not None:
+        raise UsageError(f"odibi test runs this project's cases on local Spark (its SQL "
+                         f"is Spark SQL): {problem.message}",
+                         span=project.sql_dialect_span or project.build_target.span,
+                         hint=problem.hint)
+    return open_scratch(Access(reads=tuple(sorted(files))), project.sql_dialect)
 
 
 def fixture_files(cases: Iterable[Case]) -> set[Path]:
@@ -263,9 +278,8 @@ def _fixture_error(data: Data, e: FixtureError) -> ConfigError:
             column = e.column or "?"
             return ConfigError(
                 f"{data.what}: schema: '{column}': {data.schema.get(column)!r} is not a "
-                f"DuckDB type ({e.detail})", span=data.schema_spans.get(column),
-                hint="types such as BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, TIMESTAMP, "
-                     "DECIMAL(10,2)")
+                f"{e.engine or 'known'} type ({e.detail})", span=data.schema_spans.get(column),
+                hint=f"types such as {e.examples}" if e.examples else None)
         case FixtureProblem.UNREADABLE:
             return ConfigError(f"{data.what}: the fixture could not be read: {e.detail}",
                                span=data.span)
