@@ -142,8 +142,8 @@ def sample(engine: Engine, relations: Mapping[str, Relation], plan: Sequence[Sam
     `relations`: where each input is read from), following the plan: an input with no
     key to match gets its first rows (sorted by all columns: the same every time), any
     other the rows that join, on every key, the rows sampled before it (else its first)."""
-    from odibi.engines.duckdb_engine import DuckDBEngine
-    from odibi.engines.duckdb_sample import sample as sample_duckdb
+    from odibi.engines.sample_sql import duckdb_sample, sample_sql, spark_sample
 
-    assert isinstance(engine, DuckDBEngine), engine
-    return sample_duckdb(engine, relations, plan, rows)
+    sql = spark_sample(engine) if engine.capabilities.dialect == "spark" \
+        else duckdb_sample(engine)
+    return sample_sql(sql, relations, plan, rows)

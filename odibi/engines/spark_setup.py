@@ -141,6 +141,9 @@ def start_session(target: Target, app: str, conf: Mapping[str, str]) -> Any:
         builder = builder.remote(target.remote)
         settings: dict[str, str] = {}
     else:
+        # pyspark marks the process as Spark Connect once a remote session started in it
+        # (an environment variable): a classic session would then start none
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
         master = target.master or "local[*]"
         builder = builder.master(master)
         settings = dict(DEFAULT_CONF)

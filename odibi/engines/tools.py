@@ -10,7 +10,7 @@ interface), in the same engine-neutral terms:
   (`SampleStep`s, planned by `odibi.testing.joins`) that `odibi.engines.sample` follows.
 
 None of it is needed by a build's jobs; each engine implements it under `odibi/engines/`
-(DuckDB: duckdb_bind.py, duckdb_fixtures.py, duckdb_sample.py; Spark: spark_fixtures.py).
+(DuckDB: duckdb_bind.py, duckdb_fixtures.py; Spark: spark_fixtures.py; both: sample_sql.py).
 """
 
 from __future__ import annotations

@@ -36,10 +36,11 @@ CONF = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
 
 
 @pytest.fixture(scope="session")
-def spark_master() -> str:
-    """The master every Spark test builds on. The standalone cluster fixture replaces this
-    one line (`return spark_cluster.master`) when it lands."""
-    return "local[2]"
+def spark_master(spark_cluster: Any) -> str:
+    """The master every Spark build test builds on: the session's standalone cluster (a
+    real master and worker on 127.0.0.1, tests/spark_cluster.py). `local[2]` is covered by
+    tests/e2e/test_spark_cluster.py, the Connect test and `odibi test`'s scratch."""
+    return str(spark_cluster.master_url)
 
 
 def targets_yaml(master: str, *, warehouse: str | None = None, out: str = "out_spark",

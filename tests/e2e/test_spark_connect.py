@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_cli, write_files
+from tests.conftest import write_files
 
 START_TIMEOUT = 180.0
 
@@ -98,6 +99,16 @@ def _project(remote: str) -> dict[str, str]:
             """,
         "data/t.csv": "id,name,amount\n1,a,10\n2,b,20\n3,c,30\n",
     }
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """odibi in a process of its own: pyspark marks a process that started a Spark Connect
+    session as Connect-only, and the other Spark tests start classic sessions in pytest's."""
+    done = subprocess.run([sys.executable, "-m", "odibi", *argv], capture_output=True,
+                          text=True, timeout=600)
+    done.code = done.returncode  # type: ignore[attr-defined]
+    done.out, done.err = done.stdout, done.stderr  # type: ignore[attr-defined]
+    return done
 
 
 def _rows(path: Path) -> list[tuple]:

@@ -1,54 +1,62 @@
-"""Samples of built outputs that join, in DuckDB (`odibi test --generate`; the plan of
-what to sample comes from `odibi.testing.joins`).
+"""Samples of built outputs that join, in SQL (`odibi test --generate`; the plan of what
+to sample comes from `odibi.testing.joins`), for any engine that can run a query and
+quote a name (`SampleSql`: DuckDB's and Spark's are below).
 
 Each step of the plan is one query on the warehouse: an input with no key to match gets
 its first rows (sorted by all columns, so the sample is the same every time); an input
 with keys gets the rows that join, on every key, the samples already taken (each earlier
 sample is a CTE of the very query it came from): first each key value's first row, then
 each one's second row, and so on, so that every sampled key finds a partner before any
-finds two. When nothing matches, or the keys cannot be compared (types DuckDB will not
-equate), the input gets its first rows after all.
+finds two. When nothing matches, or the keys cannot be compared (types the engine will
+not equate), the input gets its first rows after all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from odibi.engines.base import Relation
-from odibi.engines.duckdb_engine import DuckDBEngine, relation_sql
-from odibi.engines.duckdb_sandbox import quote_ident as q
 from odibi.engines.tools import Rows, SampleStep
 
 
-def sample(engine: DuckDBEngine, relations: Mapping[str, Relation], plan: Sequence[SampleStep],
-           rows: int) -> dict[str, Rows]:
+@dataclass(frozen=True, slots=True)
+class SampleSql:
+    """What sampling asks of an engine."""
+
+    fetch: Callable[[str], Rows]  # run a query: its columns, types and rows
+    table: Callable[[Relation], str]  # how its SQL names a relation
+    quote: Callable[[str], str]  # a quoted identifier
+    failures: tuple[type[BaseException], ...]  # what a query that cannot run raises
+
+
+def sample_sql(sql: SampleSql, relations: Mapping[str, Relation], plan: Sequence[SampleStep],
+               rows: int) -> dict[str, Rows]:
     """Up to `rows` rows of each input the plan names (`relations`: where each is read
     from), step by step."""
-    con = engine.con
-    tables = {i: relation_sql(r) for i, r in relations.items()}
+    tables = {i: sql.table(r) for i, r in relations.items()}
     bodies: dict[str, str] = {}  # input -> the SELECT its sample came from
     out: dict[str, Rows] = {}
     for step in plan:
         table = tables[step.input]
         found = None
         if step.match:
-            columns = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
-            found = _matching(con, table, step, columns, bodies, rows)
+            columns = list(sql.fetch(f"SELECT * FROM {table} LIMIT 0").columns)
+            found = _matching(sql, table, step, columns, bodies, rows)
         if found is None:
             bodies[step.input] = f"SELECT * FROM {table} ORDER BY ALL LIMIT {int(rows)}"
-            found = _fetch(con, bodies[step.input])
+            found = sql.fetch(bodies[step.input])
         out[step.input] = found
     return out
 
 
-def _matching(con: Any, table: str, step: SampleStep, columns: Sequence[str],
+def _matching(sql: SampleSql, table: str, step: SampleStep, columns: Sequence[str],
               bodies: dict[str, str], rows: int) -> Rows | None:
     """Up to `rows` rows of `table` that join, on every key of `step`, the samples taken
     before it (module docstring). None when nothing matches, or the keys cannot be
     compared."""
-    import duckdb
-
+    q = sql.quote
     names = {n: f"__odibi_sample_{k}" for k, n in enumerate(bodies)}
     exists, keys = [], []
     for key in step.match:
@@ -64,8 +72,8 @@ def _matching(con: Any, table: str, step: SampleStep, columns: Sequence[str],
             f"FROM {table} AS __odibi_x WHERE {' AND '.join(exists)}) "
             f"ORDER BY __odibi_round, {cols} LIMIT {int(rows)}")
     try:
-        found = _fetch(con, f"WITH {ctes} {body}")
-    except duckdb.Error:
+        found = sql.fetch(f"WITH {ctes} {body}")
+    except sql.failures:
         return None
     if not found.rows:
         return None
@@ -73,7 +81,26 @@ def _matching(con: Any, table: str, step: SampleStep, columns: Sequence[str],
     return found
 
 
-def _fetch(con: Any, sql: str) -> Rows:
-    found = con.execute(sql)
-    return Rows([d[0] for d in found.description], [str(d[1]) for d in found.description],
-                found.fetchall())
+def duckdb_sample(engine: Any) -> SampleSql:
+    import duckdb
+
+    from odibi.engines.duckdb_engine import relation_sql
+    from odibi.engines.duckdb_sandbox import quote_ident
+
+    def fetch(text: str) -> Rows:
+        found = engine.con.execute(text)
+        return Rows([d[0] for d in found.description], [str(d[1]) for d in found.description],
+                    found.fetchall())
+    return SampleSql(fetch, relation_sql, quote_ident, (duckdb.Error,))
+
+
+def spark_sample(engine: Any) -> SampleSql:
+    from odibi.engines.spark_engine import quote
+
+    spark = engine.spark
+
+    def fetch(text: str) -> Rows:
+        df = spark.sql(text)
+        return Rows(list(df.columns), [f.dataType.simpleString() for f in df.schema.fields],
+                    [tuple(r) for r in df.collect()])
+    return SampleSql(fetch, lambda rel: engine.relation_sql(spark, rel), quote, (Exception,))
