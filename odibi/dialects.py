@@ -357,8 +357,13 @@ def _check_spark(out: str, sql: str) -> None:
         m = _CALL_RE.match(node.sql("spark"))
         if m and m.group(1).lower() not in known:
             fn = m.group(1).lower()
+            where = _find(sql, fn)
+            if where is None:  # not written: made by the translation (a table function...)
+                raise TranspileError(
+                    "this statement has no faithful Spark translation (sqlglot's "
+                    f"translation calls {fn}(), which Spark does not have)")
             raise TranspileError(f"Spark has no function {fn}() (not among its builtin "
-                                 "functions)", _find(sql, fn))
+                                 "functions)", where)
 
 
 def _find(sql: str, word: str) -> int | None:

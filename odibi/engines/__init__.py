@@ -133,7 +133,8 @@ def scratch_problem(dialect: str) -> SetupProblem | None:
         return None
     from odibi.engines.spark_setup import preflight as spark_preflight
 
-    return spark_preflight(Target("scratch", EngineKind.SPARK, master="local[2]"), None)
+    return spark_preflight(Target("scratch", EngineKind.SPARK, master="local[2]"), None,
+                           named=False)
 
 
 def sample(engine: Engine, relations: Mapping[str, Relation], plan: Sequence[SampleStep],

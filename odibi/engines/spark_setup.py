@@ -34,16 +34,19 @@ class SetupProblem:
     hint: str | None = None
 
 
-def preflight(target: Target, warehouse: Path | None, root: Path | None = None
-              ) -> SetupProblem | None:
+def preflight(target: Target, warehouse: Path | None, root: Path | None = None, *,
+              named: bool = True) -> SetupProblem | None:
     """The first thing that keeps `target` from running, or None. `warehouse`: the local
     warehouse directory (None: at a URI, which only the cluster can check), shown relative
-    to the project's `root` when it lies inside it. Each message names the target."""
+    to the project's `root` when it lies inside it. Each message names the target, when
+    `named` (a project's target; not `odibi test`'s local session)."""
     for check in (_pyspark, _java, lambda: _master(target),
                   lambda: _writable(warehouse, root)
                   if warehouse is not None else None):
         problem = check()
         if problem is not None:
+            if not named:
+                return problem
             return SetupProblem(f"target '{target.name}': {problem.message}", problem.hint)
     return None
 

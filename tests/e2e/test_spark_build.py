@@ -228,6 +228,7 @@ def test_incremental_builds_on_spark(tmp_path: Path, spark_master: str) -> None:
 # -- kill -9 of the driver --------------------------------------------------------------------
 KILL_YAML = """
 project: killed
+sql_dialect: spark
 connections:
   raw: {type: local, base_path: data}
   out: {type: local, base_path: out}
