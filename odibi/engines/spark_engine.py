@@ -462,7 +462,8 @@ class SparkEngine:
         msg = str(text() if callable(text) else e).strip()
         msg = msg.split("\n\tat ")[0].split("\nJVM stacktrace:")[0].strip()
         lines = [ln for ln in msg.splitlines() if ln.strip()]
-        msg = " ".join(lines[:3]) if lines else type(e).__name__
+        # (the first line says it; what follows is plan text, with ids that change per run)
+        msg = lines[0].strip() if lines else type(e).__name__
         for secret, shown in (self.options.redact or {}).items():
             msg = msg.replace(secret, shown)
         return msg

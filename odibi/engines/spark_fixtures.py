@@ -100,7 +100,9 @@ class ScratchEngine(SparkEngine):
     def spark(self) -> Any:
         with self._lock:
             if self._spark is None:
-                _quiet_query_logs()
+                from odibi.engines.spark_setup import quiet_query_logs
+
+                quiet_query_logs()
                 running = _running_session()
                 if running is not None:
                     self._spark, self.borrowed = running, True
@@ -268,17 +270,6 @@ def _running_session() -> Any:
     if SparkContext._active_spark_context is None:  # noqa: SLF001
         return None
     return SparkSession.getActiveSession()
-
-
-def _quiet_query_logs() -> None:
-    """pyspark logs every failed query's error (as JSON, on stderr) before raising it:
-    the error is odibi's to report, once."""
-    import logging
-
-    from pyspark.logger import PySparkLogger
-
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
-        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _no_void(df: Any) -> Any:

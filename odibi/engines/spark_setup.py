@@ -163,6 +163,7 @@ def start_session(target: Target, app: str, conf: Mapping[str, str]) -> Any:
         spark = builder.getOrCreate()
     if target.remote is None:
         spark.sparkContext.setLogLevel("ERROR")
+    quiet_query_logs()
     return spark
 
 
@@ -173,3 +174,14 @@ DEFAULT_CONF = {
     "spark.ui.showConsoleProgress": "false",  # odibi shows progress itself
 }
 LOCAL_CONF = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+
+
+def quiet_query_logs() -> None:
+    """pyspark logs every failed query's error (as JSON, on stderr) before raising it:
+    the error is odibi's to report, once."""
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
