@@ -295,9 +295,7 @@ class SparkSessionWorker:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if engine.local is not None:  # kept with the version: a restore copies it back
-            keep = engine.local / copy
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            _copy_any(made, keep)
+            _keep(made, engine.local / copy)
 
     def make_current(self, node: NodeId, out: OutputRef) -> None:
         self.engine.point(node, out)
@@ -354,16 +352,22 @@ def _put(src: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-def _copy_any(src: Path, dest: Path) -> None:
+def _keep(src: Path, dest: Path) -> None:
+    """Keep a copy of an export with its version. A copy, never a hard link: the user's
+    file may be edited in place, and a re-export must put back what the version wrote.
+    Made under a temporary name and renamed: a build killed while copying leaves no half
+    copy that a restore would put back."""
     if dest.exists():
         return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.odibi-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.unlink(missing_ok=True)
     if src.is_dir():
-        shutil.copytree(src, dest)
+        shutil.copytree(src, tmp)
     else:
-        try:
-            os.link(src, dest)  # same file system: no copy
-        except OSError:
-            shutil.copyfile(src, dest)
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
 
 
 def _swap_dir(new: Path, dest: Path) -> None:
