@@ -78,7 +78,7 @@ def cmd_build(opts: BuildOptions, out: Out) -> int:
             p = make_plan(prepared, frozenset(names), forced(prepared, chosen.force, out, names),
                           only=chosen.only, excluded=excluded)
         target = prepared.resolved.project.build_target
-        if opts.bind and target.engine is EngineKind.DUCKDB:
+        if opts.bind and prepared.resolved.project.binds_columns:
             _bind(prepared, p, state, out)  # a statement that does not bind: exit 2
         if not opts.dry_run and target.engine is not EngineKind.DUCKDB \
                 and any(s.status is Status.REBUILD for s in p.steps):

@@ -59,7 +59,7 @@ def cmd_validate(opts: ValidateOptions, out: Out) -> int:
         resolved = load(root, list(opts.project.overrides), state, opts.project.build_target)
         check_sources(resolved)
         binding = None
-        if opts.bind:
+        if opts.bind and resolved.project.binds_columns:
             from odibi.bind import bind_project
 
             binding = bind_project(resolved, state, env_redactions(resolved))

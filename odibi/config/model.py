@@ -228,6 +228,13 @@ class Project:
     sql_dialect: EngineKind = EngineKind.DUCKDB  # the dialect the project's SQL is written in
     sql_dialect_span: Span | None = None
 
+    @property
+    def binds_columns(self) -> bool:
+        """Whether SQL is bound to its inputs' columns before a build (README, "Column
+        binding"): DuckDB SQL on a DuckDB target (binding is DuckDB's)."""
+        return self.build_target.engine is EngineKind.DUCKDB \
+            and self.sql_dialect is EngineKind.DUCKDB
+
     def kind_of(self, name: NodeId) -> NodeKind:
         node = self.nodes.get(name)
         return node.kind if node is not None else NodeKind.CHECK
