@@ -285,17 +285,16 @@ class SparkSessionWorker:
                 if len(parts) != 1:
                     raise EngineError(f"Spark wrote {len(parts)} files for {dest.uri}")
                 os.replace(parts[0], target)
-                made: Path = target
             else:
                 for extra in tmp.iterdir():
                     if extra.name.startswith((".", "_")):
                         extra.unlink()
                 _swap_dir(tmp, target)
-                made = target
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if engine.local is not None:  # kept with the version: a restore copies it back
-            _keep(made, engine.local / copy)
+        kept = engine.local / copy if engine.local is not None else None
+        if kept is not None and not kept.exists():  # a restore copies it back
+            _put(target, kept)
 
     def make_current(self, node: NodeId, out: OutputRef) -> None:
         self.engine.point(node, out)
@@ -339,35 +338,20 @@ def _schema_of(df: Any) -> tuple[str, ...]:
 
 
 def _put(src: Path, dest: Path) -> None:
-    """Copy a kept export back into place, whole (a temporary name renamed)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        tmp = dest.parent / f".{dest.name}.odibi-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
-        _swap_dir(tmp, dest)
-    else:
-        tmp = dest.parent / f".{dest.name}.odibi-tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-
-
-def _keep(src: Path, dest: Path) -> None:
-    """Keep a copy of an export with its version. A copy, never a hard link: the user's
-    file may be edited in place, and a re-export must put back what the version wrote.
-    Made under a temporary name and renamed: a build killed while copying leaves no half
-    copy that a restore would put back."""
-    if dest.exists():
-        return
+    """Copy a file or a directory to `dest`, whole: made under a temporary name and
+    renamed (a build killed while copying leaves no half copy in `dest`). Exports are
+    copied, never hard-linked: the user's file may be edited in place, and a re-export
+    must put back what the version wrote."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.odibi-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.unlink(missing_ok=True)
     if src.is_dir():
         shutil.copytree(src, tmp)
+        _swap_dir(tmp, dest)
     else:
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+        os.replace(tmp, dest)
 
 
 def _swap_dir(new: Path, dest: Path) -> None:
